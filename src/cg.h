@@ -1,0 +1,121 @@
+/*
+ * cg.h -- code generation.  One formula emitter (cg-expr.c) and one set of
+ * reduction snippets (cg-reduce.c) shared by the CPU skeleton (cg-cpu.c)
+ * and the CUDA skeleton (cg-cuda.c); the skeletons differ only in their
+ * loops and in how they reach variables.
+ *
+ * Conventions of the emitted code (every prelude defines them):
+ *   T            the scalar type: double or float
+ *   rk_v         the type of one component of a value: on the CPU a GCC
+ *                vector of RK_LANES consecutive reduction indices, on CUDA T
+ *   RK_SPLAT(c)  a constant c as an rk_v
+ *   rk_exp(x) ... every function named in ops.def's CEXPR column, taking
+ *                and returning rk_v (rk_round and rk_powi take an int too)
+ * The value of node n is the array "rk_v n<id>[dim]", declared where it is
+ * computed.  Variables are never copied: their components are reached
+ * through the skeleton's var_ref callback.  A formula string is never
+ * pasted into generated code: only IR nodes emit code.
+ */
+#ifndef RK_CG_H
+#define RK_CG_H
+
+#include "ir.h"
+
+typedef struct rk_cg {
+  rk_buf *b;
+  /* append the expression (of type rk_v) of component k of variable node
+     v (op RK_OP_VAR); k is C text: a literal ("2") or a loop variable. */
+  void (*var_ref)(struct rk_cg *g, const rk_node *v, const char *k);
+  void *skel;     /* the skeleton's private data */
+  int indent;     /* current indentation, in levels */
+  int precision;  /* 32 or 64 */
+} rk_cg;
+
+/* indentation-aware line output: rk_cg_line(g, "x = %d;", 3) */
+void rk_cg_line(rk_cg *g, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* append the expression of component k of node n: a variable goes through
+   var_ref, a constant is RK_SPLAT(value), Zero is RK_SPLAT(0), anything
+   else "n<id>[k]" (or "n<id>[0]" when n->dim == 1: broadcasting). */
+void rk_cg_ref(rk_cg *g, const rk_node *n, const char *k);
+
+/* emit, in topological order, the code computing every non-leaf node that
+   the roots depend on (each once); afterwards rk_cg_ref(g, root, k) names
+   the root's components.  Returns RK_OK or an error. */
+int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots,
+                   int nroots, rk_error *e);
+
+/* the generic elementwise emitter and the special ones (ops.def EMITFN) */
+void rk_emit_leaf(rk_cg *g, const rk_node *n);
+void rk_emit_elem(rk_cg *g, const rk_node *n);
+void rk_emit_sum(rk_cg *g, const rk_node *n);
+void rk_emit_max(rk_cg *g, const rk_node *n);
+void rk_emit_min(rk_cg *g, const rk_node *n);
+void rk_emit_argmax(rk_cg *g, const rk_node *n);
+void rk_emit_argmin(rk_cg *g, const rk_node *n);
+void rk_emit_sqnorm2(rk_cg *g, const rk_node *n);
+void rk_emit_norm2(rk_cg *g, const rk_node *n);
+void rk_emit_scalprod(rk_cg *g, const rk_node *n);
+void rk_emit_sqdist(rk_cg *g, const rk_node *n);
+void rk_emit_wsqnorm(rk_cg *g, const rk_node *n);
+void rk_emit_wsqdist(rk_cg *g, const rk_node *n);
+void rk_emit_normalize(rk_cg *g, const rk_node *n);
+void rk_emit_elemop(rk_cg *g, const rk_node *n);
+void rk_emit_elemt(rk_cg *g, const rk_node *n);
+void rk_emit_extract(rk_cg *g, const rk_node *n);
+void rk_emit_extractt(rk_cg *g, const rk_node *n);
+void rk_emit_concat(rk_cg *g, const rk_node *n);
+void rk_emit_onehot(rk_cg *g, const rk_node *n);
+void rk_emit_sumt(rk_cg *g, const rk_node *n);
+void rk_emit_matvec(rk_cg *g, const rk_node *n);
+void rk_emit_vecmat(rk_cg *g, const rk_node *n);
+void rk_emit_tensorprod(rk_cg *g, const rk_node *n);
+
+/* ---- reduction snippets (cg-reduce.c), on scalars of type T ----
+ * The state of one output row is a set of local C variables whose names
+ * start with the prefix `acc`.  Patterns are printf formats with one %s
+ * that receives a component-index expression, e.g. "fb[(%s)*TJ + jj]".
+ */
+/* number of doubles needed to store one row's state (rk_cg_red_store) */
+int rk_cg_red_state_size(const rk_formula *f);
+void rk_cg_red_decl(rk_cg *g, const rk_formula *f, const char *acc);
+void rk_cg_red_init(rk_cg *g, const rk_formula *f, const char *acc);
+/* fold one reduction point: fpat / wpat give the components of f / w
+   (wpat NULL when there is no weight), jexpr its 0-based index */
+void rk_cg_red_update(rk_cg *g, const rk_formula *f, const char *acc,
+                      const char *fpat, const char *wpat, const char *jexpr);
+/* fold state acc2 (points with larger indices) into acc */
+void rk_cg_red_merge(rk_cg *g, const rk_formula *f, const char *acc,
+                     const char *acc2);
+/* state <-> doubles at pattern pat (%s: slot index) */
+void rk_cg_red_store(rk_cg *g, const rk_formula *f, const char *acc,
+                     const char *pat);
+void rk_cg_red_load(rk_cg *g, const rk_formula *f, const char *acc,
+                    const char *pat);
+/* write output component c (0..outdim-1) to outpat (%s: c); indices are
+   written 1-based */
+void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
+                     const char *outpat);
+
+/* ---- skeletons ---- */
+/* complete C translation unit of the CPU kernel (see be.h for its ABI) */
+int rk_cg_cpu_source(const rk_formula *f, int precision, const char *key,
+                     rk_buf *out, rk_error *e);
+/* complete CUDA translation unit (its kernels' ABI: top of cg-cuda.c) */
+int rk_cg_cuda_source(const rk_formula *f, int precision, const char *key,
+                      rk_buf *out, rk_error *e);
+/* launch geometry of that CUDA kernel (compile-time constants of the
+   source, recomputed identically by the launcher, be-cuda.c):
+   tpb threads per block, rb output rows per thread (register blocking),
+   tj reduction points per shared-memory tile, state doubles per row */
+typedef struct rk_cuda_geom {
+  int tpb, rb, tj, pad, state;
+} rk_cuda_geom;
+int rk_cg_cuda_geom(const rk_formula *f, int precision, rk_cuda_geom *gm,
+                    rk_error *e);
+
+#endif /* RK_CG_H */

@@ -1,0 +1,137 @@
+/*
+ * formula.c -- the public formula functions of rkeops.h: parse a
+ * reduction into an rk_formula (parse.c), check the reduction's
+ * dimensions, compute the output layout, the canonical text and the key.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "parse.h"
+
+/* output dimension of the reduction (red.def), or -1 with err set */
+static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
+                             rk_error *err) {
+  const rk_redinfo *ri = &rk_reds[f->red];
+  int d = f->f->dim;
+  long long out;
+  switch (f->red) {
+  case RK_RED_MIN_ARGMIN:
+  case RK_RED_MAX_ARGMAX:
+    out = 2LL * d;
+    break;
+  case RK_RED_KMIN:
+  case RK_RED_ARGKMIN:
+    out = (long long)f->K * d;
+    break;
+  case RK_RED_KMIN_ARGKMIN:
+    out = 2LL * f->K * d;
+    break;
+  case RK_RED_LOGSUMEXP:
+  case RK_RED_LOGSUMEXPWEIGHT:
+  case RK_RED_SUMSOFTMAXWEIGHT:
+    if (d != 1)
+      return rk_parse_error(err, RK_EDIM, src, redpos,
+                            "%s_Reduction: the formula has dimension %d, "
+                            "not 1",
+                            ri->name, d), -1;
+    out = f->w ? f->w->dim : 1;
+    break;
+  default:
+    out = d;
+  }
+  if (out > 1000000)
+    return rk_parse_error(err, RK_EVALUE, src, redpos,
+                          "%s_Reduction: output dimension %lld is too large",
+                          ri->name, out), -1;
+  return (int)out;
+}
+
+int rk_formula_parse(const char *formula, const char *const *args, int nargs,
+                     int sum_scheme, rk_formula **out, rk_error *err) {
+  rk_error local;
+  if (err == NULL)
+    err = &local; /* the parser always has somewhere to write */
+  rk_err_clear(err);
+  if (out != NULL)
+    *out = NULL;
+  if (out == NULL || formula == NULL)
+    return rk_err(err, RK_EINTERNAL, -1, "rk_formula_parse: NULL argument");
+  if (nargs < 0 || (nargs > 0 && args == NULL))
+    return rk_err(err, RK_EINTERNAL, -1,
+                  "rk_formula_parse: bad argument declarations");
+  if (sum_scheme < RK_SCHEME_AUTO || sum_scheme > RK_SCHEME_KAHAN)
+    return rk_err(err, RK_EVALUE, -1, "unknown summation scheme %d",
+                  sum_scheme);
+  if (formula[strspn(formula, " \t\r\n")] == '\0')
+    return rk_err(err, RK_EPARSE, 0,
+                  "empty formula: expected a reduction such as "
+                  "Sum_Reduction(f, 1)");
+  rk_ctx *ctx = rk_ctx_new();
+  rk_formula *f = ctx ? rk_arena_alloc(rk_ctx_arena(ctx), sizeof *f) : NULL;
+  if (f == NULL) {
+    rk_ctx_free(ctx);
+    return rk_err(err, RK_ENOMEM, -1, "out of memory");
+  }
+  f->ctx = ctx;
+  f->scheme = sum_scheme == RK_SCHEME_AUTO ? RK_SCHEME_BLOCK : sum_scheme;
+  int redpos = 0;
+  int code = rk_parse_formula(f, formula, args, nargs, &redpos, err);
+  if (code == RK_OK) {
+    f->outdim = rk_formula_layout(f, formula, redpos, err);
+    if (f->outdim < 0)
+      code = err ? err->code : RK_EDIM;
+  }
+  if (code == RK_OK) {
+    rk_buf b;
+    rk_buf_init(&b);
+    rk_format_formula(&b, f);
+    if (!b.oom && b.s != NULL)
+      f->canonical = rk_arena_strdup(rk_ctx_arena(ctx), b.s);
+    rk_buf_free(&b);
+    if (f->canonical == NULL)
+      code = rk_err(err, RK_ENOMEM, -1, "out of memory");
+    else
+      rk_hash_hex(f->canonical, f->key);
+  }
+  if (code != RK_OK) {
+    rk_ctx_free(ctx);
+    return code;
+  }
+  *out = f;
+  return RK_OK;
+}
+
+void rk_formula_free(rk_formula *f) {
+  if (f != NULL)
+    rk_ctx_free(f->ctx); /* f lives in its own arena */
+}
+
+int rk_formula_nvars(const rk_formula *f) { return f->nvars; }
+
+const char *rk_formula_var_name(const rk_formula *f, int pos) {
+  return pos >= 0 && pos < f->nvars ? f->vars[pos].name : NULL;
+}
+
+int rk_formula_var_dim(const rk_formula *f, int pos) {
+  return pos >= 0 && pos < f->nvars ? f->vars[pos].dim : -1;
+}
+
+int rk_formula_var_cat(const rk_formula *f, int pos) {
+  return pos >= 0 && pos < f->nvars ? f->vars[pos].cat : -1;
+}
+
+int rk_formula_axis(const rk_formula *f) { return f->axis; }
+
+int rk_formula_outdim(const rk_formula *f) { return f->outdim; }
+
+int rk_formula_outkind(const rk_formula *f) {
+  return rk_reds[f->red].outkind;
+}
+
+const char *rk_formula_canonical(const rk_formula *f) { return f->canonical; }
+
+int rk_formula_nodes(const rk_formula *f) {
+  const rk_node *roots[2] = {f->f, f->w};
+  const rk_node **order;
+  return rk_topo(f->ctx, roots, f->w ? 2 : 1, &order);
+}

@@ -1,0 +1,245 @@
+/*
+ * ir-simplify.c -- rewrites applied by rk_build to every new node:
+ * constant folding (an IntCst stays an IntCst when integer inputs give an
+ * exact integer), and identities that automatic differentiation relies on
+ * (x*1, x*0, x+0, 0-x, -(-x), f(Zero) ...).  Values are never changed
+ * beyond these identities: no reassociation, no distribution.
+ */
+#include "ir-check.h"
+
+#include <limits.h>
+#include <math.h>
+
+/* value of a scalar constant (IntCst, Cst, Zero(1)); *isint when integer */
+static int rk_simp_const(const rk_node *n, double *v, int *isint) {
+  if (n->op == RK_OP_INTCST) {
+    *v = n->ip[0];
+    *isint = 1;
+    return 1;
+  }
+  if (n->op == RK_OP_ZERO && n->dim == 1) {
+    *v = 0;
+    *isint = 1;
+    return 1;
+  }
+  if (n->op == RK_OP_CST) {
+    *v = n->dp;
+    *isint = 0;
+    return 1;
+  }
+  return 0;
+}
+
+/* the node of a folded value; NULL (no folding) when not finite */
+static const rk_node *rk_simp_value(rk_ctx *c, double v, int isint) {
+  if (!isfinite(v))
+    return NULL;
+  if (isint && v == floor(v) && v >= INT_MIN && v <= INT_MAX)
+    return rk_intcst(c, (int)v);
+  return rk_cst(c, v);
+}
+
+/* op applied to scalars x[] (ip: integer parameters); 0 when not folded */
+static int rk_simp_eval(int op, const double *x, const int *ip, double *r) {
+  double a = x[0], b = x[1], d = x[2];
+  switch (op) {
+  case RK_OP_ADD: *r = a + b; return 1;
+  case RK_OP_SUBTRACT: *r = a - b; return 1;
+  case RK_OP_MULT: *r = a * b; return 1;
+  case RK_OP_DIVIDE: *r = a / b; return b != 0;
+  case RK_OP_MINUS: *r = -a; return 1;
+  case RK_OP_EXP: *r = exp(a); return 1;
+  case RK_OP_LOG: *r = log(a); return a > 0;
+  case RK_OP_SIN: *r = sin(a); return 1;
+  case RK_OP_COS: *r = cos(a); return 1;
+  case RK_OP_TAN: *r = tan(a); return 1;
+  case RK_OP_ASIN: *r = asin(a); return 1;
+  case RK_OP_ACOS: *r = acos(a); return 1;
+  case RK_OP_ATAN: *r = atan(a); return 1;
+  case RK_OP_ATAN2: *r = atan2(a, b); return 1;
+  case RK_OP_SQRT: *r = sqrt(a); return 1;
+  case RK_OP_RSQRT: *r = a == 0 ? 0 : 1 / sqrt(a); return 1;
+  case RK_OP_INV: *r = 1 / a; return a != 0;
+  case RK_OP_SQUARE: *r = a * a; return 1;
+  case RK_OP_POW: *r = pow(a, ip[0]); return 1;
+  case RK_OP_POWF: *r = exp(b * log(a)); return 1;
+  case RK_OP_ABS: *r = fabs(a); return 1;
+  case RK_OP_SIGN: *r = a > 0 ? 1 : a < 0 ? -1 : 0; return 1;
+  case RK_OP_STEP: *r = a < 0 ? 0 : 1; return 1;
+  case RK_OP_RELU: *r = a < 0 ? 0 : a; return 1;
+  case RK_OP_FLOOR: *r = floor(a); return 1;
+  case RK_OP_XLOGX: *r = a == 0 ? 0 : a * log(a); return 1;
+  case RK_OP_SINXDIVX: *r = a == 0 ? 1 : sin(a) / a; return 1;
+  case RK_OP_CLAMP: *r = fmin(fmax(a, b), d); return 1;
+  case RK_OP_CLAMPINT: *r = fmin(fmax(a, ip[0]), ip[1]); return 1;
+  case RK_OP_IFELSE: *r = a >= 0 ? b : d; return 1;
+  case RK_OP_MOD: *r = a - b * floor((a - d) / b); return b != 0;
+  case RK_OP_SUM:
+  case RK_OP_MAX:
+  case RK_OP_MIN: *r = a; return 1;
+  case RK_OP_ARGMAX:
+  case RK_OP_ARGMIN: *r = 0; return 1;
+  case RK_OP_SQNORM2: *r = a * a; return 1;
+  case RK_OP_NORM2: *r = fabs(a); return 1;
+  case RK_OP_SCALPROD: *r = a * b; return 1;
+  case RK_OP_SQDIST: *r = (a - b) * (a - b); return 1;
+  default: return 0; /* Round: left to the backend's own rounding */
+  }
+}
+
+/* fold an op whose arguments are all scalar constants */
+static const rk_node *rk_simp_fold(rk_ctx *c, int op,
+                                   const rk_node *const *args, int nargs,
+                                   const int *ip, int dim) {
+  double x[RK_MAX_ARGS] = {0}, r;
+  int allint = 1;
+  if (dim != 1 || nargs == 0)
+    return NULL;
+  for (int i = 0; i < nargs; i++) {
+    int isint;
+    if (!rk_simp_const(args[i], &x[i], &isint))
+      return NULL;
+    allint &= isint;
+  }
+  if (op == RK_OP_CLAMPINT && !allint)
+    allint = 0;
+  if (!rk_simp_eval(op, x, ip, &r))
+    return NULL;
+  return rk_simp_value(c, r, allint);
+}
+
+static int rk_is_zero_node(const rk_node *n) { return n->op == RK_OP_ZERO; }
+
+/* ops with f(0) = 0, elementwise */
+static int rk_simp_keeps_zero(int op, const int *ip) {
+  switch (op) {
+  case RK_OP_MINUS: case RK_OP_SIN: case RK_OP_TAN: case RK_OP_ASIN:
+  case RK_OP_ATAN: case RK_OP_SQRT: case RK_OP_RSQRT: case RK_OP_SQUARE:
+  case RK_OP_ABS: case RK_OP_SIGN: case RK_OP_RELU: case RK_OP_FLOOR:
+  case RK_OP_ROUND: case RK_OP_XLOGX: case RK_OP_NORMALIZE:
+    return 1;
+  case RK_OP_POW:
+    return ip[0] > 0;
+  default:
+    return 0;
+  }
+}
+
+/* identities; NULL when none applies */
+static const rk_node *rk_simp_rules(rk_ctx *c, int op,
+                                    const rk_node *const *args, int nargs,
+                                    const int *ip, int dim) {
+  const rk_node *a = nargs > 0 ? args[0] : NULL;
+  const rk_node *b = nargs > 1 ? args[1] : NULL;
+  switch (op) {
+  case RK_OP_ADD:
+    if (rk_is_zero(b) && a->dim == dim)
+      return a;
+    if (rk_is_zero(a) && b->dim == dim)
+      return b;
+    return NULL;
+  case RK_OP_SUBTRACT:
+    if (rk_is_zero(b) && a->dim == dim)
+      return a;
+    if (a == b)
+      return rk_zero(c, dim);
+    if (rk_is_zero(a) && b->dim == dim)
+      return rk_simplify(c, RK_OP_MINUS, &b, 1, NULL, 0, 0, dim);
+    return NULL;
+  case RK_OP_MULT:
+    if (rk_is_zero(a) || rk_is_zero(b))
+      return rk_zero(c, dim);
+    if (rk_is_one(b) && a->dim == dim)
+      return a;
+    if (rk_is_one(a) && b->dim == dim)
+      return b;
+    return NULL;
+  case RK_OP_DIVIDE:
+    if (rk_is_one(b) && a->dim == dim)
+      return a;
+    return NULL;
+  case RK_OP_MINUS:
+    if (a->op == RK_OP_MINUS)
+      return a->args[0];
+    break;
+  case RK_OP_POW:
+    if (ip[0] == 1)
+      return a;
+    if (ip[0] == 0 && dim == 1)
+      return rk_intcst(c, 1);
+    break;
+  case RK_OP_SUM: case RK_OP_MAX: case RK_OP_MIN:
+    if (a->dim == 1)
+      return a;
+    if (rk_is_zero_node(a))
+      return rk_zero(c, 1);
+    return NULL;
+  case RK_OP_ARGMAX: case RK_OP_ARGMIN:
+    if (a->dim == 1 || rk_is_zero_node(a))
+      return rk_zero(c, 1);
+    return NULL;
+  case RK_OP_SQNORM2: case RK_OP_NORM2:
+    return rk_is_zero_node(a) ? rk_zero(c, 1) : NULL;
+  case RK_OP_SCALPROD:
+    return rk_is_zero_node(a) || rk_is_zero_node(b) ? rk_zero(c, 1) : NULL;
+  case RK_OP_SQDIST:
+    if (a == b)
+      return rk_zero(c, 1);
+    if (rk_is_zero_node(b))
+      return rk_simplify(c, RK_OP_SQNORM2, &a, 1, NULL, 0, 0, 1);
+    if (rk_is_zero_node(a))
+      return rk_simplify(c, RK_OP_SQNORM2, &b, 1, NULL, 0, 0, 1);
+    return NULL;
+  case RK_OP_WSQNORM:
+    return rk_is_zero(a) || rk_is_zero_node(b) ? rk_zero(c, 1) : NULL;
+  case RK_OP_WSQDIST:
+    return rk_is_zero(a) || b == args[2] ? rk_zero(c, 1) : NULL;
+  case RK_OP_IFELSE:
+    return b == args[2] && b->dim == dim ? b : NULL;
+  case RK_OP_ELEM:
+    if (a->dim == 1)
+      return a;
+    return rk_is_zero_node(a) ? rk_zero(c, 1) : NULL;
+  case RK_OP_EXTRACT:
+    if (ip[0] == 0 && ip[1] == a->dim)
+      return a;
+    return rk_is_zero_node(a) ? rk_zero(c, dim) : NULL;
+  case RK_OP_EXTRACTT:
+    if (ip[0] == 0 && ip[1] == a->dim)
+      return a;
+    return rk_is_zero(a) && a->dim == 1 ? rk_zero(c, dim)
+           : rk_is_zero_node(a)         ? rk_zero(c, dim)
+                                        : NULL;
+  case RK_OP_ELEMT: case RK_OP_SUMT:
+    if (dim == 1)
+      return a;
+    return rk_is_zero(a) ? rk_zero(c, dim) : NULL;
+  case RK_OP_CONCAT:
+    return rk_is_zero_node(a) && rk_is_zero_node(b) ? rk_zero(c, dim) : NULL;
+  case RK_OP_MATVECMULT: case RK_OP_VECMATMULT: case RK_OP_TENSORPROD:
+    return rk_is_zero(a) || rk_is_zero(b) ? rk_zero(c, dim) : NULL;
+  default:
+    break;
+  }
+  /* elementwise f with f(0) = 0 applied to Zero(d) */
+  if (nargs == 1 && rk_is_zero_node(a) && a->dim == dim &&
+      rk_simp_keeps_zero(op, ip))
+    return a;
+  return NULL;
+}
+
+const rk_node *rk_simplify(rk_ctx *c, int op, const rk_node *const *args,
+                           int nargs, const int *ip, int nip, double dp,
+                           int dim) {
+  static const int noip[RK_MAX_IP] = {0};
+  if (ip == NULL)
+    ip = noip;
+  if (nargs > 0) {
+    const rk_node *n = rk_simp_fold(c, op, args, nargs, ip, dim);
+    if (n == NULL)
+      n = rk_simp_rules(c, op, args, nargs, ip, dim);
+    if (n != NULL)
+      return n;
+  }
+  return rk_make(c, op, dim, args, nargs, ip, nip, dp);
+}
