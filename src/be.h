@@ -112,9 +112,10 @@ size_t rk_cuda_describe(char *buf, size_t size);
    called by rk_cache_clear_memory, which then frees k->key and k itself.
    Implemented in be-cuda-*.c. */
 void rk_cuda_unload(rk_kernel *k);
-/* release a loaded CUDA kernel's module and helper data (called by
-   rk_cache_clear_memory for kernels with backend RK_BACKEND_GPU); k itself
-   and k->key stay with the caller */
-void rk_cuda_unload(rk_kernel *k);
+/* free / total memory of CUDA device `device` in bytes; 0, or -1 when no
+   GPU is usable (ffi-cuda.c, bench/gpu.R) */
+int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes);
+/* give back the device-memory pools (grow-only, reused across calls) */
+void rk_cuda_release_pools(void);
 
 #endif /* RK_BE_H */
