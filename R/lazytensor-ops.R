@@ -1,0 +1,664 @@
+# lazytensor-ops.R -- symbolic operations on LazyTensors.
+#
+# Every operation builds a new formula string from its operands' formulas and
+# checks the inner dimensions as the engine will (src/ops.def, ir-check.c):
+# elementwise binary operations broadcast a dimension-1 operand.  Base R
+# generics are extended through S4 group generics (Arith, Compare, Math,
+# Math2) and methods on primitives (`|`, `%*%`, sum, min, max), so nothing of
+# base R is masked; `step`, `ifelse` and `atan2` become S4 generics whose
+# default is the stats/base function.
+#' @include lazytensor-class.R
+NULL
+
+# ---- helpers ---------------------------------------------------------------
+
+# Output dimension of an elementwise operation: all operands of the same
+# dimension, or of dimension 1 (broadcast).
+lt_bcast_dim <- function(args, opname) {
+  dims <- vapply(args, function(a) a@dim, 0L)
+  big <- unique(dims[dims != 1L])
+  if (length(big) > 1L)
+    lt_dim_error(sprintf(paste0("%s: incompatible inner dimensions %s ",
+                                "(operands must have equal dimensions or ",
+                                "dimension 1)"), opname,
+                         paste(dims, collapse = " and ")), call = NULL)
+  if (length(big)) big else 1L
+}
+
+# An integer parameter of an operation (written in the formula, not data).
+lt_int <- function(n, what, min = -Inf) {
+  if (!is.numeric(n) || length(n) != 1L || !is.finite(n) || n != round(n))
+    lt_abort(sprintf("`%s` must be a single whole number", what),
+             "rkeops_input_error", call = NULL)
+  if (n < min)
+    lt_abort(sprintf("`%s` must be at least %d, not %d", what, min, n),
+             "rkeops_input_error", call = NULL)
+  as.integer(n)
+}
+
+# Op(a, b, ..., p1, p2) from formula arguments `args` and integer parameters.
+lt_call <- function(op, args, params = integer(), dim) {
+  f <- paste0(op, "(", paste(c(vapply(args, function(a) a@formula, ""),
+                                  as.character(params)), collapse = ", "),
+              ")")
+  lt_make(f, args, dim, op)
+}
+
+# An elementwise operation of any arity: operands converted, dims broadcast.
+lt_elementwise <- function(op, ...) {
+  args <- lapply(list(...), as_lt)
+  lt_call(op, args, dim = lt_bcast_dim(args, op))
+}
+
+# A unary operation of `x`, output dimension `dim`.
+lt_unary <- function(op, x, params = integer(), dim = NULL) {
+  x <- lt_check(x, op)
+  lt_call(op, list(x), params, if (is.null(dim)) x@dim else dim)
+}
+
+# `x` must already be a LazyTensor for functions that create no variable.
+lt_check <- function(x, opname) {
+  if (!is(x, "LazyTensor")) {
+    if (is.numeric(x) && length(x) == 1L) return(lt_constant(x))
+    lt_abort(sprintf("%s() expects a LazyTensor, not an object of class %s",
+                     tolower(opname), class(x)[1L]), "rkeops_input_error",
+             call = NULL)
+  }
+  x
+}
+
+# a <sym> b, infix in the formula language, with broadcasting.
+lt_infix <- function(sym, a, b, opname = sym) {
+  a <- as_lt(a)
+  b <- as_lt(b)
+  d <- lt_bcast_dim(list(a, b), opname)
+  lt_make(sprintf("(%s %s %s)", a@formula, sym, b@formula), list(a, b), d,
+          opname)
+}
+
+lt_one_minus <- function(x) {
+  lt_make(sprintf("(IntCst(1) - %s)", x@formula), list(x), x@dim, "Compare")
+}
+
+lt_is_scalar_num <- function(x) {
+  !is(x, "LazyTensor") && is.numeric(x) && length(x) == 1L && is.finite(x)
+}
+
+# x^y: Square, Sqrt, Rsqrt and Pow(x, n) for the special exponents, Powf
+# otherwise.
+lt_power <- function(x, y) {
+  if (lt_is_scalar_num(y) && is(x, "LazyTensor")) {
+    if (y == 2) return(lt_unary("Square", x))
+    if (y == 0.5) return(lt_unary("Sqrt", x))
+    if (y == -0.5) return(lt_unary("Rsqrt", x))
+    if (y == round(y) && abs(y) < 2^31) return(lt_unary("Pow", x, y))
+  }
+  lt_elementwise("Powf", x, y)
+}
+
+lt_arith <- function(op, e1, e2) {
+  switch(op,
+    "+" = lt_infix("+", e1, e2),
+    "-" = lt_infix("-", e1, e2),
+    "*" = lt_infix("*", e1, e2),
+    "/" = lt_infix("/", e1, e2),
+    "^" = lt_power(e1, e2),
+    "%%" = lt_elementwise("Mod", e1, e2, 0),
+    "%/%" = lt_unary("Floor", lt_infix("/", e1, e2)),
+    lt_abort(sprintf("the operator %s is not available for LazyTensors", op),
+             "rkeops_op_error", call = NULL)
+  )
+}
+
+# Comparisons give 1 (true) or 0 (false), through Step and Sign.
+lt_compare <- function(op, e1, e2) {
+  d <- lt_infix("-", e1, e2, op)
+  switch(op,
+    ">=" = lt_unary("Step", d),
+    "<"  = lt_one_minus(lt_unary("Step", d)),
+    "<=" = lt_unary("Step", lt_infix("-", e2, e1, op)),
+    ">"  = lt_one_minus(lt_unary("Step", lt_infix("-", e2, e1, op))),
+    "==" = lt_one_minus(lt_unary("Abs", lt_unary("Sign", d))),
+    "!=" = lt_unary("Abs", lt_unary("Sign", d))
+  )
+}
+
+# ---- Arith, Compare, Logic -------------------------------------------------
+
+#' Arithmetic and comparison operators for LazyTensors
+#'
+#' `+ - * /` work elementwise, `^` is a power (`x^2` is `Square(x)`, `x^0.5`
+#' `Sqrt(x)`, `x^-0.5` `Rsqrt(x)`, other whole exponents `Pow(x, n)`, the
+#' rest `Powf(x, y)`), `%%` is the modulo `Mod(x, y, 0)` and `%/%` the
+#' floored division; unary minus negates. Comparisons give 1 (true) or 0
+#' (false): `x >= y` is `Step(x - y)`, `x < y` is `1 - Step(x - y)`, `x == y`
+#' is `1 - Abs(Sign(x - y))` and `x != y` is `Abs(Sign(x - y))`.
+#' `x | y` is the scalar product over the inner dimension (`Scalprod`, the
+#' two operands must have the same dimension; the result has dimension 1).
+#'
+#' A number in an expression becomes a constant of the formula (an integer
+#' constant `IntCst(n)` for whole numbers, a real constant otherwise), a
+#' numeric vector of length > 1 becomes a parameter [Pm()]. Elementwise
+#' operations need operands of equal inner dimensions or of dimension 1
+#' (broadcast), and raise an error of class `rkeops_dim_error` otherwise.
+#'
+#' @param e1,e2 LazyTensors, numbers or numeric vectors (at least one a
+#'   LazyTensor).
+#' @return A [LazyTensor-class].
+#' @name LazyTensor-arith
+#' @examples
+#' x_i <- Vi(matrix(runif(12), 4, 3))
+#' y_j <- Vj(matrix(runif(15), 5, 3))
+#' x_i + y_j
+#' (x_i - y_j)^2
+#' -x_i / 2
+#' x_i >= y_j
+#' x_i | y_j
+NULL
+
+#' @rdname LazyTensor-arith
+#' @export
+setMethod("Arith", signature(e1 = "LazyTensor", e2 = "LazyTensor"),
+  function(e1, e2) lt_arith(.Generic, e1, e2))
+
+#' @rdname LazyTensor-arith
+#' @export
+setMethod("Arith", signature(e1 = "LazyTensor", e2 = "ANY"),
+  function(e1, e2) lt_arith(.Generic, e1, e2))
+
+#' @rdname LazyTensor-arith
+#' @export
+setMethod("Arith", signature(e1 = "ANY", e2 = "LazyTensor"),
+  function(e1, e2) lt_arith(.Generic, e1, e2))
+
+#' @rdname LazyTensor-arith
+#' @export
+setMethod("Arith", signature(e1 = "LazyTensor", e2 = "missing"),
+  function(e1, e2) {
+    switch(.Generic,
+      "+" = e1,
+      "-" = lt_make(sprintf("(-%s)", e1@formula), list(e1), e1@dim, "-"),
+      lt_abort(sprintf("the unary operator %s is not available", .Generic),
+               "rkeops_op_error", call = NULL))
+  })
+
+#' @rdname LazyTensor-arith
+#' @export
+setMethod("Compare", signature(e1 = "LazyTensor", e2 = "LazyTensor"),
+  function(e1, e2) lt_compare(.Generic, e1, e2))
+
+#' @rdname LazyTensor-arith
+#' @export
+setMethod("Compare", signature(e1 = "LazyTensor", e2 = "ANY"),
+  function(e1, e2) lt_compare(.Generic, e1, e2))
+
+#' @rdname LazyTensor-arith
+#' @export
+setMethod("Compare", signature(e1 = "ANY", e2 = "LazyTensor"),
+  function(e1, e2) lt_compare(.Generic, e1, e2))
+
+lt_scalprod <- function(x, y) {
+  x <- as_lt(x)
+  y <- as_lt(y)
+  if (x@dim != y@dim)
+    lt_dim_error(sprintf(paste0("x | y (scalar product): the operands have ",
+                                "inner dimensions %d and %d; they must be ",
+                                "equal"), x@dim, y@dim), call = NULL)
+  lt_make(sprintf("(%s | %s)", x@formula, y@formula), list(x, y), 1L, "|")
+}
+
+#' @rdname LazyTensor-arith
+#' @export
+setMethod("|", signature(e1 = "LazyTensor", e2 = "LazyTensor"),
+  function(e1, e2) lt_scalprod(e1, e2))
+
+#' @rdname LazyTensor-arith
+#' @export
+setMethod("|", signature(e1 = "LazyTensor", e2 = "ANY"),
+  function(e1, e2) lt_scalprod(e1, e2))
+
+#' @rdname LazyTensor-arith
+#' @export
+setMethod("|", signature(e1 = "ANY", e2 = "LazyTensor"),
+  function(e1, e2) lt_scalprod(e1, e2))
+
+# ---- Math, Math2 -----------------------------------------------------------
+
+lt_math_ops <- c(exp = "Exp", log = "Log", sqrt = "Sqrt", abs = "Abs",
+                 sign = "Sign", sin = "Sin", cos = "Cos", tan = "Tan",
+                 asin = "Asin", acos = "Acos", atan = "Atan", floor = "Floor")
+
+#' Mathematical functions of LazyTensors
+#'
+#' `exp log sqrt abs sign sin cos tan asin acos atan floor ceiling` apply
+#' elementwise to a LazyTensor (the S4 group generic `Math`) and return a
+#' LazyTensor; `round(x, digits = 0)` (group `Math2`) rounds to `digits`
+#' decimal places (`Round(x, d)` = `round(x * 10^d) / 10^d`, halves rounded
+#' away from zero, where R rounds them to even). `log(x, base)` divides by
+#' `log(base)`. On ordinary numbers these functions are the base functions,
+#' unchanged. Other members of the groups (`cumsum`, `gamma`, `signif`, ...)
+#' raise an error of class `rkeops_op_error`.
+#'
+#' @param x a LazyTensor.
+#' @param digits a whole number, the decimal places kept by `round()`.
+#' @param ... for `log()`: the base of the logarithm (a positive number),
+#'   `exp(1)` when absent.
+#' @return A [LazyTensor-class].
+#' @name LazyTensor-math
+#' @examples
+#' x_i <- Vi(matrix(runif(12), 4, 3))
+#' exp(-x_i)
+#' log(x_i, 2)
+#' round(x_i, 2)
+#' exp(1) # base R is unchanged
+NULL
+
+#' @rdname LazyTensor-math
+#' @export
+setMethod("Math", "LazyTensor", function(x) {
+  op <- lt_math_ops[.Generic]
+  if (!is.na(op)) return(lt_unary(unname(op), x))
+  switch(.Generic,
+    ceiling = -lt_unary("Floor", -x),
+    lt_abort(sprintf("%s() is not available for LazyTensors", .Generic),
+             "rkeops_op_error", call = NULL))
+})
+
+#' @rdname LazyTensor-math
+#' @export
+setMethod("log", "LazyTensor", function(x, ...) {
+  dots <- list(...)
+  base <- if (length(dots)) dots[[1L]] else exp(1)
+  if (!lt_is_scalar_num(base) || base <= 0)
+    lt_abort("the base of log() must be a positive number",
+             "rkeops_input_error", call = NULL)
+  if (base == exp(1)) return(lt_unary("Log", x))
+  lt_unary("Log", x) / log(base)
+})
+
+#' @rdname LazyTensor-math
+#' @export
+setMethod("Math2", "LazyTensor", function(x, digits) {
+  if (.Generic != "round")
+    lt_abort(sprintf("%s() is not available for LazyTensors", .Generic),
+             "rkeops_op_error", call = NULL)
+  if (missing(digits)) digits <- 0L
+  lt_unary("Round", x, lt_int(digits, "digits"))
+})
+
+# ---- functions of one LazyTensor ------------------------------------------
+
+#' Elementwise functions of a LazyTensor
+#'
+#' `square(x)` is `x^2`, `rsqrt(x)` is `1 / sqrt(x)` (0 where `x` is 0),
+#' `inv(x)` is `1 / x`, `relu(x)` is `max(x, 0)`, `step(x)` is 0 for `x < 0`
+#' and 1 otherwise, `xlogx(x)` is `x * log(x)` (0 where `x` is 0) and
+#' `sinxdivx(x)` is `sin(x) / x` (1 where `x` is 0). `atan2(y, x)` is the
+#' angle of the point (x, y), elementwise with broadcasting.
+#'
+#' `step()` and `atan2()` are S4 generics whose default methods are
+#' [stats::step()] and [base::atan2()]: on anything but a LazyTensor they
+#' behave exactly as those functions.
+#'
+#' @param x,y LazyTensors (for `atan2()`, one of them may be a number).
+#' @param object a LazyTensor (for `step()`; other objects go to
+#'   [stats::step()]).
+#' @param scope,scale,direction,trace,keep,steps,k,... arguments of
+#'   [stats::step()], unused for LazyTensors.
+#' @return A [LazyTensor-class].
+#' @name LazyTensor-unary
+#' @examples
+#' x_i <- Vi(matrix(rnorm(12), 4, 3))
+#' square(x_i)
+#' relu(x_i)
+#' step(x_i)
+#' xlogx(abs(x_i))
+#' atan2(x_i, 1)
+#' atan2(1, 2) # base R is unchanged
+NULL
+
+#' @rdname LazyTensor-unary
+#' @export
+square <- function(x) lt_unary("Square", x)
+
+#' @rdname LazyTensor-unary
+#' @export
+rsqrt <- function(x) lt_unary("Rsqrt", x)
+
+#' @rdname LazyTensor-unary
+#' @export
+inv <- function(x) lt_unary("Inv", x)
+
+#' @rdname LazyTensor-unary
+#' @export
+relu <- function(x) lt_unary("ReLU", x)
+
+#' @rdname LazyTensor-unary
+#' @export
+xlogx <- function(x) lt_unary("XLogX", x)
+
+#' @rdname LazyTensor-unary
+#' @export
+sinxdivx <- function(x) lt_unary("SinXDivX", x)
+
+#' @importFrom stats step
+NULL
+
+# step: an S4 generic made from stats::step (the implicit generic, so that
+# attaching rkeops reports no masking), with a method for LazyTensors.
+setGeneric("step")
+
+#' @rdname LazyTensor-unary
+#' @export
+setMethod("step", "LazyTensor", function(object, scope, scale, direction,
+                                         trace, keep, steps, k, ...) {
+  lt_unary("Step", object)
+})
+
+setGeneric("atan2")
+
+#' @rdname LazyTensor-unary
+#' @export
+setMethod("atan2", signature(y = "LazyTensor", x = "LazyTensor"),
+  function(y, x) lt_elementwise("Atan2", y, x))
+
+#' @rdname LazyTensor-unary
+#' @export
+setMethod("atan2", signature(y = "LazyTensor", x = "ANY"),
+  function(y, x) lt_elementwise("Atan2", y, x))
+
+#' @rdname LazyTensor-unary
+#' @export
+setMethod("atan2", signature(y = "ANY", x = "LazyTensor"),
+  function(y, x) lt_elementwise("Atan2", y, x))
+
+# ---- clamping, conditions, modulo ------------------------------------------
+
+#' Clamping, conditional and modulo operations
+#'
+#' `clamp(x, a, b)` is `min(max(x, a), b)` elementwise (`a`, `b` LazyTensors
+#' or numbers, broadcast), `clampint(x, a, b)` the same with whole numbers
+#' `a`, `b`. `ifelse(test, yes, no)` is `yes` where `test >= 0` and `no`
+#' elsewhere (KeOps' `IfElse`: note that the test is the sign of a number, so
+#' write `ifelse(x - y, a, b)` for "a where x >= y"). `mod(x, a, b = 0)` is
+#' `x - a * floor((x - b) / a)`, in `[b, b + a)`.
+#'
+#' `ifelse()` is an S4 generic whose default is [base::ifelse()]: on
+#' ordinary vectors it behaves exactly as base R.
+#'
+#' @param x,test a LazyTensor.
+#' @param a,b,yes,no LazyTensors or numbers (whole numbers for `clampint()`).
+#' @return A [LazyTensor-class].
+#' @name LazyTensor-clamp
+#' @examples
+#' x_i <- Vi(matrix(rnorm(12), 4, 3))
+#' clamp(x_i, -0.5, 0.5)
+#' clampint(x_i, -1, 1)
+#' ifelse(x_i, 1, -1)
+#' mod(x_i, 2, -1)
+#' ifelse(c(TRUE, FALSE), 1, 2) # base R is unchanged
+NULL
+
+#' @rdname LazyTensor-clamp
+#' @export
+clamp <- function(x, a, b) {
+  lt_check(x, "Clamp")
+  lt_elementwise("Clamp", x, a, b)
+}
+
+#' @rdname LazyTensor-clamp
+#' @export
+clampint <- function(x, a, b) {
+  lt_unary("ClampInt", x, c(lt_int(a, "a"), lt_int(b, "b")))
+}
+
+setGeneric("ifelse")
+
+#' @rdname LazyTensor-clamp
+#' @export
+setMethod("ifelse", signature(test = "LazyTensor"), function(test, yes, no) {
+  lt_elementwise("IfElse", test, yes, no)
+})
+
+#' @rdname LazyTensor-clamp
+#' @export
+mod <- function(x, a, b = 0) {
+  lt_check(x, "Mod")
+  lt_elementwise("Mod", x, a, b)
+}
+
+# ---- norms and distances ---------------------------------------------------
+
+#' Norms, distances and inner-dimension reductions
+#'
+#' Functions of the inner dimension (the vector at each (i, j)):
+#' `sqnorm2(x)` is the squared Euclidean norm, `norm2(x)` the norm,
+#' `normalize(x)` is `x / norm2(x)`, `sqdist(x, y)` is `sqnorm2(x - y)`;
+#' `weightedsqnorm(x, s)` is `sum(s * x^2)` for `s` of dimension 1 or
+#' `dim(x)`, and `t(x) S x` for `s` of dimension `dim(x)^2` (the matrix `S`
+#' stored by rows); `weightedsqdist(x, y, s)` is `weightedsqnorm(x - y, s)`.
+#' `sum(x)` (no `index`), `min(x)`, `max(x)`, `argmin(x)` and `argmax(x)`
+#' reduce the inner dimension to dimension 1 (see [sum_reduction()] for the
+#' reductions over i or j); `argmin(x)` and `argmax(x)` inside a formula
+#' count from 0.
+#'
+#' @param x,y LazyTensors.
+#' @param s a LazyTensor or a numeric vector (a parameter).
+#' @return A [LazyTensor-class] of dimension 1 (`normalize()`: `dim(x)`).
+#' @name LazyTensor-norms
+#' @examples
+#' x_i <- Vi(matrix(runif(12), 4, 3))
+#' y_j <- Vj(matrix(runif(15), 5, 3))
+#' sqdist(x_i, y_j)
+#' norm2(x_i - y_j)
+#' weightedsqdist(x_i, y_j, c(1, 2, 3))
+#' sum(x_i * y_j)
+NULL
+
+#' @rdname LazyTensor-norms
+#' @export
+sqnorm2 <- function(x) lt_unary("SqNorm2", x, dim = 1L)
+
+#' @rdname LazyTensor-norms
+#' @export
+norm2 <- function(x) lt_unary("Norm2", x, dim = 1L)
+
+#' @rdname LazyTensor-norms
+#' @export
+normalize <- function(x) lt_unary("Normalize", x)
+
+lt_same_dim <- function(x, y, opname) {
+  if (x@dim != y@dim)
+    lt_dim_error(sprintf(paste0("%s: the operands have inner dimensions %d ",
+                                "and %d; they must be equal"), opname, x@dim,
+                         y@dim), call = NULL)
+}
+
+#' @rdname LazyTensor-norms
+#' @export
+sqdist <- function(x, y) {
+  x <- lt_check(x, "SqDist")
+  y <- lt_check(y, "SqDist")
+  lt_same_dim(x, y, "sqdist")
+  lt_call("SqDist", list(x, y), dim = 1L)
+}
+
+lt_check_weight <- function(s, d, opname) {
+  if (!s@dim %in% c(1L, d, d * d))
+    lt_dim_error(sprintf(paste0("%s: the weight has dimension %d; it must ",
+                                "be 1, %d or %d"), opname, s@dim, d, d * d),
+                 call = NULL)
+}
+
+#' @rdname LazyTensor-norms
+#' @export
+weightedsqnorm <- function(x, s) {
+  x <- lt_check(x, "WeightedSqNorm")
+  s <- as_lt(s, "weight")
+  lt_check_weight(s, x@dim, "weightedsqnorm")
+  lt_call("WeightedSqNorm", list(s, x), dim = 1L)
+}
+
+#' @rdname LazyTensor-norms
+#' @export
+weightedsqdist <- function(x, y, s) {
+  x <- lt_check(x, "WeightedSqDist")
+  y <- lt_check(y, "WeightedSqDist")
+  s <- as_lt(s, "weight")
+  lt_same_dim(x, y, "weightedsqdist")
+  lt_check_weight(s, x@dim, "weightedsqdist")
+  lt_call("WeightedSqDist", list(s, x, y), dim = 1L)
+}
+
+# ---- elements, slices, concatenation ---------------------------------------
+
+#' Elements, slices and concatenation of the inner dimension
+#'
+#' Positions inside the inner dimension count from **0**, as in the formula
+#' language (and in rkeops 2.x): `elem(x, m)` is the component `m` of `x`
+#' (dimension 1); `elemT(x, m, n)` is the vector of dimension `n` with `x`
+#' (dimension 1) at position `m` and zeros elsewhere; `extract(x, m, d)` is
+#' the `d` components of `x` from position `m`; `extractT(x, m, d)` places
+#' `x` at position `m` in a vector of zeros of dimension `d`;
+#' `concat(x, y)` stacks the components of `x` and then of `y`;
+#' `one_hot(x, D)` is the vector of dimension `D` with 1 at position
+#' `round(x)` (`x` of dimension 1) and 0 elsewhere.
+#'
+#' @param x,y LazyTensors.
+#' @param m,n,d,D whole numbers.
+#' @return A [LazyTensor-class].
+#' @name LazyTensor-elem
+#' @examples
+#' x_i <- Vi(matrix(runif(12), 4, 3))
+#' elem(x_i, 0)
+#' extract(x_i, 1, 2)
+#' concat(x_i, elem(x_i, 2))
+#' elemT(elem(x_i, 0), 1, 3)
+#' extractT(x_i, 2, 5)
+#' one_hot(Vi(c(0, 2, 1, 1)), 3)
+NULL
+
+#' @rdname LazyTensor-elem
+#' @export
+elem <- function(x, m) {
+  x <- lt_check(x, "Elem")
+  m <- lt_int(m, "m", 0)
+  if (m >= x@dim)
+    lt_dim_error(sprintf("elem(x, m): m = %d is out of [0, %d)", m, x@dim),
+                 call = NULL)
+  lt_unary("Elem", x, m, dim = 1L)
+}
+
+#' @rdname LazyTensor-elem
+#' @export
+elemT <- function(x, m, n) {
+  x <- lt_check(x, "ElemT")
+  m <- lt_int(m, "m", 0)
+  n <- lt_int(n, "n", 1)
+  if (x@dim != 1L)
+    lt_dim_error(sprintf("elemT(x, m, n): x must have dimension 1, not %d",
+                         x@dim), call = NULL)
+  if (m >= n)
+    lt_dim_error(sprintf("elemT(x, m, n): m = %d is out of [0, %d)", m, n),
+                 call = NULL)
+  lt_unary("ElemT", x, c(n, m), dim = n)
+}
+
+#' @rdname LazyTensor-elem
+#' @export
+extract <- function(x, m, d) {
+  x <- lt_check(x, "Extract")
+  m <- lt_int(m, "m", 0)
+  d <- lt_int(d, "d", 1)
+  if (m + d > x@dim)
+    lt_dim_error(sprintf(paste0("extract(x, m, d): components %d to %d are ",
+                                "out of [0, %d)"), m, m + d - 1L, x@dim),
+                 call = NULL)
+  lt_unary("Extract", x, c(m, d), dim = d)
+}
+
+#' @rdname LazyTensor-elem
+#' @export
+extractT <- function(x, m, d) {
+  x <- lt_check(x, "ExtractT")
+  m <- lt_int(m, "m", 0)
+  d <- lt_int(d, "d", 1)
+  if (m + x@dim > d)
+    lt_dim_error(sprintf(paste0("extractT(x, m, d): x (dimension %d) at ",
+                                "position %d does not fit in dimension %d"),
+                         x@dim, m, d), call = NULL)
+  lt_unary("ExtractT", x, c(m, d), dim = d)
+}
+
+#' @rdname LazyTensor-elem
+#' @export
+concat <- function(x, y) {
+  x <- lt_check(x, "Concat")
+  y <- lt_check(y, "Concat")
+  lt_call("Concat", list(x, y), dim = x@dim + y@dim)
+}
+
+#' @rdname LazyTensor-elem
+#' @export
+one_hot <- function(x, D) {
+  x <- lt_check(x, "OneHot")
+  D <- lt_int(D, "D", 1)
+  if (x@dim != 1L)
+    lt_dim_error(sprintf("one_hot(x, D): x must have dimension 1, not %d",
+                         x@dim), call = NULL)
+  lt_unary("OneHot", x, D, dim = D)
+}
+
+# ---- small linear algebra on the inner dimension ---------------------------
+
+#' Matrix-vector and tensor products on the inner dimension
+#'
+#' The inner dimension of a LazyTensor can hold a small matrix, stored by
+#' rows. `matvecmult(m, v)`: `m` of dimension `p * n` (a `p x n` matrix) and
+#' `v` of dimension `n` give the product of dimension `p`;
+#' `vecmatmult(v, m)`: `v` of dimension `p` and `m` of dimension `p * n` give
+#' `t(v) m`, of dimension `n`; `tensorprod(x, y)` is the outer product,
+#' dimension `dim(x) * dim(y)`, with component `(a, b)` at `a * dim(y) + b`.
+#'
+#' @param m,v,x,y LazyTensors (`m` may be a numeric vector: a parameter).
+#' @return A [LazyTensor-class].
+#' @name LazyTensor-matvec
+#' @examples
+#' A <- Pm(c(1, 0, 0, 2, 1, 1))  # a 2 x 3 matrix stored by rows
+#' v_i <- Vi(matrix(runif(12), 4, 3))
+#' matvecmult(A, v_i)
+#' vecmatmult(Vi(matrix(runif(8), 4, 2)), A)
+#' tensorprod(v_i, v_i)
+NULL
+
+#' @rdname LazyTensor-matvec
+#' @export
+matvecmult <- function(m, v) {
+  m <- as_lt(m, "matrix")
+  v <- lt_check(v, "MatVecMult")
+  if (m@dim %% v@dim != 0L)
+    lt_dim_error(sprintf(paste0("matvecmult(m, v): dim(m) = %d is not a ",
+                                "multiple of dim(v) = %d"), m@dim, v@dim),
+                 call = NULL)
+  lt_call("MatVecMult", list(m, v), dim = m@dim %/% v@dim)
+}
+
+#' @rdname LazyTensor-matvec
+#' @export
+vecmatmult <- function(v, m) {
+  v <- lt_check(v, "VecMatMult")
+  m <- as_lt(m, "matrix")
+  if (m@dim %% v@dim != 0L)
+    lt_dim_error(sprintf(paste0("vecmatmult(v, m): dim(m) = %d is not a ",
+                                "multiple of dim(v) = %d"), m@dim, v@dim),
+                 call = NULL)
+  lt_call("VecMatMult", list(v, m), dim = m@dim %/% v@dim)
+}
+
+#' @rdname LazyTensor-matvec
+#' @export
+tensorprod <- function(x, y) {
+  x <- as_lt(x)
+  y <- as_lt(y)
+  lt_call("TensorProd", list(x, y), dim = x@dim * y@dim)
+}
