@@ -1,0 +1,302 @@
+# keops_grad.R -- gradients of reductions: keops_grad(op, var).
+#
+# The gradient of a reduction is itself a Sum reduction of a Grad(...)
+# formula, which the C core expands symbolically (src/ad.c, src/ad-rules.c)
+# and compiles into one kernel.  This file only composes formula text: the
+# parts of the reduction come from the engine (ffi_grad_parts, canonical
+# text with explicit Var(pos, dim, cat) leaves), the new variable `eta` (the
+# gradient input, one row per output index) is appended after the existing
+# positions, and the new reduction runs through keops_kernel().
+#
+# With f the reduced formula, x the variable, eta the gradient input:
+#   Sum_Reduction(f)        -> Sum_Reduction(Grad(f, x, eta))
+#   LogSumExp(f)            -> Sum_Reduction(Grad(Exp(f - L), x, eta))
+#   LogSumExpWeight(f, w)   -> Sum_Reduction(Grad(Exp(f - L) * w, x, eta))
+#   SumSoftMaxWeight(f, w)  -> Sum_Reduction(Grad(Exp(f - L) * (w - O), x, eta))
+# where L (LogSumExp of f, or the LogSumExpWeight output) and O (the
+# SumSoftMaxWeight output) are results of forward reductions, passed in as
+# extra variables indexed like the output: the gradient operator runs the
+# forward reduction(s) first, then the gradient reduction.  Inside Grad,
+# L and O are constants, which is right since the derivative of the
+# normalisation is already written out in these formulas.
+# The gradient reduction is over the same index as the original one for a
+# variable indexed like the output, over the other index for a variable
+# indexed by the reduction index, and for a parameter it is computed per
+# output row and then summed over the rows (a 1 x dim result).
+# Min, Max, ArgMin, ArgMax, Min_ArgMin, Max_ArgMax, KMin, ArgKMin and
+# KMin_ArgKMin are not differentiable reductions: rkeops_grad_error.
+
+rk_grad_nondiff <- c(
+  "Min", "Max", "ArgMin", "ArgMax", "Min_ArgMin", "Max_ArgMax", "KMin",
+  "ArgKMin", "KMin_ArgKMin"
+)
+
+# parts of a reduction from the engine: reduction, axis, K, outdim, f, w,
+# nvars, names, dims, cats, canonical, nodes
+rk_grad_parts <- function(formula, args, sum_scheme = "auto") {
+  scheme <- rk_sum_schemes[[sum_scheme]]
+  info <- .Call(ffi_grad_parts, formula, as.character(args), scheme)
+  if (!is.null(info$error)) rk_ffi_fail(info$error)
+  info
+}
+
+# a name not in `taken`: base, base1, base2, ...
+rk_grad_fresh <- function(base, taken) {
+  nm <- base
+  k <- 0L
+  while (nm %in% taken) {
+    k <- k + 1L
+    nm <- paste0(base, k)
+  }
+  nm
+}
+
+rk_grad_var_text <- function(pos, dim, cat) {
+  sprintf("Var(%d,%d,%d)", as.integer(pos), as.integer(dim), as.integer(cat))
+}
+
+rk_grad_decl <- function(name, pos, dim, cat) {
+  sprintf("%s=%s(%d,%d)", name, c("Vi", "Vj", "Pm")[cat + 1L],
+          as.integer(pos), as.integer(dim))
+}
+
+# 0-based position of `var` (a declared name, or a 1-based position in args)
+rk_grad_var_pos <- function(parts, args, var) {
+  anames <- rk_arg_names(args)
+  if (is.character(var) && length(var) == 1L && !is.na(var)) {
+    pos <- match(var, parts$names)
+    if (is.na(pos)) {
+      rk_abort("rkeops_var_error", sprintf(
+        "keops_grad: no variable named `%s` (the variables are %s)", var,
+        paste0("`", parts$names[nzchar(parts$names)], "`", collapse = ", ")
+      ))
+    }
+    return(pos - 1L)
+  }
+  if (is.numeric(var) && length(var) == 1L && !is.na(var) &&
+    var == round(var)) {
+    if (var < 1 || var > length(args)) {
+      rk_abort("rkeops_var_error", sprintf(
+        "keops_grad: `var` = %d is not a position in `args` (1 to %d)",
+        as.integer(var), length(args)
+      ))
+    }
+    nm <- anames[var]
+    if (nzchar(nm) && !is.na(match(nm, parts$names))) {
+      return(match(nm, parts$names) - 1L)
+    }
+    return(as.integer(var) - 1L)
+  }
+  rk_abort(
+    "rkeops_input_error",
+    "keops_grad: `var` must be a variable name or a 1-based position in `args`"
+  )
+}
+
+# The gradient plan: formula text, declarations, and what to run first.
+#   parts: rk_grad_parts(); args, sum_scheme: the original operator's;
+#   pos: 0-based position of the variable; eta_param: TRUE when the
+#   operator's output is a full sum (a 1 x d row): eta is then a parameter.
+rk_grad_plan <- function(parts, args, sum_scheme, pos, eta_param = FALSE) {
+  red <- parts$reduction
+  if (red %in% rk_grad_nondiff) {
+    rk_abort("rkeops_grad_error", sprintf(paste0(
+      "keops_grad: cannot differentiate a %s_Reduction: differentiation ",
+      "through Min, Max, KMin or Arg-type reductions makes no sense (only ",
+      "Sum, LogSumExp, LogSumExpWeight and SumSoftMaxWeight reductions are ",
+      "differentiable)"), red))
+  }
+  if (!red %in% c("Sum", "LogSumExp", "LogSumExpWeight", "SumSoftMaxWeight")) {
+    rk_abort("rkeops_grad_error",
+             sprintf("keops_grad: no gradient for %s_Reduction", red))
+  }
+  axis <- parts$axis
+  out_cat <- if (identical(axis, 1L)) 0L else 1L
+  dv <- parts$dims[pos + 1L]
+  cv <- parts$cats[pos + 1L]
+  q <- parts$nvars
+  taken <- c(parts$names, rk_arg_names(args))
+  eta_name <- rk_grad_fresh("eta", taken)
+  eta_cat <- if (eta_param) 2L else out_cat
+  eta <- rk_grad_var_text(q, parts$outdim, eta_cat)
+  decls <- rk_grad_decl(eta_name, q, parts$outdim, eta_cat)
+  f <- parts$f
+  w <- parts$w
+  fwd <- character() # forward reductions whose outputs are extra inputs
+  extra_cat <- out_cat # forward outputs: one row per output index
+  add_extra <- function(base, dim, k) {
+    nm <- rk_grad_fresh(base, c(taken, eta_name))
+    list(
+      text = rk_grad_var_text(q + k, dim, extra_cat),
+      decl = rk_grad_decl(nm, q + k, dim, extra_cat)
+    )
+  }
+  body <- switch(red,
+    Sum = f,
+    LogSumExp = {
+      L <- add_extra("rkeops_lse", 1L, 1L)
+      decls <- c(decls, L$decl)
+      fwd <- "self"
+      sprintf("Exp(Subtract(%s,%s))", f, L$text)
+    },
+    LogSumExpWeight = {
+      L <- add_extra("rkeops_lse", parts$outdim, 1L)
+      decls <- c(decls, L$decl)
+      fwd <- "self"
+      sprintf("Mult(Exp(Subtract(%s,%s)),%s)", f, L$text, w)
+    },
+    SumSoftMaxWeight = {
+      L <- add_extra("rkeops_lse", 1L, 1L)
+      O <- add_extra("rkeops_out", parts$outdim, 2L)
+      decls <- c(decls, L$decl, O$decl)
+      fwd <- c(sprintf("LogSumExp_Reduction(%s,%d)", f, axis), "self")
+      sprintf("Mult(Exp(Subtract(%s,%s)),Subtract(%s,%s))", f, L$text, w,
+              O$text)
+    }
+  )
+  gaxis <- if (cv == 2L || cv == out_cat) axis else 1L - axis
+  formula <- sprintf(
+    "Sum_Reduction(Grad(%s,%s,%s),%d)", body, rk_grad_var_text(pos, dv, cv),
+    eta, gaxis
+  )
+  list(
+    formula = formula, args = c(args, decls), fwd = fwd, full = cv == 2L,
+    eta_name = eta_name, eta_param = eta_param, axis = gaxis, dim = dv,
+    out_row = identical(out_cat, 0L)
+  )
+}
+
+# the inputs of a gradient operator, in the order of its args: the
+# original inputs, then eta (matched by name when all are named)
+rk_grad_split_input <- function(input, args, eta_name) {
+  if (!is.list(input) || is.data.frame(input)) {
+    rk_abort("rkeops_input_error", sprintf(paste0(
+      "`input` must be a list: the inputs of the operator, then the ",
+      "gradient input `%s`"), eta_name))
+  }
+  n <- length(args)
+  want <- c(rk_arg_names(args), eta_name)
+  nms <- names(input)
+  if (!is.null(nms) && all(nzchar(want)) && all(nzchar(nms)) &&
+    setequal(nms, want) && !anyDuplicated(nms)) {
+    input <- input[want]
+  }
+  if (length(input) != n + 1L) {
+    rk_abort("rkeops_input_error", sprintf(paste0(
+      "the gradient operator takes %d inputs (those of the operator, then ",
+      "the gradient input `%s`), not %d"), n + 1L, eta_name, length(input)))
+  }
+  list(orig = unname(input[seq_len(n)]), eta = input[[n + 1L]])
+}
+
+#' Gradient of a reduction operator
+#'
+#' `keops_grad(op, var)` returns the operator computing the gradient of the
+#' reduction `op` (made by [keops_kernel()], or by `keops_grad()` itself)
+#' with respect to its variable `var`, applied to a gradient input `eta`:
+#' for a reduction `out_i = sum_j f(x_i, y_j, ...)`, the gradient operator
+#' computes `sum_i <eta_i, d out_i / d var>`, one row per point of `var`.
+#' The gradient is symbolic: the engine differentiates the formula
+#' (`Grad(f, var, eta)`) and compiles the result into one kernel.
+#'
+#' The new operator takes the inputs of `op`, followed by `eta`: a matrix
+#' with one row per output index of `op` and the output's dimension (a
+#' vector of length `outdim` when `op`'s output is a single row, as for a
+#' gradient with respect to a parameter).  Its result has one row per point
+#' of `var` (`var` indexed by i or j) and `dim(var)` columns, or a single row
+#' (`var` a parameter: the gradient summed over all indices).
+#'
+#' Differentiable reductions are `Sum`, `LogSumExp`, `LogSumExpWeight` and
+#' `SumSoftMaxWeight`.  For the last three the gradient operator first runs
+#' the forward reduction (for `SumSoftMaxWeight`, also a `LogSumExp` of the
+#' same formula): their outputs enter the gradient formula as extra
+#' variables.  Gradients of gradients work for `Sum` reductions (Hessian-
+#' vector products, second derivatives with respect to parameters).
+#' `Min`, `Max`, `KMin` and the arg-type reductions are not differentiable:
+#' the error has class `rkeops_grad_error` (an `rkeops_error`).
+#'
+#' @param op an operator from [keops_kernel()] or `keops_grad()`.
+#' @param var the variable: its declared name, or its 1-based position in
+#'   `args` **(differs: rkeops counts from 0)**.
+#' @return An operator `function(input, inner_dim = "col")` of class
+#'   `rkeops_grad_operator` (an `rkeops_operator`), whose attributes hold
+#'   the gradient formula (`formula`, `args`, `canonical`, `nodes`: the
+#'   number of IR nodes after simplification).
+#' @seealso [keops_kernel()], [grad()]
+#' @examples
+#' op <- keops_kernel(
+#'   "Sum_Reduction(Exp(-SqDist(x, y) / s) * b, 1)",
+#'   c("x=Vi(2)", "y=Vj(2)", "b=Vj(1)", "s=Pm(1)")
+#' )
+#' gx <- keops_grad(op, "x")
+#' x <- matrix(runif(20), 10, 2)
+#' y <- matrix(runif(30), 15, 2)
+#' b <- runif(15)
+#' eta <- matrix(1, 10, 1)
+#' g <- gx(list(x, y, b, 0.5, eta))
+#' # the same in R: d/dx_i sum_j exp(-|x_i - y_j|^2 / s) b_j
+#' K <- exp(-(outer(rowSums(x^2), rowSums(y^2), "+") - 2 * x %*% t(y)) / 0.5)
+#' g2 <- -2 / 0.5 * ((K %*% b)[, 1] * x - K %*% (b * y))
+#' max(abs(g - g2))
+#' # a parameter: one row
+#' keops_grad(op, "s")(list(x, y, b, 0.5, eta))
+#' @export
+keops_grad <- function(op, var) {
+  if (!inherits(op, "rkeops_operator")) {
+    rk_abort("rkeops_input_error", paste0(
+      "keops_grad: `op` must be an operator made by keops_kernel() or ",
+      "keops_grad()"
+    ))
+  }
+  ginfo <- attr(op, "grad")
+  if (!is.null(ginfo) && length(ginfo$fwd) > 0L) {
+    rk_abort("rkeops_grad_error", paste0(
+      "keops_grad: the gradient of a gradient of a LogSumExp, ",
+      "LogSumExpWeight or SumSoftMaxWeight reduction is not supported ",
+      "(gradients of gradients work for Sum reductions)"
+    ))
+  }
+  formula <- attr(op, "formula")
+  args <- attr(op, "args")
+  sum_scheme <- attr(op, "sum_scheme")
+  if (is.null(sum_scheme)) sum_scheme <- "auto"
+  parts <- rk_grad_parts(formula, args, sum_scheme)
+  pos <- rk_grad_var_pos(parts, args, var)
+  plan <- rk_grad_plan(parts, args, sum_scheme, pos,
+                       eta_param = isTRUE(ginfo$full))
+  rk_grad_operator(plan, parts, args, sum_scheme, op)
+}
+
+# the gradient operator of a plan; `op` computes the forward reduction
+rk_grad_operator <- function(plan, parts, args, sum_scheme, op) {
+  gk <- keops_kernel(plan$formula, plan$args, sum_scheme)
+  parsed <- environment(gk)$parsed
+  fwd_ops <- lapply(plan$fwd, function(fm) {
+    if (identical(fm, "self")) op else keops_kernel(fm, args, sum_scheme)
+  })
+  gop <- function(input, inner_dim = "col") {
+    sp <- rk_grad_split_input(input, args, plan$eta_name)
+    extra <- lapply(fwd_ops, function(f) {
+      r <- f(sp$orig, inner_dim)
+      if (identical(inner_dim, "row")) t(r) else r
+    })
+    res <- gk(c(sp$orig, list(sp$eta), extra), inner_dim)
+    if (plan$full) res <- matrix(colSums(res), 1L, ncol(res))
+    res
+  }
+  structure(
+    gop,
+    class = c("rkeops_grad_operator", "rkeops_operator", "function"),
+    formula = plan$formula,
+    args = plan$args,
+    sum_scheme = sum_scheme,
+    vars = attr(gk, "vars"),
+    axis = plan$axis,
+    outdim = plan$dim,
+    outkind = 0L,
+    canonical = attr(gk, "canonical"),
+    nodes = parsed$nodes,
+    grad = list(fwd = plan$fwd, full = plan$full, eta = plan$eta_name,
+                of = attr(op, "formula"))
+  )
+}

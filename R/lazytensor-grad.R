@@ -1,0 +1,123 @@
+# lazytensor-grad.R -- grad(f, gradin, opstr, var, index): the gradient of a
+# reduction of a LazyTensor, through keops_grad() (R/keops_grad.R).
+#
+# The reduction is built exactly as lt_reduce() builds it
+# (lt_reduction_parts(): canonical formula, declarations, data), made into
+# an operator with keops_kernel(), and differentiated with keops_grad() with
+# respect to the position of `var` among the canonical variables.
+#' @include lazytensor-class.R lazytensor-ops.R lazytensor-reduce.R keops_grad.R
+NULL
+
+# reductions grad() accepts by name (case-insensitive, with or without
+# "_Reduction"); the weighted ones need a weight, which grad() has no
+# argument for: use keops_grad() on a keops_kernel() operator.
+lt_grad_reduction <- function(opstr) {
+  if (!is.character(opstr) || length(opstr) != 1L || is.na(opstr)) {
+    lt_abort("grad: `opstr` must be a reduction name such as \"Sum\"",
+             "rkeops_input_error", call = NULL)
+  }
+  key <- tolower(sub("_reduction$", "", opstr, ignore.case = TRUE))
+  known <- c(sum = "Sum", logsumexp = "LogSumExp", min = "Min", max = "Max",
+             argmin = "ArgMin", argmax = "ArgMax", min_argmin = "Min_ArgMin",
+             max_argmax = "Max_ArgMax", kmin = "KMin", argkmin = "ArgKMin",
+             kmin_argkmin = "KMin_ArgKMin")
+  red <- known[key]
+  if (is.na(red)) {
+    lt_abort(sprintf(paste0(
+      "grad: unknown or unsupported reduction \"%s\" (use \"Sum\" or ",
+      "\"LogSumExp\"; for weighted reductions use keops_grad())"), opstr),
+      "rkeops_grad_error", call = NULL)
+  }
+  if (red %in% rk_grad_nondiff) {
+    lt_abort(sprintf(paste0(
+      "grad: cannot differentiate a %s reduction: differentiation through ",
+      "Min, Max, KMin or Arg-type reductions makes no sense"), red),
+      "rkeops_grad_error", call = NULL)
+  }
+  unname(red)
+}
+
+# the data of the gradient input: a numeric matrix, or a LazyTensor made of
+# one variable
+lt_grad_input <- function(gradin) {
+  if (is(gradin, "LazyTensor")) {
+    if (length(gradin@vars) != 1L ||
+        !identical(gradin@formula, lt_token(gradin@vars[[1L]]$id))) {
+      lt_abort("grad: `gradin` must be data, or a LazyTensor made by Vi(), Vj() or Pm()",
+               "rkeops_input_error", call = NULL)
+    }
+    return(gradin@vars[[1L]]$data)
+  }
+  if (!is.numeric(gradin) || is.complex(gradin)) {
+    lt_abort("grad: `gradin` must be a numeric matrix (one row per output index)",
+             "rkeops_input_error", call = NULL)
+  }
+  if (is.null(dim(gradin))) gradin <- matrix(as.double(gradin), ncol = 1L)
+  gradin
+}
+
+#' Gradient of a LazyTensor reduction
+#'
+#' `grad(f, gradin, opstr, var, index)` differentiates the reduction
+#' `opstr` of the LazyTensor `f` over `index` with respect to the variable
+#' `var`, and applies the result to the gradient input `gradin`: with
+#' `out = sum_reduction(f, index)`, it computes `sum <gradin, d out / d var>`
+#' (a vector-Jacobian product), with one row per point of `var`, or one row
+#' for a parameter `var` (the gradient summed over all indices).  The
+#' derivative is symbolic and compiled into one kernel (see [keops_grad()]).
+#'
+#' @param f a LazyTensor (the reduced formula).
+#' @param gradin the gradient input: a numeric matrix with one row per
+#'   output index of the reduction (per i for `index = "j"`) and the
+#'   reduction's output dimension, or a LazyTensor wrapping such data.
+#' @param opstr the reduction: `"Sum"` (default) or `"LogSumExp"`
+#'   (case-insensitive, with or without `"_Reduction"`); `"Min"`, `"Max"`,
+#'   `"KMin"` and the arg-type reductions are not differentiable (error of
+#'   class `rkeops_grad_error`).
+#' @param var the variable to differentiate with respect to: a LazyTensor
+#'   made by [Vi()], [Vj()] or [Pm()] that appears in `f`.
+#' @param index `"i"` or `"j"`, the index reduced over.
+#' @return A numeric matrix: `nrow(var data)` x `dim(var)` (a single row for
+#'   a parameter).  With the option `formula_only`, the gradient formula.
+#' @seealso [keops_grad()], [sum_reduction()]
+#' @examples
+#' X <- matrix(runif(20), 10, 2)
+#' Y <- matrix(runif(30), 15, 2)
+#' x_i <- Vi(X)
+#' y_j <- Vj(Y)
+#' K <- exp(-sqdist(x_i, y_j))
+#' eta <- matrix(1, 10, 1)
+#' g <- grad(K, eta, "Sum", var = x_i, index = "j")
+#' # the same in R
+#' Km <- exp(-(outer(rowSums(X^2), rowSums(Y^2), "+") - 2 * X %*% t(Y)))
+#' max(abs(g - (-2) * (rowSums(Km) * X - Km %*% Y)))
+#' @export
+grad <- function(f, gradin, opstr = "Sum", var, index) {
+  f <- lt_check(f, "grad")
+  red <- lt_grad_reduction(opstr)
+  if (!is(var, "LazyTensor") || length(var@vars) != 1L ||
+      !identical(var@formula, lt_token(var@vars[[1L]]$id))) {
+    lt_abort("grad: `var` must be a variable made by Vi(), Vj() or Pm()",
+             "rkeops_input_error", call = NULL)
+  }
+  if (red == "LogSumExp" && f@dim != 1L) {
+    lt_dim_error(sprintf("grad: a LogSumExp reduction needs f of dimension 1, not %d",
+                         f@dim), call = NULL)
+  }
+  p <- lt_reduction_parts(f, red, index)
+  v <- var@vars[[1L]]
+  ids <- vapply(p$vars, function(u) as.character(u$id), "")
+  k <- match(as.character(v$id), ids)
+  if (is.na(k)) {
+    # f does not depend on var
+    n <- if (identical(v$cat, "p")) 1L else as.integer(v$n)
+    return(matrix(0, n, v$dim))
+  }
+  if (isTRUE(get_rkeops_options("formula_only"))) {
+    parts <- rk_grad_parts(p$formula, p$args)
+    return(rk_grad_plan(parts, p$args, "auto", k - 1L)$formula)
+  }
+  op <- keops_kernel(p$formula, p$args)
+  gop <- keops_grad(op, k)
+  gop(c(p$input, list(lt_grad_input(gradin))))
+}
