@@ -1,0 +1,290 @@
+# options.R -- the computation options (backend, device, precision, threads,
+# verbosity, cache directory, formula_only), kept in one package-level
+# environment and validated on every change.  rk_core_options() turns them
+# into the plain list that the C glue unpacks into an rk_options.
+
+rk_state <- new.env(parent = emptyenv())
+rk_state$options <- NULL
+rk_state$gpu <- list(count = 0L, why = "not probed yet")
+# parsed formulas of rk_reduce(), keyed by scheme, formula and args
+rk_state$parsed <- new.env(parent = emptyenv())
+
+rk_option_names <- c(
+  "backend", "device_id", "precision", "verbosity", "cache_dir",
+  "formula_only", "ncore"
+)
+
+rk_default_cache_dir <- function() {
+  tools::R_user_dir("rkeops", which = "cache")
+}
+
+# defaults: the GPU when one is usable, else the CPU with all cores
+rk_default_options <- function() {
+  opts <- list(
+    backend = if (rk_state$gpu$count > 0L) "GPU" else "CPU",
+    device_id = 0L,
+    precision = "float64",
+    verbosity = FALSE,
+    cache_dir = rk_default_cache_dir(),
+    formula_only = FALSE,
+    ncore = NULL
+  )
+  opts
+}
+
+rk_probe_gpu <- function() {
+  cfg <- tryCatch(.Call(ffi_config), error = function(e) NULL)
+  if (is.null(cfg)) {
+    rk_state$gpu <- list(count = 0L, why = "the GPU probe failed")
+  } else {
+    rk_state$gpu <- list(count = cfg$gpu_count, why = cfg$gpu_why)
+  }
+  invisible(rk_state$gpu)
+}
+
+rk_is_flag <- function(x) is.logical(x) && length(x) == 1L && !is.na(x)
+
+rk_is_count <- function(x, min = 0) {
+  is.numeric(x) && length(x) == 1L && !is.na(x) && x == round(x) && x >= min &&
+    x < .Machine$integer.max
+}
+
+rk_bad_option <- function(name, what) {
+  rk_abort("rkeops_value_error", sprintf("option `%s` must be %s", name, what))
+}
+
+rk_no_gpu_warning <- function() {
+  why <- rk_state$gpu$why
+  if (!nzchar(why)) why <- "no usable GPU was found"
+  rk_warn(
+    "rkeops_gpu_warning",
+    sprintf("no usable GPU (%s): computations stay on the CPU", why)
+  )
+}
+
+# validate one option value; returns the normalised value
+rk_check_option <- function(name, value) {
+  switch(name,
+    backend = {
+      if (!is.character(value) || length(value) != 1L || is.na(value) ||
+        !toupper(value) %in% c("CPU", "GPU")) {
+        rk_bad_option(name, "\"CPU\" or \"GPU\"")
+      }
+      toupper(value)
+    },
+    device_id = {
+      if (!rk_is_count(value)) rk_bad_option(name, "a non-negative integer")
+      as.integer(value)
+    },
+    precision = {
+      if (!is.character(value) || length(value) != 1L || is.na(value) ||
+        !value %in% c("float32", "float64")) {
+        rk_bad_option(name, "\"float32\" or \"float64\"")
+      }
+      value
+    },
+    verbosity = ,
+    formula_only = {
+      if (!rk_is_flag(value)) rk_bad_option(name, "TRUE or FALSE")
+      value
+    },
+    cache_dir = {
+      if (!is.character(value) || length(value) != 1L || is.na(value) ||
+        !nzchar(value)) {
+        rk_bad_option(name, "a directory path (a single string)")
+      }
+      normalizePath(path.expand(value), mustWork = FALSE)
+    },
+    ncore = {
+      if (!is.null(value) && !rk_is_count(value, min = 1)) {
+        rk_bad_option(name, "NULL (all cores) or a positive integer")
+      }
+      if (is.null(value)) NULL else as.integer(value)
+    }
+  )
+}
+
+#' Set and get rkeops options
+#'
+#' `set_rkeops_options()` changes some of the options used by every
+#' computation; `get_rkeops_options()` reads them.  Values are validated:
+#' an unknown name or a bad value is an error of class `rkeops_value_error`
+#' and leaves every option as it was.
+#'
+#' The options are
+#' * `backend`: `"CPU"` or `"GPU"`.  Asking for the GPU when none is usable
+#'   warns (class `rkeops_gpu_warning`, with the reason) and keeps the CPU.
+#' * `device_id`: the CUDA device number (0-based).
+#' * `precision`: `"float64"` (default) or `"float32"`; R data stay double.
+#' * `verbosity`: `TRUE` to print compilation and backend messages.
+#' * `cache_dir`: directory of the disk cache of compiled kernels.
+#' * `formula_only`: `TRUE` to make LazyTensor reductions return the formula
+#'   they would compute instead of computing it.
+#' * `ncore`: number of CPU threads; `NULL` uses all cores.
+#'
+#' @param options a named list of option values.
+#' @param name `NULL` for all options, or the name of one option.
+#' @return `set_rkeops_options()`: the previous values of all options,
+#'   invisibly (so that they can be restored).  `get_rkeops_options()`: the
+#'   named list of all options, or the value of option `name`.
+#' @seealso [rkeops_use_cpu()], [rkeops_use_gpu()], [rkeops_use_float32()]
+#' @examples
+#' old <- set_rkeops_options(list(precision = "float32", ncore = 1))
+#' get_rkeops_options("precision")
+#' str(get_rkeops_options())
+#' set_rkeops_options(old)
+#' @export
+set_rkeops_options <- function(options = list()) {
+  if (!is.list(options)) {
+    rk_abort("rkeops_value_error", "`options` must be a named list")
+  }
+  nms <- names(options)
+  if (length(options) > 0L && (is.null(nms) || any(!nzchar(nms)))) {
+    rk_abort("rkeops_value_error", "every element of `options` must be named")
+  }
+  bad <- setdiff(nms, rk_option_names)
+  if (length(bad) > 0L) {
+    rk_abort(
+      "rkeops_value_error",
+      sprintf(
+        "unknown option%s %s; the options are %s",
+        if (length(bad) > 1L) "s" else "",
+        paste0("`", bad, "`", collapse = ", "),
+        paste0("`", rk_option_names, "`", collapse = ", ")
+      )
+    )
+  }
+  old <- get_rkeops_options()
+  new <- old
+  for (nm in nms) {
+    new[nm] <- list(rk_check_option(nm, options[[nm]]))
+  }
+  if (identical(new$backend, "GPU") && rk_state$gpu$count == 0L) {
+    rk_no_gpu_warning()
+    new$backend <- "CPU"
+  }
+  if (identical(new$backend, "GPU") && new$device_id >= rk_state$gpu$count) {
+    rk_abort(
+      "rkeops_value_error",
+      sprintf(
+        "no GPU number %d: %d GPU%s usable (numbered from 0)",
+        new$device_id, rk_state$gpu$count,
+        if (rk_state$gpu$count > 1L) "s are" else " is"
+      )
+    )
+  }
+  rk_state$options <- new
+  invisible(old)
+}
+
+#' @rdname set_rkeops_options
+#' @export
+get_rkeops_options <- function(name = NULL) {
+  opts <- rk_state$options
+  if (is.null(opts)) {
+    opts <- rk_default_options()
+    rk_state$options <- opts
+  }
+  if (is.null(name)) {
+    return(opts)
+  }
+  if (!is.character(name) || length(name) != 1L || !name %in% rk_option_names) {
+    rk_abort(
+      "rkeops_value_error",
+      sprintf(
+        "`name` must be NULL or one of %s",
+        paste0("\"", rk_option_names, "\"", collapse = ", ")
+      )
+    )
+  }
+  opts[[name]]
+}
+
+#' Choose where and how precisely rkeops computes
+#'
+#' `rkeops_use_gpu()` computes on a GPU (when none is usable it warns, with
+#' the reason, and stays on the CPU); `rkeops_use_cpu()` computes on the
+#' CPU with `ncore` OpenMP threads.  `rkeops_use_float32()` and
+#' `rkeops_use_float64()` choose the precision of the computation (inputs
+#' and results stay double in R).
+#'
+#' @param device the CUDA device number, counted from 0.
+#' @param ncore number of CPU threads; `NULL` for all cores.
+#' @return The previous options, invisibly.
+#' @seealso [set_rkeops_options()]
+#' @examples
+#' old <- rkeops_use_cpu(ncore = 2)
+#' get_rkeops_options("ncore")
+#' rkeops_use_float32()
+#' get_rkeops_options("precision")
+#' rkeops_use_float64()
+#' # warns and stays on the CPU when no GPU is usable:
+#' suppressWarnings(rkeops_use_gpu(0))
+#' get_rkeops_options("backend")
+#' set_rkeops_options(old)
+#' @export
+rkeops_use_gpu <- function(device = 0) {
+  if (!rk_is_count(device)) {
+    rk_bad_option("device", "a non-negative integer")
+  }
+  if (rk_state$gpu$count == 0L) {
+    rk_no_gpu_warning()
+    return(invisible(set_rkeops_options(list(backend = "CPU"))))
+  }
+  invisible(set_rkeops_options(list(backend = "GPU", device_id = device)))
+}
+
+#' @rdname rkeops_use_gpu
+#' @export
+rkeops_use_cpu <- function(ncore = NULL) {
+  old <- get_rkeops_options()
+  set_rkeops_options(list(backend = "CPU"))
+  rk_state$options["ncore"] <- list(rk_check_option("ncore", ncore))
+  invisible(old)
+}
+
+#' @rdname rkeops_use_gpu
+#' @export
+rkeops_use_float32 <- function() {
+  invisible(set_rkeops_options(list(precision = "float32")))
+}
+
+#' @rdname rkeops_use_gpu
+#' @export
+rkeops_use_float64 <- function() {
+  invisible(set_rkeops_options(list(precision = "float64")))
+}
+
+#' Print compilation and backend messages, or not
+#'
+#' With verbosity on, every computation reports (through [message()]) the
+#' kernel it runs, where, and whether it was compiled, loaded from the disk
+#' cache or found in memory.
+#'
+#' @return The previous options, invisibly.
+#' @examples
+#' rkeops_enable_verbosity()
+#' get_rkeops_options("verbosity")
+#' rkeops_disable_verbosity()
+#' @export
+rkeops_enable_verbosity <- function() {
+  invisible(set_rkeops_options(list(verbosity = TRUE)))
+}
+
+#' @rdname rkeops_enable_verbosity
+#' @export
+rkeops_disable_verbosity <- function() {
+  invisible(set_rkeops_options(list(verbosity = FALSE)))
+}
+
+# the options as the C glue reads them (ffi.c, ffi_options)
+rk_core_options <- function(opts = get_rkeops_options()) {
+  list(
+    backend = if (identical(opts$backend, "GPU")) 1L else 0L,
+    device = as.integer(opts$device_id),
+    precision = if (identical(opts$precision, "float32")) 32L else 64L,
+    nthreads = if (is.null(opts$ncore)) 0L else as.integer(opts$ncore),
+    verbose = isTRUE(opts$verbosity),
+    cache_dir = opts$cache_dir
+  )
+}

@@ -1,0 +1,84 @@
+/*
+ * init.c -- registration of the .Call entry points (exact arity, no
+ * dynamic symbol lookup) and of the public C API (rkeops.h) for other
+ * packages through R_RegisterCCallable.  With ffi.c, the only files of the
+ * package that include R headers.
+ */
+#include <R.h>
+#include <R_ext/Rdynload.h>
+#include <Rinternals.h>
+
+#include "../inst/include/rkeops.h"
+
+/* defined in ffi.c */
+SEXP ffi_parse(SEXP formula, SEXP args, SEXP sum_scheme);
+SEXP ffi_run(SEXP ptr, SEXP inputs, SEXP options, SEXP inner_dim_is_row);
+SEXP ffi_prepare(SEXP ptr, SEXP options);
+SEXP ffi_source(SEXP ptr, SEXP options);
+SEXP ffi_nvrtc_check(SEXP ptr, SEXP precision, SEXP major, SEXP minor);
+SEXP ffi_cache_clear_memory(void);
+SEXP ffi_stats(void);
+SEXP ffi_config(void);
+SEXP ffi_formula_info(SEXP ptr);
+SEXP ffi_ptr_is_null(SEXP ptr);
+/* defined in ffi-grad.c (owned by the autodiff module) */
+SEXP ffi_grad_parts(SEXP formula, SEXP args, SEXP sum_scheme);
+/* defined in ffi-cuda.c (owned by the CUDA backend) */
+SEXP ffi_cuda_meminfo(SEXP device);
+void rk_ffi_init(DllInfo *dll);
+
+/* through void (*)(void), the generic function pointer type, so that
+   -Wcast-function-type stays quiet */
+#define RK_FN(f) ((DL_FUNC)(void (*)(void))(f))
+
+static const R_CallMethodDef call_methods[] = {
+    {"ffi_parse", RK_FN(&ffi_parse), 3},
+    {"ffi_run", RK_FN(&ffi_run), 4},
+    {"ffi_prepare", RK_FN(&ffi_prepare), 2},
+    {"ffi_source", RK_FN(&ffi_source), 2},
+    {"ffi_nvrtc_check", RK_FN(&ffi_nvrtc_check), 4},
+    {"ffi_cache_clear_memory", RK_FN(&ffi_cache_clear_memory), 0},
+    {"ffi_stats", RK_FN(&ffi_stats), 0},
+    {"ffi_config", RK_FN(&ffi_config), 0},
+    {"ffi_formula_info", RK_FN(&ffi_formula_info), 1},
+    {"ffi_ptr_is_null", RK_FN(&ffi_ptr_is_null), 1},
+    {"ffi_grad_parts", RK_FN(&ffi_grad_parts), 3},
+    {"ffi_cuda_meminfo", RK_FN(&ffi_cuda_meminfo), 1},
+    {NULL, NULL, 0}};
+
+#define RK_CCALLABLE(name) R_RegisterCCallable("rkeops", #name, RK_FN(&name))
+
+static void register_c_api(void) {
+  RK_CCALLABLE(rk_code_name);
+  RK_CCALLABLE(rk_formula_parse);
+  RK_CCALLABLE(rk_formula_free);
+  RK_CCALLABLE(rk_formula_nvars);
+  RK_CCALLABLE(rk_formula_var_name);
+  RK_CCALLABLE(rk_formula_var_dim);
+  RK_CCALLABLE(rk_formula_var_cat);
+  RK_CCALLABLE(rk_formula_axis);
+  RK_CCALLABLE(rk_formula_outdim);
+  RK_CCALLABLE(rk_formula_outkind);
+  RK_CCALLABLE(rk_formula_canonical);
+  RK_CCALLABLE(rk_formula_nodes);
+  RK_CCALLABLE(rk_options_default);
+  RK_CCALLABLE(rk_formula_outrows);
+  RK_CCALLABLE(rk_formula_run);
+  RK_CCALLABLE(rk_formula_prepare);
+  RK_CCALLABLE(rk_formula_source);
+  RK_CCALLABLE(rk_formula_nvrtc_check);
+  RK_CCALLABLE(rk_cache_clear_memory);
+  RK_CCALLABLE(rk_stat_compiles);
+  RK_CCALLABLE(rk_stat_disk_loads);
+  RK_CCALLABLE(rk_config_describe);
+  RK_CCALLABLE(rk_config_openmp);
+  RK_CCALLABLE(rk_gpu_count);
+}
+
+void R_init_rkeops(DllInfo *dll) {
+  R_registerRoutines(dll, NULL, call_methods, NULL, NULL);
+  R_useDynamicSymbols(dll, FALSE);
+  R_forceSymbols(dll, TRUE);
+  register_c_api();
+  rk_ffi_init(dll);
+}
