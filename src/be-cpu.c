@@ -55,25 +55,6 @@ void rk_kernel_key(const rk_formula *f, int backend, int precision,
   rk_buf_puts(buf, f->canonical ? f->canonical : "");
 }
 
-static void say(const rk_options *o, const char *fmt, ...)
-#ifdef __GNUC__
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-static void say(const rk_options *o, const char *fmt, ...) {
-  if (o == NULL || !o->verbose)
-    return;
-  char msg[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (o->message)
-    o->message(o->message_data, msg);
-  else
-    fprintf(stderr, "[rkeops] %s\n", msg);
-}
-
 /* append s to b as one single-quoted shell word */
 static void shell_quote(rk_buf *b, const char *s) {
   rk_buf_putc(b, '\'');
@@ -238,7 +219,7 @@ static int compile_kernel(const rk_formula *f, const rk_options *o,
     unlink(cpath.s);
     goto done;
   }
-  say(o, "compiling a CPU kernel (%s) ...", cpath.s);
+  rk_say(o, "compiling a CPU kernel (%s) ...", cpath.s);
   int status = run_compiler(cpath.s, opath.s, lpath.s);
   rk_cache_count_compile();
   if (status != 0) {
@@ -266,10 +247,10 @@ static int compile_kernel(const rk_formula *f, const rk_options *o,
   if (tmpdir[0]) {
     unlink(opath.s); /* loaded: the mapping outlives the name */
   } else if (rk_cache_install(opath.s, fpath.s, e) != RK_OK) {
-    say(o, "%s (the kernel is used without being cached)", e->msg);
+    rk_say(o, "%s (the kernel is used without being cached)", e->msg);
     rk_err_clear(e);
   }
-  say(o, "compiled %s", tmpdir[0] ? "(not cached)" : fpath.s);
+  rk_say(o, "compiled %s", tmpdir[0] ? "(not cached)" : fpath.s);
 done:
   if (cpath.s) {
     if (!keep_src)
@@ -318,9 +299,9 @@ int rk_cpu_get(const rk_formula *f, const rk_options *o, rk_cpu_entry *fn,
       if (rk_cache_verify(path.s, key.s) &&
           load_kernel(path.s, key.s, &k, why, sizeof why)) {
         rk_cache_count_disk_load();
-        say(o, "loaded the CPU kernel from %s", path.s);
+        rk_say(o, "loaded the CPU kernel from %s", path.s);
       } else {
-        say(o, "ignoring the cache file %s: %s; rebuilding", path.s, why);
+        rk_say(o, "ignoring the cache file %s: %s; rebuilding", path.s, why);
         if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
           unlink(path.s);
       }

@@ -61,6 +61,9 @@ static void register_c_api(void) {
   RK_CCALLABLE(rk_formula_outkind);
   RK_CCALLABLE(rk_formula_canonical);
   RK_CCALLABLE(rk_formula_nodes);
+  RK_CCALLABLE(rk_formula_part);
+  RK_CCALLABLE(rk_formula_reduction);
+  RK_CCALLABLE(rk_formula_K);
   RK_CCALLABLE(rk_options_default);
   RK_CCALLABLE(rk_formula_outrows);
   RK_CCALLABLE(rk_formula_run);

@@ -249,3 +249,14 @@ int rk_ncpu(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n >= 1 ? (int)n : 1;
 }
+
+void rk_say(const rk_options *o, const char *fmt, ...) {
+  if (!o || !o->verbose || !o->message)
+    return;
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  o->message(o->message_data, msg);
+}

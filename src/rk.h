@@ -55,6 +55,15 @@ void rk_arena_free(rk_arena *a);
 void *rk_arena_alloc(rk_arena *a, size_t n); /* zeroed; NULL when OOM */
 char *rk_arena_strdup(rk_arena *a, const char *s);
 
+/* ---- verbose messages ------------------------------------------------- */
+/* when o->verbose, format a message and hand it to o->message; the engine
+   never writes to stdout/stderr itself (no callback: the message is dropped) */
+void rk_say(const rk_options *o, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
 /* ---- misc -------------------------------------------------------------- */
 /* number of processors available to this process */
 int rk_ncpu(void);

@@ -27,15 +27,6 @@ void rk_options_default(rk_options *o) {
   o->cache_dir = NULL;
 }
 
-static void say(const rk_options *o, const char *msg) {
-  if (!o->verbose)
-    return;
-  if (o->message)
-    o->message(o->message_data, msg);
-  else
-    fprintf(stderr, "[rkeops] %s\n", msg);
-}
-
 /* ---- validation -------------------------------------------------------- */
 
 /* "variable 'x' (argument 2)" or "variable at position 2" */
@@ -269,7 +260,7 @@ static int use_gpu(const rk_options *o) {
     return 1;
   snprintf(msg, sizeof msg, "no usable GPU (%s): computing on the CPU",
            why[0] ? why : "unknown reason");
-  say(o, msg);
+  rk_say(o, "%s", msg);
   return 0;
 }
 

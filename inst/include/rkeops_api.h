@@ -96,6 +96,22 @@ static inline int rkeops_formula_nodes(const rk_formula *f) {
   return fn(f);
 }
 
+static inline const char *rkeops_formula_part(const rk_formula *f,
+                                              int which) {
+  RKEOPS_API_FN(const char *, rk_formula_part, (const rk_formula *, int));
+  return fn(f, which);
+}
+
+static inline const char *rkeops_formula_reduction(const rk_formula *f) {
+  RKEOPS_API_FN(const char *, rk_formula_reduction, (const rk_formula *));
+  return fn(f);
+}
+
+static inline int rkeops_formula_K(const rk_formula *f) {
+  RKEOPS_API_FN(int, rk_formula_K, (const rk_formula *));
+  return fn(f);
+}
+
 static inline void rkeops_options_default(rk_options *o) {
   RKEOPS_API_FN(void, rk_options_default, (rk_options *));
   fn(o);
