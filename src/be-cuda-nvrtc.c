@@ -1,0 +1,145 @@
+/*
+ * be-cuda-nvrtc.c -- compiling generated CUDA source with NVRTC.
+ *
+ * rk_nvrtc_compile makes CUBIN for sm_<major><minor> when NVRTC supports
+ * that architecture and can emit CUBIN, else PTX for the newest
+ * architecture NVRTC knows (the driver then compiles the PTX when loading
+ * it).  On failure the error is RK_ECOMPILE with NVRTC's log in e->log and
+ * the source saved to a file named in e->path.
+ * rk_formula_nvrtc_check compiles a formula's CUDA source without any GPU
+ * (the test suite uses it for sm_80 and sm_90).
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "be-cuda-load.h"
+#include "be.h"
+#include "cg.h"
+
+/* save a failed source for the user to look at; its path goes to e->path */
+static void save_source(const char *src, const char *name, rk_error *e) {
+  const char *tmp = getenv("TMPDIR");
+  if (!tmp || !*tmp) tmp = "/tmp";
+  char path[1024];
+  snprintf(path, sizeof path, "%s/rkeops-%.40s-XXXXXX.cu", tmp, name);
+  int fd = mkstemps(path, 3);
+  if (fd < 0) return;
+  size_t n = strlen(src), off = 0;
+  while (off < n) {
+    ssize_t w = write(fd, src + off, n - off);
+    if (w <= 0) break;
+    off += (size_t)w;
+  }
+  close(fd);
+  if (e) snprintf(e->path, sizeof e->path, "%s", path);
+}
+
+/* the NVRTC target for a device of compute capability major.minor:
+   returns the arch number to use and whether CUBIN is possible */
+static int pick_arch(int major, int minor, int *cubin) {
+  int arch = major * 10 + minor, maxa = rk_nvrtc_max_arch();
+  *cubin = rk_nvrtc.GetCUBIN != NULL && rk_nvrtc.GetCUBINSize != NULL;
+  if (maxa > 0 && arch > maxa) {
+    arch = maxa; /* GPU newer than NVRTC: PTX, JIT-compiled by the driver */
+    *cubin = 0;
+  }
+  return arch;
+}
+
+int rk_nvrtc_target(int major, int minor, char *buf, size_t size) {
+  char why[256];
+  if (!rk_nvrtc_load(why, sizeof why)) return 0;
+  int cubin, arch = pick_arch(major, minor, &cubin);
+  int v = rk_nvrtc_version();
+  snprintf(buf, size, "nvrtc%d.%d/%s_%d", v / 1000, (v % 1000) / 10,
+           cubin ? "sm" : "compute", arch);
+  return 1;
+}
+
+int rk_nvrtc_compile(const char *src, const char *name, int major, int minor,
+                     void **image, size_t *size, int *is_cubin, rk_error *e) {
+  char why[1024];
+  *image = NULL;
+  *size = 0;
+  *is_cubin = 0;
+  if (!rk_nvrtc_load(why, sizeof why))
+    return rk_err(e, RK_EUNSUPPORTED, -1, "%s", why);
+  int cubin, arch = pick_arch(major, minor, &cubin);
+  char archopt[64];
+  snprintf(archopt, sizeof archopt, "--gpu-architecture=%s_%d",
+           cubin ? "sm" : "compute", arch);
+  const char *opts[] = {archopt, "--std=c++14", "--fmad=true",
+                        "--extra-device-vectorization"};
+  int nopt = (int)(sizeof opts / sizeof opts[0]);
+  nvrtcProgram prog = NULL;
+  nvrtcResult r = rk_nvrtc.CreateProgram(&prog, src, name, 0, NULL, NULL);
+  if (r != 0)
+    return rk_err(e, RK_ECOMPILE, -1, "nvrtcCreateProgram failed: %s",
+                  rk_nvrtc.GetErrorString(r));
+  r = rk_nvrtc.CompileProgram(prog, nopt, opts);
+  if (r != 0) {
+    size_t lsz = 0;
+    int code = rk_err(e, RK_ECOMPILE, -1,
+                      "NVRTC could not compile the CUDA kernel for %s: %s",
+                      archopt + 21, rk_nvrtc.GetErrorString(r));
+    if (e) {
+      e->log[0] = 0;
+      if (rk_nvrtc.GetProgramLogSize(prog, &lsz) == 0 && lsz > 0) {
+        char *log = malloc(lsz + 1);
+        if (log && rk_nvrtc.GetProgramLog(prog, log) == 0) {
+          log[lsz] = 0;
+          snprintf(e->log, sizeof e->log, "%s", log);
+        }
+        free(log);
+      }
+      save_source(src, name, e);
+    }
+    rk_nvrtc.DestroyProgram(&prog);
+    return code;
+  }
+  size_t n = 0;
+  r = cubin ? rk_nvrtc.GetCUBINSize(prog, &n) : rk_nvrtc.GetPTXSize(prog, &n);
+  void *img = (r == 0 && n > 0) ? malloc(n) : NULL;
+  if (!img) {
+    rk_nvrtc.DestroyProgram(&prog);
+    return rk_err(e, r ? RK_ECOMPILE : RK_ENOMEM, -1,
+                  "could not get the compiled image from NVRTC");
+  }
+  r = cubin ? rk_nvrtc.GetCUBIN(prog, img) : rk_nvrtc.GetPTX(prog, img);
+  rk_nvrtc.DestroyProgram(&prog);
+  if (r != 0) {
+    free(img);
+    return rk_err(e, RK_ECOMPILE, -1, "nvrtcGet%s failed",
+                  cubin ? "CUBIN" : "PTX");
+  }
+  *image = img;
+  *size = n;
+  *is_cubin = cubin;
+  return RK_OK;
+}
+
+int rk_formula_nvrtc_check(rk_formula *f, int precision, int major, int minor,
+                           rk_error *err) {
+  rk_err_clear(err);
+  if (precision != 32 && precision != 64)
+    return rk_err(err, RK_EVALUE, -1, "precision must be 32 or 64, not %d",
+                  precision);
+  rk_buf src;
+  rk_buf_init(&src);
+  int rc = rk_cg_cuda_source(f, precision, f->key, &src, err);
+  if (rc == RK_OK && src.oom)
+    rc = rk_err(err, RK_ENOMEM, -1, "out of memory generating CUDA source");
+  if (rc == RK_OK) {
+    void *img = NULL;
+    size_t n = 0;
+    int cubin = 0;
+    rc = rk_nvrtc_compile(src.s, "rkeops_check", major, minor, &img, &n,
+                          &cubin, err);
+    free(img);
+  }
+  rk_buf_free(&src);
+  return rc;
+}

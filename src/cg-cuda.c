@@ -1,0 +1,463 @@
+/*
+ * cg-cuda.c -- the CUDA skeleton around the shared formula emitter
+ * (cg-expr.c) and the shared reduction snippets (cg-reduce.c).
+ *
+ * Kernel ABI (T = float or double; "ll" = long long; all extern "C"):
+ *
+ *   __global__ void rk_main(ll ni, ll nj, ll jbase, ll jchunk,
+ *                           double *out, ll ldo,
+ *                           double *st, ll ldst, ll stpart, int mode,
+ *                           const T *v0, ll ld0, const T *v1, ll ld1, ...)
+ *     one (const T *, ll) pair per variable position 0..nvars-1 (NULL for
+ *     unused positions), structure of arrays as in be.h: component k of
+ *     local point p of variable v is v[k * ld + p].  Outer variables (the
+ *     output index) are read at rows 0 <= r < ni, inner ones at points
+ *     0 <= j < nj; jbase is the global index of inner point 0 (for Arg*).
+ *     Grid: x over rows (tpb * rb rows per block), y over reduction parts:
+ *     block (x, y) reduces points [y * jchunk, min(nj, (y + 1) * jchunk))
+ *     into state st + y * stpart.
+ *     mode bit 0: start from the state at st[s * ldst + r] (else init);
+ *     mode bit 1: end by storing the state there (else write the result
+ *     out[c * ldo + r], double, indices 1-based).
+ *   __global__ void rk_merge(ll ni, int nparts, const double *st, ll ldst,
+ *                            ll stpart, double *out, ll ldo)
+ *     one thread per row: merges the nparts states (in increasing point
+ *     order) and writes the result.  Block size tpb.
+ *
+ * The skeleton: one thread owns rb output rows (register blocking); the
+ * reduction index runs in tiles of tj points staged through shared memory
+ * (point-major, pad values per point, so that the components of a point
+ * load as 16-byte vectors); the accumulators, the outer variables and the
+ * parameters live in registers (every loop of the emitted formula gets
+ * "#pragma unroll", so register arrays are indexed by constants only;
+ * formulas with a node wider than 256 fall back to plain loops and
+ * global-memory reads).  The geometry (tpb, rb, tj, pad) is chosen by
+ * rk_cg_cuda_geom, identically for the source and the launcher; the
+ * developer knob RKEOPS_CUDA_GEOM="tpb,rb" overrides it (bench/gpu.R uses
+ * it to compare geometries; the geometry is part of the cache key).
+ * float32 computes exp with __expf (the hardware exp2 unit), as KeOps'
+ * -use_fast_math does; everything else uses the accurate libdevice
+ * functions.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cg.h"
+
+typedef struct cuda_skel {
+  const rk_formula *f;
+  int outer_cat;      /* RK_CAT_I when axis = 1, else RK_CAT_J */
+  int row;            /* row of the register block being emitted */
+  int regs;           /* outer variables held in registers */
+  int pregs;          /* parameters held in registers */
+  int off[64];        /* offset of each inner variable in a tile point */
+} cuda_skel;
+
+#define MAXPOS 64
+
+/* positions used by the formula: used[pos] = 1 */
+static int used_vars(const rk_formula *f, char *used, rk_error *e) {
+  const rk_node *roots[2] = {f->f, f->w};
+  const rk_node **order = NULL;
+  int n = rk_topo(f->ctx, roots, f->w ? 2 : 1, &order);
+  if (n < 0 || (n > 0 && !order))
+    return rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
+  memset(used, 0, MAXPOS);
+  int maxdim = 1;
+  for (int i = 0; i < n; i++) {
+    if (order[i]->dim > maxdim) maxdim = order[i]->dim;
+    if (order[i]->op == RK_OP_VAR && order[i]->ip[0] >= 0 &&
+        order[i]->ip[0] < MAXPOS)
+      used[order[i]->ip[0]] = 1;
+  }
+  return maxdim;
+}
+
+int rk_cg_cuda_geom(const rk_formula *f, int precision, rk_cuda_geom *gm,
+                    rk_error *e) {
+  char used[MAXPOS];
+  if (f->nvars > MAXPOS)
+    return rk_err(e, RK_EUNSUPPORTED, -1,
+                  "the CUDA backend handles at most %d variables", MAXPOS);
+  int maxdim = used_vars(f, used, e);
+  if (maxdim < 0) return RK_ENOMEM;
+  int es = precision == 64 ? 8 : 4, vec = 16 / es;
+  int inner = 0, outer = 0, outer_cat = f->axis == 1 ? RK_CAT_I : RK_CAT_J;
+  for (int v = 0; v < f->nvars; v++) {
+    if (!used[v] || f->vars[v].dim <= 0) continue;
+    if (f->vars[v].cat == outer_cat)
+      outer += f->vars[v].dim;
+    else if (f->vars[v].cat != RK_CAT_P)
+      inner += f->vars[v].dim;
+  }
+  gm->state = rk_cg_red_state_size(f);
+  gm->pad = inner == 0 ? vec : (inner + vec - 1) / vec * vec;
+  /* rows per thread (register blocking) and threads per block, from the
+     32-bit words a row keeps in registers; tuned on an H200 (bench/gpu.R
+     with RKEOPS_CUDA_GEOM): 4 rows for the branch-free reductions of small
+     state, 2 rows for the others (LogSumExp, KMin & co: their updates
+     branch), 128 threads per block when a thread holds much */
+  int words = (outer + gm->state) * (es / 4);
+  int simple = f->red == RK_RED_SUM || f->red == RK_RED_MIN ||
+               f->red == RK_RED_MAX;
+  if (simple && words * 4 <= 96) {
+    gm->rb = 4;
+    gm->tpb = precision == 32 && words <= 12 ? 512 : 256;
+  } else if (words * 2 <= 160) {
+    gm->rb = 2;
+    gm->tpb = words * 2 > 64 ? 128 : 256;
+  } else {
+    gm->rb = 1;
+    gm->tpb = 128;
+  }
+  if (maxdim > 256) {
+    gm->rb = 1;
+    gm->tpb = 128;
+  }
+  /* developer knob for tuning: RKEOPS_CUDA_GEOM="tpb,rb" (the geometry is
+     part of the kernel's cache key, see be-cuda.c) */
+  const char *env = getenv("RKEOPS_CUDA_GEOM");
+  int t = 0, r = 0;
+  if (env && sscanf(env, "%d,%d", &t, &r) == 2 && (t == 64 || t == 128 ||
+                                                   t == 256 || t == 512) &&
+      r >= 1 && r <= 8) {
+    gm->tpb = t;
+    gm->rb = r;
+  }
+  gm->tj = gm->tpb;
+  while (gm->tj > 16 && (size_t)gm->tj * gm->pad * es > 40960) gm->tj /= 2;
+  if ((size_t)gm->tj * gm->pad * es > 49152)
+    return rk_err(e, RK_EUNSUPPORTED, -1,
+                  "the CUDA backend: inner variables too large for a "
+                  "shared-memory tile (%d values per point)",
+                  inner);
+  return RK_OK;
+}
+
+static void var_ref(rk_cg *g, const rk_node *v, const char *k) {
+  cuda_skel *s = g->skel;
+  int pos = v->ip[0], cat = s->f->vars[pos].cat;
+  if (cat == RK_CAT_P && s->pregs)
+    rk_buf_printf(g->b, "sk_p%d[%s]", pos, k);
+  else if (cat == RK_CAT_P)
+    rk_buf_printf(g->b, "sk_v%d[%s]", pos, k);
+  else if (cat == s->outer_cat && s->regs)
+    rk_buf_printf(g->b, "sk_x%d_%d[%s]", pos, s->row, k);
+  else if (cat == s->outer_cat)
+    rk_buf_printf(g->b, "sk_v%d[(long long)(%s) * sk_ld%d + sk_row%d]", pos,
+                  k, pos, s->row);
+  else
+    rk_buf_printf(g->b, "sk_sh[sk_jj * RK_PAD + %d + (%s)]", s->off[pos], k);
+}
+
+static const char *prelude32 =
+    "typedef float T;\n"
+    "typedef float rk_v;\n"
+    "#define RK_INF __int_as_float(0x7f800000)\n"
+    "#define RK_NAN __int_as_float(0x7fffffff)\n"
+    "#define RK_F(name) name##f\n"
+    /* float32: exp through the hardware exp2 unit, as KeOps does
+       (-use_fast_math); relative error about 1e-7 * (2 + 1.2 |x|) */
+    "#define RK_EXPF(x) __expf(x)\n";
+static const char *prelude64 =
+    "typedef double T;\n"
+    "typedef double rk_v;\n"
+    "#define RK_INF __longlong_as_double(0x7ff0000000000000LL)\n"
+    "#define RK_NAN __longlong_as_double(0x7ff8000000000000LL)\n"
+    "#define RK_F(name) name\n"
+    "#define RK_EXPF(x) exp(x)\n";
+/* scalar semantics: see the top comment of cg-expr.c */
+static const char *prelude =
+    "#define RK_SPLAT(c) ((T)(c))\n"
+    "#define RK_EXPS(x) RK_EXPF(x)\n"
+    "#define RK_LOGS(x) RK_F(log)(x)\n"
+    "#define RK_D __device__ __forceinline__ static\n"
+    "RK_D rk_v rk_exp(rk_v x) { return RK_EXPF(x); }\n"
+    "RK_D rk_v rk_log(rk_v x) { return RK_F(log)(x); }\n"
+    "RK_D rk_v rk_sin(rk_v x) { return RK_F(sin)(x); }\n"
+    "RK_D rk_v rk_cos(rk_v x) { return RK_F(cos)(x); }\n"
+    "RK_D rk_v rk_tan(rk_v x) { return RK_F(tan)(x); }\n"
+    "RK_D rk_v rk_asin(rk_v x) { return RK_F(asin)(x); }\n"
+    "RK_D rk_v rk_acos(rk_v x) { return RK_F(acos)(x); }\n"
+    "RK_D rk_v rk_atan(rk_v x) { return RK_F(atan)(x); }\n"
+    "RK_D rk_v rk_sqrt(rk_v x) { return RK_F(sqrt)(x); }\n"
+    "RK_D rk_v rk_atan2(rk_v y, rk_v x) { return RK_F(atan2)(y, x); }\n"
+    "RK_D rk_v rk_rsqrt(rk_v x) { return x == 0 ? (T)0 : (T)1 / "
+    "RK_F(sqrt)(x); }\n"
+    "RK_D rk_v rk_inv(rk_v x) { return (T)1 / x; }\n"
+    "RK_D rk_v rk_powi(rk_v x, int n) {\n"
+    "  unsigned m = n < 0 ? 0u - (unsigned)n : (unsigned)n;\n"
+    "  T r = 1, b = x;\n"
+    "  while (m) { if (m & 1u) r *= b; b *= b; m >>= 1; }\n"
+    "  return n < 0 ? (T)1 / r : r;\n"
+    "}\n"
+    "RK_D rk_v rk_powf(rk_v x, rk_v y) { return RK_F(exp)(y * RK_F(log)(x)); "
+    "}\n"
+    "RK_D rk_v rk_abs(rk_v x) { return RK_F(fabs)(x); }\n"
+    "RK_D rk_v rk_sign(rk_v x) { return x > 0 ? (T)1 : (x < 0 ? (T)-1 : "
+    "(T)0); }\n"
+    "RK_D rk_v rk_step(rk_v x) { return x < 0 ? (T)0 : (T)1; }\n"
+    "RK_D rk_v rk_relu(rk_v x) { return x < 0 ? (T)0 : x; }\n"
+    "RK_D rk_v rk_floor(rk_v x) { return RK_F(floor)(x); }\n"
+    "RK_D rk_v rk_round(rk_v x, int d) {\n"
+    "  if (d == 0) return RK_F(round)(x);\n"
+    "  T p = (T)1;\n"
+    "  for (int q = d < 0 ? -d : d; q > 0; q--) p *= (T)10;\n"
+    "  return d > 0 ? RK_F(round)(x * p) / p : RK_F(round)(x / p) * p;\n"
+    "}\n"
+    "RK_D rk_v rk_xlogx(rk_v x) { return x == 0 ? (T)0 : x * RK_F(log)(x); }\n"
+    "RK_D rk_v rk_sinxdivx(rk_v x) { return x == 0 ? (T)1 : RK_F(sin)(x) / "
+    "x; }\n"
+    "RK_D rk_v rk_clamp(rk_v x, rk_v a, rk_v b) { return x < a ? a : (x > b "
+    "? b : x); }\n"
+    "RK_D rk_v rk_ifelse(rk_v c, rk_v a, rk_v b) { return c >= 0 ? a : b; }\n"
+    "RK_D rk_v rk_mod(rk_v x, rk_v m, rk_v o) { return x - m * "
+    "RK_F(floor)((x - o) / m); }\n"
+    "RK_D rk_v rk_max2(rk_v a, rk_v b) { return (a != a || b != b) ? RK_NAN "
+    ": (a > b ? a : b); }\n"
+    "RK_D rk_v rk_min2(rk_v a, rk_v b) { return (a != a || b != b) ? RK_NAN "
+    ": (a < b ? a : b); }\n"
+    "RK_D rk_v rk_ifgt(rk_v a, rk_v b, rk_v x, rk_v y) { return a > b ? x : "
+    "y; }\n"
+    "RK_D rk_v rk_ifeq(rk_v a, rk_v b, rk_v x, rk_v y) { return a == b ? x : "
+    "y; }\n";
+
+/* append src (emitted code) to dst, with "#pragma unroll" before every
+   for loop, so that register arrays are indexed by constants only */
+static void put_unrolled(rk_buf *dst, const char *src, int unroll) {
+  for (const char *p = src; *p;) {
+    const char *nl = strchr(p, '\n');
+    size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
+    const char *q = p;
+    while (q < p + len && *q == ' ') q++;
+    if (unroll && strncmp(q, "for (", 5) == 0) {
+      rk_buf_printf(dst, "%.*s#pragma unroll\n", (int)(q - p), p);
+    }
+    rk_buf_printf(dst, "%.*s", (int)len, p);
+    p += len;
+  }
+}
+
+/* run an emitter into a fresh buffer and append it, unrolled */
+#define SUB(g, tmp, stmt)                                                     \
+  do {                                                                        \
+    rk_buf *sub_saved = (g)->b;                                               \
+    rk_buf_init(&(tmp));                                                      \
+    (g)->b = &(tmp);                                                          \
+    stmt;                                                                     \
+    (g)->b = sub_saved;                                                       \
+    if ((tmp).s) put_unrolled(sub_saved, (tmp).s, unroll);                    \
+    if ((tmp).oom) sub_saved->oom = 1;                                        \
+    rk_buf_free(&(tmp));                                                      \
+  } while (0)
+
+/* the printf pattern (%s: component) naming the components of node n */
+static void node_pat(rk_cg *g, const rk_node *n, char *out, size_t size) {
+  rk_buf t, *saved = g->b;
+  rk_buf_init(&t);
+  g->b = &t;
+  rk_cg_ref(g, n, "%s");
+  g->b = saved;
+  snprintf(out, size, "%s", t.s ? t.s : "0");
+  rk_buf_free(&t);
+}
+
+static int emit_main(rk_cg *g, const rk_formula *f, const rk_cuda_geom *gm,
+                     const char *used, int unroll, rk_error *e) {
+  cuda_skel *s = g->skel;
+  rk_buf *b = g->b, tmp;
+  char acc[32], pat[256], fpat[512], wpat[512];
+  int rb = gm->rb, rc = RK_OK;
+  rk_buf_puts(b, "extern \"C\" __global__ void __launch_bounds__(RK_TPB)\n"
+                 "rk_main(long long sk_ni, long long sk_nj, long long "
+                 "sk_jbase, long long sk_jchunk,\n"
+                 "        double *__restrict__ sk_out, long long sk_ldo,\n"
+                 "        double *__restrict__ sk_st, long long sk_ldst, "
+                 "long long sk_stpart, int sk_mode");
+  for (int v = 0; v < f->nvars; v++)
+    rk_buf_printf(b, ",\n        const T *__restrict__ sk_v%d, long long sk_ld%d",
+                  v, v);
+  rk_buf_puts(b, ") {\n");
+  rk_buf_puts(b, "  __shared__ __align__(16) T sk_sh[RK_TJ * RK_PAD];\n"
+                 "  const long long sk_row = (long long)blockIdx.x * (RK_TPB "
+                 "* RK_RB) + threadIdx.x;\n"
+                 "  const long long sk_js = (long long)blockIdx.y * "
+                 "sk_jchunk;\n"
+                 "  const long long sk_je = sk_nj - sk_js < sk_jchunk ? sk_nj "
+                 ": sk_js + sk_jchunk;\n"
+                 "  sk_st += (long long)blockIdx.y * sk_stpart;\n");
+  for (int r = 0; r < rb; r++)
+    rk_buf_printf(b, "  const long long sk_row%d = sk_row + %d * RK_TPB;\n", r,
+                  r);
+  /* parameters in registers (loaded once, not at every point) */
+  for (int v = 0; v < f->nvars && s->pregs; v++) {
+    if (!used[v] || f->vars[v].cat != RK_CAT_P) continue;
+    rk_buf_printf(b, "  T sk_p%d[%d];\n", v, f->vars[v].dim);
+    rk_buf_printf(b, "#pragma unroll\n  for (int sk_k = 0; sk_k < %d; sk_k++) "
+                     "sk_p%d[sk_k] = sk_v%d[sk_k];\n",
+                  f->vars[v].dim, v, v);
+  }
+  /* outer variables in registers */
+  for (int v = 0; v < f->nvars && s->regs; v++) {
+    if (!used[v] || f->vars[v].cat != s->outer_cat) continue;
+    for (int r = 0; r < rb; r++) {
+      rk_buf_printf(b, "  T sk_x%d_%d[%d];\n", v, r, f->vars[v].dim);
+      rk_buf_printf(b, "#pragma unroll\n  for (int sk_k = 0; sk_k < %d; "
+                       "sk_k++) sk_x%d_%d[sk_k] = sk_row%d < sk_ni ? "
+                       "sk_v%d[sk_k * sk_ld%d + sk_row%d] : (T)0;\n",
+                    f->vars[v].dim, v, r, r, v, v, r);
+    }
+  }
+  g->indent = 1;
+  for (int r = 0; r < rb; r++) {
+    snprintf(acc, sizeof acc, "sk_a%d", r);
+    snprintf(pat, sizeof pat, "sk_st[(long long)(%%s) * sk_ldst + sk_row%d]",
+             r);
+    SUB(g, tmp, rk_cg_red_decl(g, f, acc));
+    rk_cg_line(g, "if ((sk_mode & 1) && sk_row%d < sk_ni) {", r);
+    g->indent++;
+    SUB(g, tmp, rk_cg_red_load(g, f, acc, pat));
+    g->indent--;
+    rk_cg_line(g, "} else {");
+    g->indent++;
+    SUB(g, tmp, rk_cg_red_init(g, f, acc));
+    g->indent--;
+    rk_cg_line(g, "}");
+  }
+  /* the tile loop */
+  rk_buf_puts(b, "  for (long long sk_jt = sk_js; sk_jt < sk_je; sk_jt += "
+                 "RK_TJ) {\n    __syncthreads();\n"
+                 "    for (int sk_t = threadIdx.x; sk_t < RK_TJ; sk_t += "
+                 "RK_TPB) {\n"
+                 "      const long long sk_j = sk_jt + sk_t;\n"
+                 "      if (sk_j < sk_je) {\n");
+  for (int v = 0; v < f->nvars; v++) {
+    if (!used[v] || f->vars[v].cat == s->outer_cat ||
+        f->vars[v].cat == RK_CAT_P)
+      continue;
+    rk_buf_printf(b, "        for (int sk_k = 0; sk_k < %d; sk_k++) "
+                     "sk_sh[sk_t * RK_PAD + %d + sk_k] = sk_v%d[sk_k * sk_ld%d "
+                     "+ sk_j];\n",
+                  f->vars[v].dim, s->off[v], v, v);
+  }
+  rk_buf_puts(b, "      }\n    }\n    __syncthreads();\n"
+                 "    const int sk_n = sk_je - sk_jt < RK_TJ ? (int)(sk_je - "
+                 "sk_jt) : RK_TJ;\n"
+                 "    for (int sk_jj = 0; sk_jj < sk_n; sk_jj++) {\n");
+  g->indent = 3;
+  const rk_node *roots[2] = {f->f, f->w};
+  for (int r = 0; r < rb && rc == RK_OK; r++) {
+    s->row = r;
+    snprintf(acc, sizeof acc, "sk_a%d", r);
+    rk_cg_line(g, "{ /* row %d */", r);
+    g->indent++;
+    SUB(g, tmp, rc = rk_cg_emit_map(g, f->ctx, roots, f->w ? 2 : 1, e));
+    node_pat(g, f->f, fpat, sizeof fpat);
+    if (f->w) node_pat(g, f->w, wpat, sizeof wpat);
+    SUB(g, tmp,
+        rk_cg_red_update(g, f, acc, fpat, f->w ? wpat : NULL,
+                         "(sk_jbase + sk_jt + sk_jj)"));
+    g->indent--;
+    rk_cg_line(g, "}");
+  }
+  rk_buf_puts(b, "    }\n  }\n");
+  g->indent = 1;
+  for (int r = 0; r < rb; r++) {
+    snprintf(acc, sizeof acc, "sk_a%d", r);
+    rk_cg_line(g, "if (sk_row%d < sk_ni) {", r);
+    g->indent++;
+    rk_cg_line(g, "if (sk_mode & 2) {");
+    g->indent++;
+    snprintf(pat, sizeof pat, "sk_st[(long long)(%%s) * sk_ldst + sk_row%d]",
+             r);
+    SUB(g, tmp, rk_cg_red_store(g, f, acc, pat));
+    g->indent--;
+    rk_cg_line(g, "} else {");
+    g->indent++;
+    snprintf(pat, sizeof pat, "sk_out[(long long)(%%s) * sk_ldo + sk_row%d]",
+             r);
+    SUB(g, tmp, rk_cg_red_final(g, f, acc, pat));
+    g->indent--;
+    rk_cg_line(g, "}");
+    g->indent--;
+    rk_cg_line(g, "}");
+  }
+  rk_buf_puts(b, "}\n\n");
+  return rc;
+}
+
+static void emit_merge(rk_cg *g, const rk_formula *f, int unroll) {
+  rk_buf *b = g->b, tmp;
+  const char *pa = "sk_st[(long long)(%s) * sk_ldst + sk_row]";
+  const char *pb = "sk_q[(long long)(%s) * sk_ldst + sk_row]";
+  rk_buf_puts(b, "extern \"C\" __global__ void __launch_bounds__(RK_TPB)\n"
+                 "rk_merge(long long sk_ni, int sk_nparts, const double "
+                 "*__restrict__ sk_st,\n"
+                 "         long long sk_ldst, long long sk_stpart, double "
+                 "*__restrict__ sk_out, long long sk_ldo) {\n"
+                 "  const long long sk_row = (long long)blockIdx.x * RK_TPB + "
+                 "threadIdx.x;\n"
+                 "  if (sk_row >= sk_ni) return;\n");
+  g->indent = 1;
+  SUB(g, tmp, rk_cg_red_decl(g, f, "sk_a"));
+  SUB(g, tmp, rk_cg_red_decl(g, f, "sk_b"));
+  SUB(g, tmp, rk_cg_red_load(g, f, "sk_a", pa));
+  rk_cg_line(g, "for (int sk_p = 1; sk_p < sk_nparts; sk_p++) {");
+  g->indent++;
+  rk_cg_line(g, "const double *sk_q = sk_st + sk_p * sk_stpart;");
+  SUB(g, tmp, rk_cg_red_load(g, f, "sk_b", pb));
+  SUB(g, tmp, rk_cg_red_merge(g, f, "sk_a", "sk_b"));
+  g->indent--;
+  rk_cg_line(g, "}");
+  SUB(g, tmp, rk_cg_red_final(g, f, "sk_a",
+                              "sk_out[(long long)(%s) * sk_ldo + sk_row]"));
+  rk_buf_puts(b, "}\n");
+}
+
+int rk_cg_cuda_source(const rk_formula *f, int precision, const char *key,
+                      rk_buf *out, rk_error *e) {
+  rk_cuda_geom gm;
+  char used[MAXPOS];
+  int rc = rk_cg_cuda_geom(f, precision, &gm, e);
+  if (rc != RK_OK) return rc;
+  int maxdim = used_vars(f, used, e);
+  if (maxdim < 0) return RK_ENOMEM;
+  cuda_skel s;
+  memset(&s, 0, sizeof s);
+  s.f = f;
+  s.outer_cat = f->axis == 1 ? RK_CAT_I : RK_CAT_J;
+  int unroll = maxdim <= 256, outer = 0, off = 0, params = 0;
+  for (int v = 0; v < f->nvars; v++) {
+    if (!used[v]) continue;
+    if (f->vars[v].cat == RK_CAT_P) params += f->vars[v].dim;
+    else if (f->vars[v].cat == s.outer_cat) outer += f->vars[v].dim;
+    else if (f->vars[v].cat != RK_CAT_P) {
+      s.off[v] = off;
+      off += f->vars[v].dim;
+    }
+  }
+  s.regs = unroll && outer * gm.rb <= 192;
+  s.pregs = unroll && params <= 32;
+  rk_cg g;
+  memset(&g, 0, sizeof g);
+  g.b = out;
+  g.var_ref = var_ref;
+  g.skel = &s;
+  g.precision = precision;
+  rk_buf_puts(out, "/* rkeops CUDA kernel, generated: do not edit.\n * key: ");
+  for (const char *p = key ? key : ""; *p; p++) /* no comment end in key */
+    rk_buf_putc(out, (p[0] == '*' && p[1] == '/') ? '+' : *p);
+  rk_buf_puts(out, "\n */\n");
+  rk_buf_puts(out, precision == 64 ? prelude64 : prelude32);
+  rk_buf_puts(out, prelude);
+  rk_buf_printf(out,
+                "#define RK_TPB %d\n#define RK_RB %d\n#define RK_TJ %d\n"
+                "#define RK_PAD %d\n\n",
+                gm.tpb, gm.rb, gm.tj, gm.pad);
+  rc = emit_main(&g, f, &gm, used, unroll, e);
+  if (rc == RK_OK) emit_merge(&g, f, unroll);
+  if (rc == RK_OK && out->oom)
+    rc = rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
+  return rc;
+}

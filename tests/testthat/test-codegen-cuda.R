@@ -1,0 +1,136 @@
+# test-codegen-cuda.R -- the CUDA source generated for every operation of
+# src/ops.def and every reduction of src/red.def, in float32 and float64,
+# is compiled by NVRTC for sm_80 and sm_90.  No GPU is needed: only NVRTC
+# (libnvrtc.so, found as the package finds it at run time); the tests skip
+# when NVRTC is absent.
+
+nvrtc_ok <- function() {
+  desc <- tryCatch(rkeops:::rk_config()$description, error = function(e) "")
+  any(grepl("^NVRTC: [0-9]", strsplit(desc, "\n")[[1]]))
+}
+skip_if_no_nvrtc <- function() skip_if_not(nvrtc_ok(), "NVRTC not available")
+
+nvrtc_compiles <- function(formula, args, precs = c(32L, 64L),
+                           archs = list(c(8L, 0L), c(9L, 0L)),
+                           scheme = "auto") {
+  for (prec in precs) {
+    for (a in archs) {
+      res <- tryCatch(
+        rkeops:::rk_nvrtc_check(formula, args, precision = prec, major = a[1],
+                                minor = a[2], sum_scheme = scheme),
+        error = function(e) e)
+      label <- sprintf("%s [float%d sm_%d%d]", formula, prec, a[1], a[2])
+      if (inherits(res, "error")) {
+        fail(paste0(label, ": ", conditionMessage(res)))
+      } else {
+        expect_true(isTRUE(res), label = label)
+      }
+    }
+  }
+}
+
+# one formula per operation; a, b, c are Vi / Vj / Pm so that every kind of
+# variable access of the skeleton appears
+cg_args <- c("a=Vi(3)", "b=Vj(3)", "c=Pm(3)", "s=Vj(1)", "t=Pm(1)",
+             "m=Pm(9)", "w=Vi(9)")
+cg_ops <- list(
+  Add = "a + b", Subtract = "a - b", Mult = "a * c", Divide = "a / s",
+  Minus = "-a", Exp = "Exp(a)", Log = "Log(b)", Sin = "Sin(a)",
+  Cos = "Cos(b)", Tan = "Tan(a)", Asin = "Asin(c)", Acos = "Acos(a)",
+  Atan = "Atan(b)", Atan2 = "Atan2(a, b)", Sqrt = "Sqrt(b)",
+  Rsqrt = "Rsqrt(a)", Inv = "Inv(s)", Square = "Square(a)",
+  Pow = "Pow(a, 3) + Pow(b, -2) + Pow(c, 0)", Powf = "Powf(b, a)",
+  Abs = "Abs(a)", Sign = "Sign(b)", Step = "Step(a)", ReLU = "ReLU(b)",
+  Floor = "Floor(a)", Round = "Round(a, 2) + Round(b, 0)",
+  XLogX = "XLogX(b)", SinXDivX = "SinXDivX(a)",
+  Clamp = "Clamp(a, b, c)", ClampInt = "ClampInt(a, -1, 2)",
+  IfElse = "IfElse(a, b, c)", Mod = "Mod(a, b, c)",
+  Sum = "Sum(a) * b", Max = "Max(a - b)", Min = "Min(b)",
+  ArgMax = "ArgMax(a + b)", ArgMin = "ArgMin(b)", SqNorm2 = "SqNorm2(a)",
+  Norm2 = "Norm2(a - b)", Scalprod = "(a | b)", SqDist = "SqDist(a, b)",
+  WeightedSqNorm = "WeightedSqNorm(t, a) + WeightedSqNorm(c, b) + WeightedSqNorm(m, a)",
+  WeightedSqDist = "WeightedSqDist(w, a, b) + WeightedSqDist(s, a, b)",
+  Normalize = "Normalize(a - b)", Elem = "Elem(a, 2) * s",
+  ElemT = "ElemT(s, 3, 1)", Extract = "Extract(w, 3, 3)",
+  ExtractT = "ExtractT(s, 1, 3)", Concat = "Concat(Extract(a, 0, 2), Elem(b, 0))",
+  OneHot = "OneHot(s, 4)", SumT = "SumT(s, 3)",
+  MatVecMult = "MatVecMult(m, b)", VecMatMult = "VecMatMult(a, m)",
+  TensorProd = "TensorProd(a, b)"
+)
+
+test_that("the CUDA codegen table covers every operation of ops.def", {
+  from_def <- def_names("ops.def", "X")
+  skip_if(is.null(from_def), "src/ops.def not reachable from the tests")
+  expect_setequal(setdiff(from_def, ops_excluded), names(cg_ops))
+})
+
+# operations grouped into a few formulas (one NVRTC run per group, both
+# precisions, both architectures); groups of dimension-3 terms are summed,
+# OneHot (dimension 4) and TensorProd (dimension 9) stand alone
+cg_groups <- function() {
+  alone <- c("OneHot", "TensorProd")
+  rest <- setdiff(names(cg_ops), alone)
+  groups <- split(rest, ceiling(seq_along(rest) / 6))
+  c(lapply(groups, function(g) paste(unlist(cg_ops[g]), collapse = " + ")),
+    lapply(alone, function(g) cg_ops[[g]]))
+}
+
+test_that("NVRTC compiles the CUDA source of every operation", {
+  skip_if_no_nvrtc()
+  for (expr in cg_groups()) {
+    nvrtc_compiles(sprintf("Sum_Reduction(%s, 1)", expr), cg_args)
+  }
+  # reductions over i (axis 0): the roles of i and j swap in the skeleton
+  nvrtc_compiles("Sum_Reduction(Exp(-SqDist(a, b)) * s, 0)", cg_args)
+  # a large dimension (no register blocking, no unrolled loops)
+  nvrtc_compiles("Sum_Reduction(MatVecMult(A, y) * x, 1)",
+                 c("A=Pm(90000)", "x=Vi(300)", "y=Vj(300)"), precs = 32L,
+                 archs = list(c(9L, 0L)))
+})
+
+test_that("NVRTC compiles the CUDA source of every reduction", {
+  skip_if_no_nvrtc()
+  from_def <- def_names("red.def", "R")
+  reds <- list(
+    Sum = "Sum_Reduction(Sin(x - y), %d)",
+    Min = "Min_Reduction(x - y, %d)",
+    Max = "Max_Reduction(x * y, %d)",
+    ArgMin = "ArgMin_Reduction(x - y, %d)",
+    ArgMax = "ArgMax_Reduction(x - y, %d)",
+    Min_ArgMin = "Min_ArgMin_Reduction(x - y, %d)",
+    Max_ArgMax = "Max_ArgMax_Reduction(x - y, %d)",
+    KMin = "KMin_Reduction(x - y, 5, %d)",
+    ArgKMin = "ArgKMin_Reduction(SqDist(x, y), 10, %d)",
+    KMin_ArgKMin = "KMin_ArgKMin_Reduction(x - y, 3, %d)",
+    LogSumExp = "LogSumExp_Reduction(-SqDist(x, y), %d)",
+    LogSumExpWeight = "LogSumExpWeight_Reduction(-SqDist(x, y), g, %d)",
+    SumSoftMaxWeight = "SumSoftMaxWeight_Reduction(-SqDist(x, y), g, %d)"
+  )
+  if (!is.null(from_def)) expect_setequal(names(reds), from_def)
+  for (red in names(reds)) {
+    for (axis in 0:1) {
+      wcat <- if (axis == 1) "Vj" else "Vi"
+      nvrtc_compiles(sprintf(reds[[red]], axis),
+                     c("x=Vi(3)", "y=Vj(3)", sprintf("g=%s(2)", wcat)))
+    }
+  }
+  for (scheme in c("direct_sum", "block_sum", "kahan_scheme")) {
+    nvrtc_compiles("Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
+                   c("x=Vi(3)", "y=Vj(3)", "b=Vj(2)"), scheme = scheme)
+  }
+})
+
+test_that("the CUDA source uses the shared emitter and documents its key", {
+  src <- rkeops:::rk_source("Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
+                            c("x=Vi(3)", "y=Vj(3)", "b=Vj(1)"),
+                            backend = "GPU", precision = "float32")
+  expect_match(src, "extern \"C\" __global__", fixed = TRUE)
+  expect_match(src, "rk_main", fixed = TRUE)
+  expect_match(src, "rk_merge", fixed = TRUE)
+  expect_match(src, "typedef float T;", fixed = TRUE)
+  expect_match(src, "rk_exp(", fixed = TRUE)
+  src64 <- rkeops:::rk_source("Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
+                              c("x=Vi(3)", "y=Vj(3)", "b=Vj(1)"),
+                              backend = "GPU", precision = "float64")
+  expect_match(src64, "typedef double T;", fixed = TRUE)
+})

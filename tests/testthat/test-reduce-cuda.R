@@ -1,0 +1,160 @@
+# test-reduce-cuda.R -- every reduction of src/red.def on the GPU, against
+# the CPU float64 results (skipped without a usable GPU).  Sizes cross the
+# tile and register-block boundaries and exercise the reduction split over
+# blockIdx.y (few output rows) with its merge kernel; both axes; float64
+# (relative error <= 1e-10) and float32 (<= 1e-4 against float64 on the
+# same float32-rounded inputs; discrete data give exact values and indices).
+
+gpu_count <- function() {
+  tryCatch(rkeops:::rk_config()$gpu_count, error = function(e) 0L)
+}
+skip_if_no_gpu <- function() skip_if(gpu_count() < 1L, "no usable GPU")
+
+local_backend <- function(backend, prec, envir = parent.frame()) {
+  local_rk_options(envir)
+  if (backend == "GPU") rkeops::rkeops_use_gpu(0) else rkeops::rkeops_use_cpu()
+  if (prec == 32) rkeops::rkeops_use_float32() else rkeops::rkeops_use_float64()
+}
+
+on_backend <- function(backend, prec, formula, args, input) {
+  local_backend(backend, prec)
+  keops_kernel(formula, args)(input)
+}
+
+cuda_reds <- list(
+  Sum = list(f = "Sum_Reduction(Sin(x + y) + x * y, %d)", disc = FALSE),
+  Min = list(f = "Min_Reduction(Square(x - y), %d)", disc = TRUE),
+  Max = list(f = "Max_Reduction(Square(x - y), %d)", disc = TRUE),
+  ArgMin = list(f = "ArgMin_Reduction(Square(x - y), %d)", disc = TRUE),
+  ArgMax = list(f = "ArgMax_Reduction(Square(x - y), %d)", disc = TRUE),
+  Min_ArgMin = list(f = "Min_ArgMin_Reduction(Square(x - y), %d)", disc = TRUE),
+  Max_ArgMax = list(f = "Max_ArgMax_Reduction(Square(x - y), %d)", disc = TRUE),
+  KMin = list(f = "KMin_Reduction(Square(x - y), 5, %d)", disc = TRUE),
+  ArgKMin = list(f = "ArgKMin_Reduction(Square(x - y), 5, %d)", disc = TRUE),
+  KMin_ArgKMin = list(f = "KMin_ArgKMin_Reduction(Square(x - y), 3, %d)", disc = TRUE),
+  LogSumExp = list(f = "LogSumExp_Reduction(Sum(Sin(x + y)), %d)", disc = FALSE),
+  LogSumExpWeight = list(f = "LogSumExpWeight_Reduction(Sum(Sin(x + y)), g, %d)",
+                         disc = FALSE),
+  SumSoftMaxWeight = list(f = "SumSoftMaxWeight_Reduction(Sum(Sin(x + y)), g, %d)",
+                          disc = FALSE)
+)
+
+cuda_sizes <- list(c(1, 7), c(7, 1001), c(1001, 7), c(3000, 2049), c(50, 40000))
+
+test_that("every reduction on the GPU agrees with the CPU in float64", {
+  skip_if_no_gpu()
+  set.seed(501)
+  for (red in names(cuda_reds)) {
+    spec <- cuda_reds[[red]]
+    for (sz in cuda_sizes) {
+      for (axis in 0:1) {
+        M <- sz[1]
+        N <- sz[2]
+        if (grepl("KMin", red) && (if (axis == 1) N else M) < 5) next
+        gen <- function(n) {
+          if (spec$disc) matrix(as.double(sample(0:15, n * 3, TRUE)), n, 3)
+          else matrix(runif(n * 3, -2, 2), n, 3)
+        }
+        X <- gen(M)
+        Y <- gen(N)
+        G <- matrix(runif((if (axis == 1) N else M) * 2, 0.5, 2), ncol = 2)
+        args <- c("x=Vi(3)", "y=Vj(3)",
+                  sprintf("g=%s(2)", if (axis == 1) "Vj" else "Vi"))
+        formula <- sprintf(spec$f, axis)
+        input <- list(X, Y, G)
+        ref <- on_backend("CPU", 64, formula, args, input)
+        for (prec in c(64, 32)) {
+          inp <- if (prec == 32) lapply(input, f32) else input
+          ref_p <- if (prec == 32) on_backend("CPU", 64, formula, args, inp) else ref
+          got <- on_backend("GPU", prec, formula, args, inp)
+          label <- sprintf("%s [M=%d N=%d float%d]", formula, M, N, prec)
+          expect_equal(dim(got), dim(ref_p), label = label)
+          if (spec$disc) {
+            expect_identical(got, ref_p, label = label)
+          } else {
+            tol <- if (prec == 64) 1e-10 else 1e-4
+            expect_close(got, ref_p, tol, label)
+          }
+        }
+      }
+    }
+  }
+})
+
+test_that("the three sum schemes and parameters on the GPU", {
+  skip_if_no_gpu()
+  set.seed(502)
+  X <- matrix(runif(3000), 1000, 3)
+  Y <- matrix(runif(6000), 2000, 3)
+  B <- matrix(runif(4000), 2000, 2)
+  args <- c("x=Vi(3)", "y=Vj(3)", "b=Vj(2)", "s=Pm(1)")
+  formula <- "Sum_Reduction(Exp(-s * SqDist(x, y)) * b, 1)"
+  input <- list(X, Y, B, 0.7)
+  ref <- on_backend("CPU", 64, formula, args, input)
+  for (scheme in c("direct_sum", "block_sum", "kahan_scheme")) {
+    local_backend("GPU", 64)
+    got <- keops_kernel(formula, args, sum_scheme = scheme)(input)
+    expect_close(got, ref, 1e-10, scheme)
+    local_backend("GPU", 32)
+    got <- keops_kernel(formula, args, sum_scheme = scheme)(input)
+    expect_close(got, ref, 1e-4, paste(scheme, "float32"))
+  }
+})
+
+test_that("inner_dim = 'row' and a second call reuse the kernel", {
+  skip_if_no_gpu()
+  local_backend("GPU", 64)
+  set.seed(503)
+  X <- matrix(runif(300), 100, 3)
+  Y <- matrix(runif(600), 200, 3)
+  op <- keops_kernel("Sum_Reduction(SqDist(x, y) * y, 1)", c("x=Vi(3)", "y=Vj(3)"))
+  a <- op(list(X, Y))
+  n0 <- rkeops:::rk_stats()[1]
+  b <- op(list(t(X), t(Y)), inner_dim = "row")
+  expect_equal(rkeops:::rk_stats()[1], n0)
+  expect_close(a, b, 1e-12, "row layout")
+})
+
+test_that("repeated GPU calls leave free device memory where it was", {
+  skip_if_no_gpu()
+  skip_if_not(exists("ffi_cuda_meminfo", asNamespace("rkeops")),
+              "ffi_cuda_meminfo is not registered")
+  local_backend("GPU", 32)
+  X <- matrix(runif(3e4), 1e4, 3)
+  Y <- matrix(runif(3e4), 1e4, 3)
+  op <- keops_kernel("Sum_Reduction(Exp(-SqDist(x, y)), 1)", c("x=Vi(3)", "y=Vj(3)"))
+  op(list(X, Y))
+  m0 <- .Call(rkeops:::ffi_cuda_meminfo, 0L)
+  for (k in 1:200) op(list(X, Y))
+  m1 <- .Call(rkeops:::ffi_cuda_meminfo, 0L)
+  expect_equal(m1[["free"]], m0[["free"]])
+})
+
+test_that("blocks over i and j (small memory budget) combine exactly", {
+  skip_if_no_gpu()
+  # about 300 kB of device memory: 2 to 8 blocks over i, 8 to 32 over j
+  withr::local_envvar(RKEOPS_CUDA_MEMORY_LIMIT = "300000")
+  set.seed(504)
+  M <- 3000
+  N <- 60000
+  X <- matrix(runif(M * 3, -2, 2), M, 3)
+  Y <- matrix(runif(N * 3, -2, 2), N, 3)
+  Xd <- matrix(as.double(sample(0:15, M * 3, TRUE)), M, 3)
+  Yd <- matrix(as.double(sample(0:15, N * 3, TRUE)), N, 3)
+  G <- matrix(runif(N * 2, 0.5, 2), N, 2)
+  args <- c("x=Vi(3)", "y=Vj(3)", "g=Vj(2)")
+  cases <- list(
+    list(f = "Sum_Reduction(Sin(x + y) + x * y, 1)", d = FALSE),
+    list(f = "Max_ArgMax_Reduction(Square(x - y), 1)", d = TRUE),
+    list(f = "ArgKMin_Reduction(Square(x - y), 5, 1)", d = TRUE),
+    list(f = "KMin_ArgKMin_Reduction(Square(x - y), 3, 1)", d = TRUE),
+    list(f = "LogSumExp_Reduction(Sum(Sin(x + y)), 1)", d = FALSE),
+    list(f = "SumSoftMaxWeight_Reduction(Sum(Sin(x + y)), g, 1)", d = FALSE))
+  for (cs in cases) {
+    input <- if (cs$d) list(Xd, Yd, G) else list(X, Y, G)
+    ref <- on_backend("CPU", 64, cs$f, args, input)
+    got <- on_backend("GPU", 64, cs$f, args, input)
+    if (cs$d) expect_identical(got, ref, label = cs$f)
+    else expect_close(got, ref, 1e-10, cs$f)
+  }
+})
