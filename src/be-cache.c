@@ -126,6 +126,7 @@ void rk_cache_clear_memory(void) {
   free(tab);
   tab = NULL;
   tab_size = tab_count = 0;
+  rk_cuda_release_pools(); /* device buffers too: clean_rkeops() frees all */
 }
 
 /* ---- directories ------------------------------------------------------- */

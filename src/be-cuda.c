@@ -215,14 +215,6 @@ static int module_load(const void *img, rk_dev *x, int device,
   return RK_OK;
 }
 
-static void say(const rk_options *o, const char *msg) {
-  if (!o->verbose) return;
-  if (o->message)
-    o->message(o->message_data, msg);
-  else
-    fprintf(stderr, "[rkeops] %s\n", msg);
-}
-
 static int kernel_get(const rk_formula *f, const rk_options *o, rk_dev *x,
                       rk_kernel **out, rk_error *e) {
   char target[96], msg[4200];
@@ -244,7 +236,6 @@ static int kernel_get(const rk_formula *f, const rk_options *o, rk_dev *x,
                                : RK_OK;
   rk_kernel *k = rc == RK_OK ? rk_memcache_find(mk.s) : NULL;
   const char *ext = strstr(target, "/sm_") ? "cubin" : "ptx";
-  (void)gm;
   void *img = NULL;
   size_t n = 0;
   if (rc == RK_OK && !k && o->cache_dir && o->cache_dir[0]) {
@@ -256,7 +247,7 @@ static int kernel_get(const rk_formula *f, const rk_options *o, rk_dev *x,
       rc = module_load(img, x, o->device, f, prec, mk.s, &k, e);
       if (rc == RK_OK) {
         rk_cache_count_disk_load();
-        say(o, "CUDA kernel loaded from the disk cache");
+        rk_say(o, "CUDA kernel loaded from the disk cache");
       } else { /* unusable file: compile again below */
         rk_err_clear(e);
         rc = RK_OK;
@@ -277,7 +268,7 @@ static int kernel_get(const rk_formula *f, const rk_options *o, rk_dev *x,
     if (rc == RK_OK) {
       snprintf(msg, sizeof msg, "compiling the CUDA kernel with NVRTC (%s)",
                target);
-      say(o, msg);
+      rk_say(o, "%s", msg);
       rc = rk_nvrtc_compile(src.s, "rkeops_kernel.cu", x->major, x->minor,
                             &img, &n, &cubin, e);
     }
@@ -293,7 +284,7 @@ static int kernel_get(const rk_formula *f, const rk_options *o, rk_dev *x,
               RK_OK) {
         snprintf(msg, sizeof msg, "CUDA kernel not saved to disk: %s",
                  e2.msg);
-        say(o, msg);
+        rk_say(o, "%s", msg);
       }
     }
     free(img);
