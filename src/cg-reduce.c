@@ -141,10 +141,13 @@ static void kmin_insert(rk_cg *g, const char *acc, int K, const char *c) {
   rk_cg_line(g, "}");
 }
 
-/* fold a (max rk_m2, sums) pair into a LogSumExp-like state, rescaling
-   whichever side has the smaller max (an equal max, +-Inf included, adds
-   without exp; NaN poisons acc_m).  w1: pattern (%s: component) of the
-   sums of the other side (a point: its weight, or 1); wz: its acc_z. */
+/* fold a (max rk_m2, sums) pair into a LogSumExp-like state: when rk_m2 is
+   the larger max, rescale acc first; then add the pair scaled by
+   exp(rk_m2 - acc_m), or by 1 when the maxima are equal (+-Inf included,
+   so no Inf - Inf).  A NaN max makes the scale NaN, which poisons the sums.
+   One rare branch and one select per point, so GPUs do not diverge.
+   w1: pattern (%s: component) of the sums of the other side (a point: its
+   weight, or 1); wz: its acc_z. */
 static void lse_fold(rk_cg *g, const rk_formula *f, const char *acc,
                      const char *w1, const char *wz) {
   int n = nacc(f), ssm = f->red == RK_RED_SUMSOFTMAXWEIGHT;
@@ -154,29 +157,21 @@ static void lse_fold(rk_cg *g, const rk_formula *f, const char *acc,
   g->indent++;
   rk_cg_line(g, "T rk_a = RK_EXPS(%s_m - rk_m2);", acc);
   c = cloop(g, n);
-  rk_cg_line(g, "%s[%s] = %s[%s] * rk_a + %s;", acc, c, acc, c,
-             pat1(t, w1, c));
+  rk_cg_line(g, "%s[%s] *= rk_a;", acc, c);
   cend(g);
-  if (ssm) rk_cg_line(g, "%s_z = %s_z * rk_a + %s;", acc, acc, wz);
+  if (ssm) rk_cg_line(g, "%s_z *= rk_a;", acc);
   rk_cg_line(g, "%s_m = rk_m2;", acc);
   g->indent--;
-  rk_cg_line(g, "} else if (rk_m2 == %s_m) {", acc);
+  rk_cg_line(g, "}");
+  rk_cg_line(g, "{");
   g->indent++;
+  rk_cg_line(g, "T rk_b = rk_m2 == %s_m ? (T)1 : RK_EXPS(rk_m2 - %s_m);", acc,
+             acc);
   c = cloop(g, n);
-  rk_cg_line(g, "%s[%s] += %s;", acc, c, pat1(t, w1, c));
+  rk_cg_line(g, "%s[%s] += rk_b * %s;", acc, c, pat1(t, w1, c));
   cend(g);
-  if (ssm) rk_cg_line(g, "%s_z += %s;", acc, wz);
+  if (ssm) rk_cg_line(g, "%s_z += rk_b * %s;", acc, wz);
   g->indent--;
-  rk_cg_line(g, "} else if (rk_m2 < %s_m) {", acc);
-  g->indent++;
-  rk_cg_line(g, "T rk_a = RK_EXPS(rk_m2 - %s_m);", acc);
-  c = cloop(g, n);
-  rk_cg_line(g, "%s[%s] += rk_a * %s;", acc, c, pat1(t, w1, c));
-  cend(g);
-  if (ssm) rk_cg_line(g, "%s_z += rk_a * %s;", acc, wz);
-  g->indent--;
-  rk_cg_line(g, "} else {");
-  rk_cg_line(g, "  %s_m = RK_NAN;", acc);
   rk_cg_line(g, "}");
 }
 
