@@ -40,7 +40,21 @@ local_rk_precision <- function(prec, envir = parent.frame()) {
   invisible(prec)
 }
 
+# The value tests run on the backend named by RKEOPS_TEST_BACKEND ("CPU" by
+# default; "GPU" on the GPU machine, where the whole suite then checks the
+# CUDA backend against the same dense R references).  local_rk_cpu_only()
+# is for tests about the CPU backend itself (threads, the .so cache files).
+test_backend <- function() toupper(Sys.getenv("RKEOPS_TEST_BACKEND", "CPU"))
 local_rk_cpu <- function(ncore = NULL, prec = 64, envir = parent.frame()) {
+  if (test_backend() == "GPU") {
+    local_rk_options(envir)
+    rkeops::rkeops_use_gpu(0)
+    if (prec == 32) rkeops::rkeops_use_float32() else rkeops::rkeops_use_float64()
+    return(invisible(NULL))
+  }
+  local_rk_cpu_only(ncore, prec, envir)
+}
+local_rk_cpu_only <- function(ncore = NULL, prec = 64, envir = parent.frame()) {
   local_rk_options(envir)
   rkeops::rkeops_use_cpu(ncore)
   if (prec == 32) rkeops::rkeops_use_float32() else rkeops::rkeops_use_float64()

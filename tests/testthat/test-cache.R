@@ -42,7 +42,7 @@ kernel_files <- function(dir) list.files(dir, pattern = "^[0-9a-f]{32}\\.so$", f
 temp_files <- function(dir) list.files(dir, pattern = "^tmp-", all.files = TRUE)
 
 test_that("a second call compiles nothing; the directory is private", {
-  local_rk_cpu()
+  local_rk_cpu_only()
   dir <- local_cache_dir()
   p <- unique_problem()
   c0 <- rk_counts()
@@ -64,7 +64,7 @@ test_that("a second call compiles nothing; the directory is private", {
 })
 
 test_that("after clearing the memory cache the kernel comes from disk", {
-  local_rk_cpu()
+  local_rk_cpu_only()
   dir <- local_cache_dir()
   p <- unique_problem()
   op <- keops_kernel(p$formula, p$args)
@@ -111,7 +111,7 @@ corruptions <- list(
 )
 
 test_that("a corrupted cache file is detected and rebuilt", {
-  local_rk_cpu()
+  local_rk_cpu_only()
   dir <- local_cache_dir()
   for (what in names(corruptions)) {
     p <- unique_problem()
@@ -139,7 +139,7 @@ test_that("a corrupted cache file is detected and rebuilt", {
 })
 
 test_that("a kernel file writable by others is not loaded", {
-  local_rk_cpu()
+  local_rk_cpu_only()
   dir <- local_cache_dir()
   p <- unique_problem()
   op <- keops_kernel(p$formula, p$args)
@@ -153,7 +153,7 @@ test_that("a kernel file writable by others is not loaded", {
 })
 
 test_that("clean_rkeops() empties the disk and memory caches", {
-  local_rk_cpu()
+  local_rk_cpu_only()
   dir <- local_cache_dir()
   p <- unique_problem()
   op <- keops_kernel(p$formula, p$args)
@@ -167,7 +167,7 @@ test_that("clean_rkeops() empties the disk and memory caches", {
 })
 
 test_that("two concurrent R processes on a fresh cache both get correct results", {
-  local_rk_cpu()
+  local_rk_cpu_only()
   dir <- local_cache_dir()
   work <- tempfile("rkeops-conc-")
   dir.create(work)

@@ -392,12 +392,12 @@ test_that("zero-row inputs: M = 0 gives 0 rows, N = 0 the empty reduction", {
 })
 
 with_cpu <- function(ncore, prec, expr) {
-  local_rk_cpu(ncore, prec)
+  local_rk_cpu_only(ncore, prec)
   force(expr)
 }
 
 test_that("results are identical with 1 and 2 threads", {
-  local_rk_cpu()
+  local_rk_cpu_only()
   set.seed(3011)
   X <- rdata(1001, 3)
   Y <- rdata(1000, 3)
