@@ -3,9 +3,11 @@
  * literals embedded by cg-cpu.c (nothing is installed at run time).
  *
  * rk_v is a GCC vector of RK_LANES consecutive reduction points.  rk_exp
- * is ours and vectorised (Cody-Waite reduction, minimax-like polynomial, 2^n
- * built in the exponent bits in two halves so that subnormal results are
- * right; overflow, underflow, +-Inf and NaN handled without branches).
+ * is ours and vectorised (Cody-Waite reduction, minimax-like polynomial):
+ * a fast path for |x| <= RK_EXP_FAST (and NaN) builds 2^n with one shift;
+ * when some lane is outside, rk_exp_full builds 2^n in the exponent bits in
+ * two halves so that subnormal results are right, overflow, underflow,
+ * +-Inf and NaN handled without branches (same bits on in-range lanes).
  * The other transcendental functions call libm lane by lane.  Selections
  * go through rk_sel because GCC vector types have no ?: in C.  The list
  * of names the emitter uses is at the top of cg-expr.c.
@@ -29,6 +31,11 @@ static const char rk_prelude_cpu64[] =
     "#define RK_MBITS 52\n"
     "#define RK_BIAS 1023\n"
     "#define RK_EBIAS 2048\n"
+    "#define RK_EXP_FAST 708.0\n"
+    "#define RK_ABSMASK 0x7fffffffffffffffLL\n"
+    "#if defined(__AVX__)\n"
+    "#define RK_MOVMSK(m) __builtin_ia32_movmskpd256(m)\n"
+    "#endif\n"
     "/* near-minimax polynomial of exp on [-ln2/2, ln2/2] (Chebyshev\n"
     "   interpolation, degree 11, relative error 2.2e-16 with rounding) */\n"
     "#define RK_POLY(r)                                                  \\\n"
@@ -54,6 +61,11 @@ static const char rk_prelude_cpu32[] =
     "#define RK_MBITS 23\n"
     "#define RK_BIAS 127\n"
     "#define RK_EBIAS 256\n"
+    "#define RK_EXP_FAST 87.0f\n"
+    "#define RK_ABSMASK 0x7fffffff\n"
+    "#if defined(__AVX__)\n"
+    "#define RK_MOVMSK(m) __builtin_ia32_movmskps256(m)\n"
+    "#endif\n"
     "/* degree 6, relative error 2.5e-9 */\n"
     "#define RK_POLY(r)                                                  \\\n"
     "  (1 + r * (0x1.000000a21065fp+0f + r * (0x1.000000287e0bep-1f      \\\n"
@@ -70,6 +82,13 @@ static const char rk_prelude_cpu[] =
     "#define RK_EXPS(x) RK_LM(exp)(x)\n"
     "#define RK_LOGS(x) RK_LM(log)(x)\n"
     "#define RK_SPLAT(c) ((T)(c) - (rk_v){0})\n"
+    "/* keep v in a register (the compiler would rather load it again from\n"
+    "   memory for each use: register blocking shares one load) */\n"
+    "#if defined(__GNUC__) && defined(__AVX__)\n"
+    "#define RK_REG(v) __asm__(\"\" : \"+x\"(v))\n"
+    "#else\n"
+    "#define RK_REG(v) ((void)0)\n"
+    "#endif\n"
     "static inline rk_v rk_sel(rk_vi m, rk_v a, rk_v b) {\n"
     "  return (rk_v)((m & (rk_vi)a) | (~m & (rk_vi)b));\n"
     "}\n"
@@ -152,7 +171,23 @@ static const char rk_prelude_cpu[] =
     "static inline rk_v rk_mod(rk_v x, rk_v m, rk_v o) {\n"
     "  return x - m * rk_floor((x - o) / m);\n"
     "}\n"
-    "static inline rk_v rk_exp(rk_v x) {\n"
+    ;
+
+/* common part, continued (each literal under 4095 characters) */
+static const char rk_prelude_cpu_exp[] =
+    "/* 1 when some lane of mask m is set */\n"
+    "static inline int rk_any(rk_vi m) {\n"
+    "#ifdef RK_MOVMSK\n"
+    "  return RK_MOVMSK((rk_v)m) != 0;\n"
+    "#else\n"
+    "  rk_ti a = 0;\n"
+    "  for (int l = 0; l < RK_LANES; l++) a |= m[l];\n"
+    "  return a != 0;\n"
+    "#endif\n"
+    "}\n"
+    "/* the whole range (clamps, 2^n in two halves): lanes with |x| >\n"
+    "   RK_EXP_FAST, +-Inf */\n"
+    "static inline rk_v rk_exp_full(rk_v x) {\n"
     "  rk_v c = rk_sel(x > RK_EXP_HI, RK_SPLAT(RK_EXP_HI), x);\n"
     "  c = rk_sel(c < RK_EXP_LO, RK_SPLAT(RK_EXP_LO), c);\n"
     "  rk_v t = c * (T)1.4426950408889634 + RK_SHIFT;\n"
@@ -168,6 +203,21 @@ static const char rk_prelude_cpu[] =
     "  rk_v s1 = (rk_v)((h + (RK_BIAS - RK_EBIAS / 2)) << RK_MBITS);\n"
     "  rk_v s2 = (rk_v)((u - h + (RK_BIAS - RK_EBIAS / 2)) << RK_MBITS);\n"
     "  return p * s1 * s2;\n"
+    "}\n"
+    "/* |x| <= RK_EXP_FAST (and NaN): 2^n is a normal number, built from\n"
+    "   the low bits of t in one shift; p * 2^n rounds once, as in\n"
+    "   rk_exp_full, so both paths give the same bits on these lanes */\n"
+    "static inline rk_v rk_exp(rk_v x) {\n"
+    "  rk_v t = x * (T)1.4426950408889634 + RK_SHIFT;\n"
+    "  rk_v n = t - RK_SHIFT;\n"
+    "  rk_v r = x - n * RK_LN2HI;\n"
+    "  r = r - n * RK_LN2LO;\n"
+    "  rk_v p = RK_POLY(r);\n"
+    "  rk_v s = (rk_v)(((rk_vu)t << RK_MBITS) +\n"
+    "                  ((rk_vu){0} + ((rk_tu)RK_BIAS << RK_MBITS)));\n"
+    "  rk_vi big = (rk_v)((rk_vi)x & RK_ABSMASK) > RK_EXP_FAST;\n"
+    "  if (__builtin_expect(rk_any(big), 0)) return rk_exp_full(x);\n"
+    "  return p * s;\n"
     "}\n"
     "static inline rk_v rk_xlogx(rk_v x) {\n"
     "  return rk_sel(x == 0, RK_SPLAT(0), x * rk_log(x));\n"
