@@ -176,22 +176,20 @@ static int run_compiler(const char *src, const char *obj, const char *logp) {
   return -1;
 }
 
-/* generate, compile, seal, load, install.  dir: the cache directory, or
-   NULL to work in a private temporary directory removed afterwards. */
-static int compile_kernel(const rk_formula *f, const rk_options *o,
-                          const char *key, const char *dir, rk_kernel **out,
-                          rk_error *e) {
+/* compile the generated source src, seal, load, install.  key: the key
+   embedded in the source (checked after dlopen); dkey: the disk key (the
+   file's name and trailer).  dir: the cache directory, or NULL to work in a
+   private temporary directory removed afterwards. */
+static int compile_kernel(const rk_options *o, const rk_buf *src,
+                          const char *key, const char *dkey, const char *dir,
+                          rk_kernel **out, rk_error *e) {
   char tmpdir[4096] = "";
-  rk_buf src, cpath, opath, lpath, fpath;
-  rk_buf_init(&src);
+  rk_buf cpath, opath, lpath, fpath;
   rk_buf_init(&cpath);
   rk_buf_init(&opath);
   rk_buf_init(&lpath);
   rk_buf_init(&fpath);
-  int keep_src = 0, rc;
-  rc = rk_cg_cpu_source(f, o->precision, key, &src, e);
-  if (rc != RK_OK)
-    goto done;
+  int keep_src = 0, rc = RK_OK;
   if (dir == NULL) {
     const char *t = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/rkeops-XXXXXX", t && *t ? t : "/tmp");
@@ -208,12 +206,12 @@ static int compile_kernel(const rk_formula *f, const rk_options *o,
   rk_cache_tmppath(dir, "c", &cpath);
   rk_buf_printf(&opath, "%.*s.so", (int)(cpath.len - 2), cpath.s);
   rk_buf_printf(&lpath, "%.*s.log", (int)(cpath.len - 2), cpath.s);
-  rk_cache_path(dir, key, "so", &fpath);
-  if (src.oom || cpath.oom || opath.oom || lpath.oom || fpath.oom) {
+  rk_cache_path(dir, dkey, "so", &fpath);
+  if (src->oom || cpath.oom || opath.oom || lpath.oom || fpath.oom) {
     rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
     goto done;
   }
-  if (!write_text(cpath.s, src.s, src.len)) {
+  if (!write_text(cpath.s, src->s, src->len)) {
     rc = rk_err(e, RK_ECACHE, -1, "cannot write the kernel source %s: %s",
                 cpath.s, strerror(errno));
     unlink(cpath.s);
@@ -232,7 +230,7 @@ static int compile_kernel(const rk_formula *f, const rk_options *o,
     unlink(opath.s);
     goto done;
   }
-  rc = rk_cache_seal(opath.s, key, e);
+  rc = rk_cache_seal(opath.s, dkey, e);
   if (rc != RK_OK) {
     unlink(opath.s);
     goto done;
@@ -260,7 +258,6 @@ done:
   }
   if (tmpdir[0] && !keep_src)
     rmdir(tmpdir);
-  rk_buf_free(&src);
   rk_buf_free(&cpath);
   rk_buf_free(&opath);
   rk_buf_free(&lpath);
@@ -271,9 +268,11 @@ done:
 int rk_cpu_get(const rk_formula *f, const rk_options *o, rk_cpu_entry *fn,
                int *compiled, rk_error *e) {
   int c = 0, rc = RK_OK;
-  rk_buf key, path;
+  rk_buf key, path, src, dkey;
   rk_buf_init(&key);
   rk_buf_init(&path);
+  rk_buf_init(&src);
+  rk_buf_init(&dkey);
   rk_kernel *k = NULL;
   rk_kernel_key(f, RK_BACKEND_CPU, o->precision, NULL, &key);
   if (key.oom) {
@@ -283,12 +282,25 @@ int rk_cpu_get(const rk_formula *f, const rk_options *o, rk_cpu_entry *fn,
   k = rk_memcache_find(key.s);
   if (k)
     goto done;
+  /* On disk, a kernel is also keyed by a hash of its generated source, so
+     a changed code generator never reuses a stale kernel of the same
+     formula.  (Generating the source takes well under a millisecond.) */
+  rc = rk_cg_cpu_source(f, o->precision, key.s, &src, e);
+  if (rc != RK_OK)
+    goto done;
+  char srchash[33];
+  rk_hash_hex(src.s ? src.s : "", srchash);
+  rk_buf_printf(&dkey, "%s gen=%s", key.s, srchash);
+  if (src.oom || dkey.oom) {
+    rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
+    goto done;
+  }
   const char *dir = o->cache_dir && o->cache_dir[0] ? o->cache_dir : NULL;
   if (dir) {
     rc = rk_cache_mkdir(dir, e);
     if (rc != RK_OK)
       goto done;
-    rk_cache_path(dir, key.s, "so", &path);
+    rk_cache_path(dir, dkey.s, "so", &path);
     if (path.oom) {
       rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
       goto done;
@@ -296,7 +308,7 @@ int rk_cpu_get(const rk_formula *f, const rk_options *o, rk_cpu_entry *fn,
     struct stat st;
     if (lstat(path.s, &st) == 0) {
       char why[512] = "invalid file (owner, mode, trailer or checksum)";
-      if (rk_cache_verify(path.s, key.s) &&
+      if (rk_cache_verify(path.s, dkey.s) &&
           load_kernel(path.s, key.s, &k, why, sizeof why)) {
         rk_cache_count_disk_load();
         rk_say(o, "loaded the CPU kernel from %s", path.s);
@@ -308,7 +320,7 @@ int rk_cpu_get(const rk_formula *f, const rk_options *o, rk_cpu_entry *fn,
     }
   }
   if (k == NULL) {
-    rc = compile_kernel(f, o, key.s, dir, &k, e);
+    rc = compile_kernel(o, &src, key.s, dkey.s, dir, &k, e);
     if (rc != RK_OK)
       goto done;
     c = 1;
@@ -327,5 +339,7 @@ done:
     *compiled = c;
   rk_buf_free(&key);
   rk_buf_free(&path);
+  rk_buf_free(&src);
+  rk_buf_free(&dkey);
   return rc;
 }

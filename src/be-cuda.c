@@ -238,11 +238,24 @@ static int kernel_get(const rk_formula *f, const rk_options *o, rk_dev *x,
   const char *ext = strstr(target, "/sm_") ? "cubin" : "ptx";
   void *img = NULL;
   size_t n = 0;
+  /* On disk, a kernel is also keyed by a hash of its generated source, so
+     a changed code generator never reuses a stale image of a formula. */
+  rk_buf src, dkey;
+  rk_buf_init(&src);
+  rk_buf_init(&dkey);
+  if (rc == RK_OK && !k) {
+    rc = rk_cg_cuda_source(f, prec, key.s, &src, e);
+    char srchash[33];
+    rk_hash_hex(src.s ? src.s : "", srchash);
+    rk_buf_printf(&dkey, "%s gen=%s", key.s ? key.s : "", srchash);
+    if (rc == RK_OK && (src.oom || dkey.oom))
+      rc = rk_err(e, RK_ENOMEM, -1, "out of memory generating CUDA source");
+  }
   if (rc == RK_OK && !k && o->cache_dir && o->cache_dir[0]) {
     rk_buf path;
     rk_buf_init(&path);
-    rk_cache_path(o->cache_dir, key.s, ext, &path);
-    if (path.s && rk_cache_read_blob(path.s, key.s, &img, &n) &&
+    rk_cache_path(o->cache_dir, dkey.s, ext, &path);
+    if (path.s && rk_cache_read_blob(path.s, dkey.s, &img, &n) &&
         img) {
       rc = module_load(img, x, o->device, f, prec, mk.s, &k, e);
       if (rc == RK_OK) {
@@ -259,19 +272,12 @@ static int kernel_get(const rk_formula *f, const rk_options *o, rk_dev *x,
     rk_buf_free(&path);
   }
   if (rc == RK_OK && !k) {
-    rk_buf src;
-    rk_buf_init(&src);
     int cubin = 0;
-    rc = rk_cg_cuda_source(f, prec, key.s, &src, e);
-    if (rc == RK_OK && src.oom)
-      rc = rk_err(e, RK_ENOMEM, -1, "out of memory generating CUDA source");
-    if (rc == RK_OK) {
-      snprintf(msg, sizeof msg, "compiling the CUDA kernel with NVRTC (%s)",
-               target);
-      rk_say(o, "%s", msg);
-      rc = rk_nvrtc_compile(src.s, "rkeops_kernel.cu", x->major, x->minor,
-                            &img, &n, &cubin, e);
-    }
+    snprintf(msg, sizeof msg, "compiling the CUDA kernel with NVRTC (%s)",
+             target);
+    rk_say(o, "%s", msg);
+    rc = rk_nvrtc_compile(src.s, "rkeops_kernel.cu", x->major, x->minor,
+                          &img, &n, &cubin, e);
     if (rc == RK_OK) {
       rk_cache_count_compile();
       rc = module_load(img, x, o->device, f, prec, mk.s, &k, e);
@@ -280,7 +286,7 @@ static int kernel_get(const rk_formula *f, const rk_options *o, rk_dev *x,
       rk_error e2;
       rk_err_clear(&e2);
       if (rk_cache_mkdir(o->cache_dir, &e2) != RK_OK ||
-          rk_cache_write_blob(o->cache_dir, key.s, ext, img, n, &e2) !=
+          rk_cache_write_blob(o->cache_dir, dkey.s, ext, img, n, &e2) !=
               RK_OK) {
         snprintf(msg, sizeof msg, "CUDA kernel not saved to disk: %s",
                  e2.msg);
@@ -288,7 +294,6 @@ static int kernel_get(const rk_formula *f, const rk_options *o, rk_dev *x,
       }
     }
     free(img);
-    rk_buf_free(&src);
     if (rc == RK_OK) {
       rc = rk_memcache_add(k, e);
       k = rc == RK_OK ? rk_memcache_find(mk.s) : NULL;
@@ -297,6 +302,8 @@ static int kernel_get(const rk_formula *f, const rk_options *o, rk_dev *x,
     rc = rk_memcache_add(k, e);
     k = rc == RK_OK ? rk_memcache_find(mk.s) : NULL;
   }
+  rk_buf_free(&src);
+  rk_buf_free(&dkey);
   rk_buf_free(&key);
   rk_buf_free(&mk);
   if (rc == RK_OK && !k)
