@@ -14,27 +14,31 @@ export R_USER_CACHE_DIR=/tmp/rkeops-cache NOT_CRAN=true
 Rscript -e 'rkeops::check_rkeops()' 2>&1 | tee "$OUT/check.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$OUT/check.txt"
 
+if [[ $what == *bench* ]]; then
+  timeout "${BENCH_TIMEOUT:-300}" Rscript bench/gpu.R 2>&1 | tee "$OUT/bench.txt"
+fi
 if [[ $what == *tests* ]]; then
+  # one process per test file, each bounded by TEST_TIMEOUT seconds; a
+  # file's counts are appended to $OUT/tests.txt as soon as it finishes
   export RKEOPS_TEST_BACKEND=GPU
   mkdir -p /tmp/tlogs
   start=$(date +%s)
   for f in tests/testthat/test-*.R; do
     b=$(basename "$f" .R)
-    Rscript -e "library(testthat); library(rkeops)
-      r <- as.data.frame(test_file('$f', reporter = 'summary', package = 'rkeops', load_package = 'installed'))
-      cat(sprintf('COUNTS %s %d %d %d\n', '$b', sum(r\$passed),
-          sum(r\$failed) + sum(r\$error), sum(r\$skipped)))" >"/tmp/tlogs/$b.log" 2>&1 &
+    case " ${SKIP_TESTS:-} " in *" $b "*) continue ;; esac
+    (
+      timeout "${TEST_TIMEOUT:-240}" Rscript -e "library(testthat); library(rkeops)
+        r <- as.data.frame(test_file('$f', reporter = 'summary', package = 'rkeops', load_package = 'installed'))
+        cat(sprintf('COUNTS %s %d %d %d\\n', '$b', sum(r\$passed),
+            sum(r\$failed) + sum(r\$error), sum(r\$skipped)))" >"/tmp/tlogs/$b.log" 2>&1
+      rc=$?
+      line=$(grep -h "^COUNTS" "/tmp/tlogs/$b.log")
+      echo "${line:-NOCOUNTS $b rc=$rc} $(( $(date +%s) - start ))s" >>"$OUT/tests.txt"
+      grep -q -E "── (Failure|Error)" "/tmp/tlogs/$b.log" &&
+        { echo "== $b"; grep -E -A14 "── (Failure|Error)" "/tmp/tlogs/$b.log" | head -80; } >>"$OUT/failures.txt"
+      [ -z "$line" ] && { echo "== $b (rc=$rc, no counts)"; tail -20 "/tmp/tlogs/$b.log"; } >>"$OUT/failures.txt"
+    ) &
   done
   wait
-  echo "tests took $(( $(date +%s) - start )) s" | tee "$OUT/tests.txt"
-  grep -h "^COUNTS" /tmp/tlogs/*.log | tee -a "$OUT/tests.txt"
-  grep -h "^COUNTS" /tmp/tlogs/*.log | awk '{p+=$3; f+=$4; s+=$5} END {printf "%d passed, %d failed, %d skipped\n", p, f, s}' | tee -a "$OUT/tests.txt"
-  for l in /tmp/tlogs/*.log; do grep -q "^COUNTS" "$l" || { echo "== $l (no counts)"; tail -30 "$l"; }; done >>"$OUT/tests.txt"
-  grep -l -E "Failure|Error" /tmp/tlogs/*.log | while read -r l; do
-    echo "== $l"; grep -E -A14 "── (Failure|Error)" "$l" | head -120; done >"$OUT/failures.txt"
-  tar czf "$OUT/tlogs.tgz" -C /tmp tlogs
-  unset RKEOPS_TEST_BACKEND
-fi
-if [[ $what == *bench* ]]; then
-  Rscript bench/gpu.R 2>&1 | tee "$OUT/bench.txt"
+  awk '/^COUNTS/ {p+=$3; f+=$4; s+=$5} END {printf "%d passed, %d failed, %d skipped\n", p, f, s}' "$OUT/tests.txt" | tee -a "$OUT/tests.txt"
 fi
