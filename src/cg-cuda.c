@@ -223,8 +223,32 @@ static const char *prelude =
     "RK_D rk_v rk_ifeq(rk_v a, rk_v b, rk_v x, rk_v y) { return a == b ? x : "
     "y; }\n";
 
+/* Loops of more iterations than this stay rolled: unrolling a KMin state
+   of K = 1000 (or any large array) only moves it from local memory into
+   thousands of registers that spill anyway, and makes NVRTC take minutes
+   (K = 101, d = 3: 43 s before this limit). */
+#define RK_CUDA_UNROLL_MAX 64
+
+/* the trip count of an emitted "for (int i = 0; i < N; i++)" loop with a
+   literal bound N, or -1 */
+static long loop_trips(const char *line) {
+  char q[256];
+  size_t n0 = strcspn(line, "\n");
+  if (n0 >= sizeof q) return -1;
+  memcpy(q, line, n0);
+  q[n0] = '\0';
+  const char *lt = strstr(q, " < ");
+  const char *semi = strchr(q, ';');
+  if (!lt || !semi || lt < semi || !strstr(q, "= 0;")) return -1;
+  char *end = NULL;
+  long n = strtol(lt + 3, &end, 10);
+  return end && end != lt + 3 && *end == ';' ? n : -1;
+}
+
 /* append src (emitted code) to dst, with "#pragma unroll" before every
-   for loop, so that register arrays are indexed by constants only */
+   for loop of at most RK_CUDA_UNROLL_MAX iterations (or of a bound that is
+   not a literal), so that small register arrays are indexed by constants
+   only, and "#pragma unroll 1" before larger ones */
 static void put_unrolled(rk_buf *dst, const char *src, int unroll) {
   for (const char *p = src; *p;) {
     const char *nl = strchr(p, '\n');
@@ -232,7 +256,10 @@ static void put_unrolled(rk_buf *dst, const char *src, int unroll) {
     const char *q = p;
     while (q < p + len && *q == ' ') q++;
     if (unroll && strncmp(q, "for (", 5) == 0) {
-      rk_buf_printf(dst, "%.*s#pragma unroll\n", (int)(q - p), p);
+      /* large loops: "unroll 1", or NVVM unrolls ~100 trips by itself */
+      int small = loop_trips(q) <= RK_CUDA_UNROLL_MAX;
+      rk_buf_printf(dst, "%.*s#pragma unroll%s\n", (int)(q - p), p,
+                    small ? "" : " 1");
     }
     rk_buf_printf(dst, "%.*s", (int)len, p);
     p += len;
@@ -439,6 +466,10 @@ int rk_cg_cuda_source(const rk_formula *f, int precision, const char *key,
   }
   s.regs = unroll && outer * gm.rb <= 192;
   s.pregs = unroll && params <= 32;
+  /* developer knob, with RKEOPS_CUDA_GEOM: RKEOPS_CUDA_PREGS=0 reads the
+     parameters from memory at every point instead */
+  const char *pr = getenv("RKEOPS_CUDA_PREGS");
+  if (pr && pr[0] == '0') s.pregs = 0;
   rk_cg g;
   memset(&g, 0, sizeof g);
   g.b = out;
