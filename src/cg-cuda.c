@@ -465,11 +465,13 @@ int rk_cg_cuda_source(const rk_formula *f, int precision, const char *key,
     }
   }
   s.regs = unroll && outer * gm.rb <= 192;
-  s.pregs = unroll && params <= 32;
-  /* developer knob, with RKEOPS_CUDA_GEOM: RKEOPS_CUDA_PREGS=0 reads the
-     parameters from memory at every point instead */
+  /* Parameters are read from (cached, uniform) memory at every point: on
+     an H200 the Gaussian float32 sum at 1e6 took 0.496 s against 0.518 s
+     with the parameters copied into registers first (bench/gpu.R with
+     tools/device-tune.sh).  Developer knob: RKEOPS_CUDA_PREGS=1 holds them
+     in registers. */
   const char *pr = getenv("RKEOPS_CUDA_PREGS");
-  if (pr && pr[0] == '0') s.pregs = 0;
+  s.pregs = pr && pr[0] == '1' && unroll && params <= 32;
   rk_cg g;
   memset(&g, 0, sizeof g);
   g.b = out;
