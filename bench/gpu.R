@@ -94,16 +94,16 @@ if (is.null(grad_op)) {
     c("x=Vi(3)", "y=Vj(3)", "b=Vj(1)", "g=Pm(1)", "e=Vi(1)"))
 }
 cat("gradient via", grad_how, "\n")
-if (want("grad")) {
-  add(sprintf("grad f32 %s", format(n, scientific = TRUE)),
-      timeit(function() grad_op(list(x, y, b, 2, eta)), 3), n)
+name <- sprintf("grad f32 %s", format(n, scientific = TRUE))
+if (want(name)) {
+  add(name, timeit(function() grad_op(list(x, y, b, 2, eta)), 3), n)
 }
 
 lse_op <- keops_kernel("LogSumExp_Reduction(-g * SqDist(x, y), 1)",
                        c("x=Vi(3)", "y=Vj(3)", "g=Pm(1)"))
-if (want("lse")) {
-  add(sprintf("lse f32 %s", format(n, scientific = TRUE)),
-      timeit(function() lse_op(list(x, y, 2)), 3), n)
+name <- sprintf("lse f32 %s", format(n, scientific = TRUE))
+if (want(name)) {
+  add(name, timeit(function() lse_op(list(x, y, 2)), 3), n)
 }
 
 for (D in c(3, 50)) {

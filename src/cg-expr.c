@@ -136,8 +136,44 @@ static void put_cexpr(rk_cg *g, const rk_node *n, const char *t,
   }
 }
 
+static int invariant_factor(const rk_cg *g, const rk_node *x) {
+  for (;;) {
+    if (x->op == RK_OP_CST || x->op == RK_OP_INTCST) return 1;
+    if (x->op == RK_OP_VAR) return x->ip[2] == RK_CAT_P || x->ip[2] == g->inv_cat;
+    if (x->op != RK_OP_MINUS) return 0;
+    x = x->args[0];
+  }
+}
+
+/* Exp(Mult(a, b)) as RK_EXP2S((a * RK_LOG2E) * b), see cg.h */
+static int emit_exp2_fold(rk_cg *g, const rk_node *n) {
+  const rk_node *m = n->args[0], *a, *b;
+  if (!g->exp2_fold || n->op != RK_OP_EXP || m->op != RK_OP_MULT) return 0;
+  if (invariant_factor(g, m->args[0])) {
+    a = m->args[0];
+    b = m->args[1];
+  } else if (invariant_factor(g, m->args[1])) {
+    a = m->args[1];
+    b = m->args[0];
+  } else {
+    return 0;
+  }
+  const char *k = n->dim == 1 ? "0" : "k";
+  decl(g, n);
+  if (n->dim > 1) forl(g, "k", 0, n->dim);
+  bol(g);
+  rk_buf_printf(g->b, "n%d[%s] = RK_EXP2S((", n->id, k);
+  rk_cg_ref(g, a, k);
+  rk_buf_puts(g->b, " * RK_LOG2E) * ");
+  rk_cg_ref(g, b, k);
+  rk_buf_puts(g->b, ");\n");
+  if (n->dim > 1) endb(g);
+  return 1;
+}
+
 void rk_emit_elem(rk_cg *g, const rk_node *n) {
   const char *t = rk_ops[n->op].cexpr;
+  if (emit_exp2_fold(g, n)) return;
   decl(g, n);
   if (n->dim == 1) {
     bol(g);

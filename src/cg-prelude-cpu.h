@@ -81,6 +81,7 @@ static const char rk_prelude_cpu[] =
     "#define RK_NAN ((T)NAN)\n"
     "#define RK_EXPS(x) RK_LM(exp)(x)\n"
     "#define RK_LOGS(x) RK_LM(log)(x)\n"
+    "#define RK_ABSS(x) RK_LM(fabs)(x)\n"
     "#define RK_SPLAT(c) ((T)(c) - (rk_v){0})\n"
     "/* keep v in a register (the compiler would rather load it again from\n"
     "   memory for each use: register blocking shares one load) */\n"

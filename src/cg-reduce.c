@@ -148,8 +148,36 @@ static void kmin_insert(rk_cg *g, const char *acc, int K, const char *c) {
    One rare branch and one select per point, so GPUs do not diverge.
    w1: pattern (%s: component) of the sums of the other side (a point: its
    weight, or 1); wz: its acc_z. */
+/* the branch-free fold: with d = rk_m2 - acc_m (0 when they are equal, so
+   +-Inf against itself gives no Inf - Inf) and e = exp(-|d|), a new
+   maximum (d > 0) makes acc = acc * e + w, any other point acc += e * w;
+   one exp per point, every lane runs the same instructions.  A NaN max
+   gives d = NaN, e = NaN: the sums are poisoned as above. */
+static void lse_fold_select(rk_cg *g, const rk_formula *f, const char *acc,
+                            const char *w1, const char *wz) {
+  int n = nacc(f), ssm = f->red == RK_RED_SUMSOFTMAXWEIGHT;
+  char t[MAXE];
+  const char *c;
+  rk_cg_line(g, "T rk_d = rk_m2 == %s_m ? (T)0 : rk_m2 - %s_m;", acc, acc);
+  rk_cg_line(g, "T rk_e = RK_EXPS(-RK_ABSS(rk_d));");
+  rk_cg_line(g, "const int rk_up = rk_d > 0;");
+  c = cloop(g, n);
+  pat1(t, w1, c);
+  rk_cg_line(g, "%s[%s] = rk_up ? %s[%s] * rk_e + %s : %s[%s] + rk_e * %s;",
+             acc, c, acc, c, t, acc, c, t);
+  cend(g);
+  if (ssm)
+    rk_cg_line(g, "%s_z = rk_up ? %s_z * rk_e + %s : %s_z + rk_e * %s;", acc,
+               acc, wz, acc, wz);
+  rk_cg_line(g, "%s_m = rk_up ? rk_m2 : %s_m;", acc, acc);
+}
+
 static void lse_fold(rk_cg *g, const rk_formula *f, const char *acc,
                      const char *w1, const char *wz) {
+  if (g->lse_select) {
+    lse_fold_select(g, f, acc, w1, wz);
+    return;
+  }
   int n = nacc(f), ssm = f->red == RK_RED_SUMSOFTMAXWEIGHT;
   char t[MAXE];
   const char *c;

@@ -29,6 +29,16 @@ typedef struct rk_cg {
   void *skel;     /* the skeleton's private data */
   int indent;     /* current indentation, in levels */
   int precision;  /* 32 or 64 */
+  /* LogSumExp-family folds: 0 = a rare rescaling branch then a scaled add
+     (two exps on a new maximum), 1 = branch-free, one exp per point and
+     selects (see lse_fold in cg-reduce.c) */
+  int lse_select;
+  /* Exp(Mult(a, b)) with a invariant over the reduction (a constant, a
+     parameter, a variable of category inv_cat, or minus one of them) is
+     emitted as RK_EXP2S((a * RK_LOG2E) * b): the scaling of exp(x) into
+     exp2 folds into the invariant factor (the float32 CUDA skeleton) */
+  int exp2_fold;
+  int inv_cat;
 } rk_cg;
 
 /* indentation-aware line output: rk_cg_line(g, "x = %d;", 3) */
@@ -111,9 +121,10 @@ int rk_cg_cuda_source(const rk_formula *f, int precision, const char *key,
 /* launch geometry of that CUDA kernel (compile-time constants of the
    source, recomputed identically by the launcher, be-cuda.c):
    tpb threads per block, rb output rows per thread (register blocking),
-   tj reduction points per shared-memory tile, state doubles per row */
+   tj reduction points per shared-memory tile, state doubles per row,
+   uj the unrolling of the loop over a tile's points (1: none) */
 typedef struct rk_cuda_geom {
-  int tpb, rb, tj, pad, state;
+  int tpb, rb, tj, pad, state, uj;
 } rk_cuda_geom;
 int rk_cg_cuda_geom(const rk_formula *f, int precision, rk_cuda_geom *gm,
                     rk_error *e);
