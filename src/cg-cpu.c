@@ -580,8 +580,12 @@ int rk_cg_cpu_source(const rk_formula *f, int precision, const char *key,
   g->skel = &sk;
   /* the LogSumExp fold with its rare branch: 1.18 s against 1.41 s for
      the branch-free one (float64, N = M = 2e4, 2 threads); the exp is
-     scalar either way */
-  g->lse_select = 0;
+     scalar either way.  RKEOPS_CPU_LSE=1 (a knob for the tests) gives the
+     CPU the branch-free fold of the CUDA kernels. */
+  {
+    const char *lv = getenv("RKEOPS_CPU_LSE");
+    g->lse_select = lv && lv[0] == '1';
+  }
   g->precision = precision;
 
   /* ---- prelude ---- */
