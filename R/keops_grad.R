@@ -3,7 +3,7 @@
 # The gradient of a reduction is itself a Sum reduction of a Grad(...)
 # formula, which the C core expands symbolically (src/ad.c, src/ad-rules.c)
 # and compiles into one kernel.  This file only composes formula text: the
-# parts of the reduction come from the engine (ffi_grad_parts, canonical
+# parts of the reduction come from the engine (rk_grad_parts, canonical
 # text with explicit Var(pos, dim, cat) leaves), the new variable `eta` (the
 # gradient input, one row per output index) is appended after the existing
 # positions, and the new reduction runs through keops_kernel().
@@ -31,12 +31,12 @@ rk_grad_nondiff <- c(
   "ArgKMin", "KMin_ArgKMin"
 )
 
-# parts of a reduction from the engine: reduction, axis, K, outdim, f, w,
-# nvars, names, dims, cats, canonical, nodes
+# parts of a reduction from the engine (the parsed formula, see rk_parse()):
+# reduction, axis, K, outdim, f, w, names, dims, cats, canonical, nodes,
+# and nvars
 rk_grad_parts <- function(formula, args, sum_scheme = "auto") {
-  scheme <- rk_sum_schemes[[sum_scheme]]
-  info <- .Call(ffi_grad_parts, formula, as.character(args), scheme)
-  if (!is.null(info$error)) rk_ffi_fail(info$error)
+  info <- rk_parsed(formula, as.character(args), sum_scheme)
+  info$nvars <- length(info$names)
   info
 }
 

@@ -248,12 +248,12 @@ static const char *ffi_formula_text(SEXP ptr) {
 SEXP ffi_formula_info(SEXP ptr) {
   rk_formula *f = ffi_formula(ptr);
   int nv = rk_formula_nvars(f);
-  static const char *const fields[] = {"ptr",    "names",   "dims",
-                                       "cats",   "axis",    "outdim",
-                                       "outkind", "canonical", "nodes"};
-  SEXP res = PROTECT(allocVector(VECSXP, 9)); /* 1: result */
-  SEXP nms = PROTECT(allocVector(STRSXP, 9)); /* 2: names */
-  for (int i = 0; i < 9; i++)
+  static const char *const fields[] = {
+      "ptr",       "names", "dims",      "cats", "axis", "outdim", "outkind",
+      "canonical", "nodes", "reduction", "K",    "f",    "w"};
+  SEXP res = PROTECT(allocVector(VECSXP, 13)); /* 1: result */
+  SEXP nms = PROTECT(allocVector(STRSXP, 13)); /* 2: names */
+  for (int i = 0; i < 13; i++)
     SET_STRING_ELT(nms, i, mkChar(fields[i]));
   setAttrib(res, R_NamesSymbol, nms);
   SET_VECTOR_ELT(res, 0, ptr);
@@ -275,12 +275,19 @@ SEXP ffi_formula_info(SEXP ptr) {
   const char *canon = rk_formula_canonical(f);
   SET_VECTOR_ELT(res, 7, ffi_str(canon ? canon : ""));
   SET_VECTOR_ELT(res, 8, ScalarInteger(rk_formula_nodes(f)));
+  /* the parts keops_grad() composes its formulas from (R/keops_grad.R) */
+  const char *red = rk_formula_reduction(f), *pf = rk_formula_part(f, 0),
+             *pw = rk_formula_part(f, 1);
+  SET_VECTOR_ELT(res, 9, red ? ffi_str(red) : ScalarString(NA_STRING));
+  SET_VECTOR_ELT(res, 10, ScalarInteger(rk_formula_K(f)));
+  SET_VECTOR_ELT(res, 11, pf ? ffi_str(pf) : ScalarString(NA_STRING));
+  SET_VECTOR_ELT(res, 12, pw ? ffi_str(pw) : ScalarString(NA_STRING));
   UNPROTECT(2);
   return res;
 }
 
 /* ffi_parse(formula, args, sum_scheme): list(ptr, names, dims, cats, axis,
-   outdim, outkind, canonical, nodes) */
+   outdim, outkind, canonical, nodes, reduction, K, f, w) */
 SEXP ffi_parse(SEXP formula, SEXP args, SEXP sum_scheme) {
   const char *ftext = ffi_string1(formula, "formula");
   int nargs;

@@ -21,8 +21,6 @@ SEXP ffi_stats(void);
 SEXP ffi_config(void);
 SEXP ffi_formula_info(SEXP ptr);
 SEXP ffi_ptr_is_null(SEXP ptr);
-/* defined in ffi-grad.c (owned by the autodiff module) */
-SEXP ffi_grad_parts(SEXP formula, SEXP args, SEXP sum_scheme);
 /* defined in ffi-cuda.c (owned by the CUDA backend) */
 SEXP ffi_cuda_meminfo(SEXP device);
 void rk_ffi_init(DllInfo *dll);
@@ -42,7 +40,6 @@ static const R_CallMethodDef call_methods[] = {
     {"ffi_config", RK_FN(&ffi_config), 0},
     {"ffi_formula_info", RK_FN(&ffi_formula_info), 1},
     {"ffi_ptr_is_null", RK_FN(&ffi_ptr_is_null), 1},
-    {"ffi_grad_parts", RK_FN(&ffi_grad_parts), 3},
     {"ffi_cuda_meminfo", RK_FN(&ffi_cuda_meminfo), 1},
     {NULL, NULL, 0}};
 
