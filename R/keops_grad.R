@@ -32,12 +32,9 @@ rk_grad_nondiff <- c(
 )
 
 # parts of a reduction from the engine (the parsed formula, see rk_parse()):
-# reduction, axis, K, outdim, f, w, names, dims, cats, canonical, nodes,
-# and nvars
+# reduction, axis, K, outdim, f, w, names, dims, cats, canonical, nodes
 rk_grad_parts <- function(formula, args, sum_scheme = "auto") {
-  info <- rk_parsed(formula, as.character(args), sum_scheme)
-  info$nvars <- length(info$names)
-  info
+  rk_parsed(formula, as.character(args), sum_scheme)
 }
 
 # a name not in `taken`: base, base1, base2, ...
@@ -114,7 +111,7 @@ rk_grad_plan <- function(parts, args, sum_scheme, pos, eta_param = FALSE) {
   out_cat <- if (identical(axis, 1L)) 0L else 1L
   dv <- parts$dims[pos + 1L]
   cv <- parts$cats[pos + 1L]
-  q <- parts$nvars
+  q <- length(parts$names)
   taken <- c(parts$names, rk_arg_names(args))
   eta_name <- rk_grad_fresh("eta", taken)
   eta_cat <- if (eta_param) 2L else out_cat

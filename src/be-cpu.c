@@ -52,14 +52,10 @@ void rk_kernel_key(const rk_formula *f, int backend, int precision,
   else
     rk_buf_printf(buf, "cc %s %s %s; ", RK_CC, RK_KERNEL_CFLAGS,
                   RK_OPENMP_FLAGS);
-  /* the developer knobs that change the generated code (cg-cpu.c,
-     cg-cuda.c), when set: a kernel made under one is never reused without
-     it, in memory or on disk */
-  static const char *const knobs_cpu[] = {"RKEOPS_CPU_LSE", NULL};
-  static const char *const knobs_gpu[] = {
-      "RKEOPS_CUDA_GEOM", "RKEOPS_CUDA_PREGS", "RKEOPS_CUDA_LSE",
-      "RKEOPS_CUDA_EXP2", "RKEOPS_CUDA_UNROLLJ", NULL};
-  for (const char *const *k = backend == RK_BACKEND_GPU ? knobs_gpu : knobs_cpu;
+  /* the developer knobs that change the generated code, when set: a
+     kernel made under one is never reused without it, in memory or on disk */
+  for (const char *const *k = backend == RK_BACKEND_GPU ? rk_cg_cuda_knobs
+                                                        : rk_cg_cpu_knobs;
        *k; k++) {
     const char *v = getenv(*k);
     if (!v) continue;

@@ -535,6 +535,9 @@ static int choose_tj(int din, int nf, int tsize) {
   return (int)(tj / 8 * 8);
 }
 
+/* read in rk_cg_cpu_source */
+const char *const rk_cg_cpu_knobs[] = {"RKEOPS_CPU_LSE", NULL};
+
 int rk_cg_cpu_source(const rk_formula *f, int precision, const char *key,
                      rk_buf *out, rk_error *e) {
   cpu_skel sk;

@@ -74,6 +74,11 @@ static int used_vars(const rk_formula *f, char *used, rk_error *e) {
   return maxdim;
 }
 
+/* read in rk_cg_cuda_geom and rk_cg_cuda_source (tools/DEVNOTES.md) */
+const char *const rk_cg_cuda_knobs[] = {
+    "RKEOPS_CUDA_GEOM", "RKEOPS_CUDA_PREGS", "RKEOPS_CUDA_LSE",
+    "RKEOPS_CUDA_EXP2", "RKEOPS_CUDA_UNROLLJ", NULL};
+
 int rk_cg_cuda_geom(const rk_formula *f, int precision, rk_cuda_geom *gm,
                     rk_error *e) {
   char used[MAXPOS];
@@ -125,7 +130,8 @@ int rk_cg_cuda_geom(const rk_formula *f, int precision, rk_cuda_geom *gm,
             f->red == RK_RED_SUMSOFTMAXWEIGHT;
   gm->uj = (simple || lse) && gm->rb >= 2 && maxdim <= 16 ? 4 : 1;
   const char *uj = getenv("RKEOPS_CUDA_UNROLLJ");
-  if (uj && atoi(uj) >= 1 && atoi(uj) <= 16) gm->uj = atoi(uj);
+  int ujn = uj ? atoi(uj) : 0;
+  if (ujn >= 1 && ujn <= 16) gm->uj = ujn;
   /* developer knob for tuning: RKEOPS_CUDA_GEOM="tpb,rb" (the geometry is
      part of the kernel's cache key, see be-cuda.c) */
   const char *env = getenv("RKEOPS_CUDA_GEOM");

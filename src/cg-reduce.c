@@ -141,18 +141,12 @@ static void kmin_insert(rk_cg *g, const char *acc, int K, const char *c) {
   rk_cg_line(g, "}");
 }
 
-/* fold a (max rk_m2, sums) pair into a LogSumExp-like state: when rk_m2 is
-   the larger max, rescale acc first; then add the pair scaled by
-   exp(rk_m2 - acc_m), or by 1 when the maxima are equal (+-Inf included,
-   so no Inf - Inf).  A NaN max makes the scale NaN, which poisons the sums.
-   One rare branch and one select per point, so GPUs do not diverge.
-   w1: pattern (%s: component) of the sums of the other side (a point: its
-   weight, or 1); wz: its acc_z. */
 /* the branch-free fold: with d = rk_m2 - acc_m (0 when they are equal, so
    +-Inf against itself gives no Inf - Inf) and e = exp(-|d|), a new
    maximum (d > 0) makes acc = acc * e + w, any other point acc += e * w;
    one exp per point, every lane runs the same instructions.  A NaN max
-   gives d = NaN, e = NaN: the sums are poisoned as above. */
+   gives d = NaN, e = NaN, which poisons the sums.  The arguments are those
+   of lse_fold, below. */
 static void lse_fold_select(rk_cg *g, const rk_formula *f, const char *acc,
                             const char *w1, const char *wz) {
   int n = nacc(f), ssm = f->red == RK_RED_SUMSOFTMAXWEIGHT;
@@ -172,6 +166,14 @@ static void lse_fold_select(rk_cg *g, const rk_formula *f, const char *acc,
   rk_cg_line(g, "%s_m = rk_up ? rk_m2 : %s_m;", acc, acc);
 }
 
+/* fold a (max rk_m2, sums) pair into a LogSumExp-like state: when rk_m2 is
+   the larger max, rescale acc first; then add the pair scaled by
+   exp(rk_m2 - acc_m), or by 1 when the maxima are equal (+-Inf included,
+   so no Inf - Inf).  A NaN max makes the scale NaN, which poisons the sums.
+   One rare branch and one select per point: the CPU's fold (the CUDA
+   kernels use lse_fold_select, above, unless RKEOPS_CUDA_LSE=0).
+   w1: pattern (%s: component) of the sums of the other side (a point: its
+   weight, or 1); wz: its acc_z. */
 static void lse_fold(rk_cg *g, const rk_formula *f, const char *acc,
                      const char *w1, const char *wz) {
   if (g->lse_select) {

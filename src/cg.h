@@ -112,6 +112,11 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
                      const char *outpat);
 
 /* ---- skeletons ---- */
+/* the developer knobs (environment variables) that change a skeleton's
+   generated code, NULL-terminated, defined beside the code that reads
+   them: the kernel key names those that are set (rk_kernel_key) */
+extern const char *const rk_cg_cpu_knobs[];
+extern const char *const rk_cg_cuda_knobs[];
 /* complete C translation unit of the CPU kernel (see be.h for its ABI) */
 int rk_cg_cpu_source(const rk_formula *f, int precision, const char *key,
                      rk_buf *out, rk_error *e);

@@ -38,6 +38,11 @@ static SEXP ffi_str(const char *s) {
   return res;
 }
 
+/* the same, NA for NULL */
+static SEXP ffi_str_na(const char *s) {
+  return s ? ffi_str(s) : ScalarString(NA_STRING);
+}
+
 /* ---- errors --------------------------------------------------------------- */
 
 static void ffi_err_init(rk_error *e) {
@@ -276,12 +281,10 @@ SEXP ffi_formula_info(SEXP ptr) {
   SET_VECTOR_ELT(res, 7, ffi_str(canon ? canon : ""));
   SET_VECTOR_ELT(res, 8, ScalarInteger(rk_formula_nodes(f)));
   /* the parts keops_grad() composes its formulas from (R/keops_grad.R) */
-  const char *red = rk_formula_reduction(f), *pf = rk_formula_part(f, 0),
-             *pw = rk_formula_part(f, 1);
-  SET_VECTOR_ELT(res, 9, red ? ffi_str(red) : ScalarString(NA_STRING));
+  SET_VECTOR_ELT(res, 9, ffi_str_na(rk_formula_reduction(f)));
   SET_VECTOR_ELT(res, 10, ScalarInteger(rk_formula_K(f)));
-  SET_VECTOR_ELT(res, 11, pf ? ffi_str(pf) : ScalarString(NA_STRING));
-  SET_VECTOR_ELT(res, 12, pw ? ffi_str(pw) : ScalarString(NA_STRING));
+  SET_VECTOR_ELT(res, 11, ffi_str_na(rk_formula_part(f, 0)));
+  SET_VECTOR_ELT(res, 12, ffi_str_na(rk_formula_part(f, 1)));
   UNPROTECT(2);
   return res;
 }
