@@ -14,7 +14,6 @@
 #define _GNU_SOURCE
 #include "be.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -85,24 +84,24 @@ static int memcache_grow(void) {
   return 1;
 }
 
-static void kernel_unload(rk_kernel *k) {
-  if (k->backend == RK_BACKEND_GPU)
-    rk_cuda_unload(k);
-  else if (k->handle)
-    dlclose(k->handle);
+void rk_kernel_free(rk_kernel *k) {
+  if (k == NULL)
+    return;
+  if (k->be && k->be->unload)
+    k->be->unload(k);
   free(k->key);
   free(k);
 }
 
 int rk_memcache_add(rk_kernel *k, rk_error *e) {
   if (rk_memcache_find(k->key)) { /* already there: keep the old one */
-    kernel_unload(k);
+    rk_kernel_free(k);
     return RK_OK;
   }
   rk_entry *p = malloc(sizeof *p);
   if (p == NULL || ((tab_count + 1) * 2 > tab_size && !memcache_grow())) {
     free(p);
-    kernel_unload(k);
+    rk_kernel_free(k);
     return rk_err(e, RK_ENOMEM, -1, "out of memory in the kernel cache");
   }
   p->hash = rk_hash_str(k->key);
@@ -118,7 +117,7 @@ void rk_cache_clear_memory(void) {
     rk_entry *p = tab[i];
     while (p) {
       rk_entry *q = p->next;
-      kernel_unload(p->k);
+      rk_kernel_free(p->k);
       free(p);
       p = q;
     }
@@ -126,7 +125,12 @@ void rk_cache_clear_memory(void) {
   free(tab);
   tab = NULL;
   tab_size = tab_count = 0;
-  rk_cuda_release_pools(); /* device buffers too: clean_rkeops() frees all */
+  /* what the backends hold too (device pools): clean_rkeops() frees all */
+  for (int b = 0; b < rk_backend_count(); b++) {
+    const rk_backend_i *be = rk_backend_get(b);
+    if (be && be->release)
+      be->release();
+  }
 }
 
 /* ---- directories ------------------------------------------------------- */

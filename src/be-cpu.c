@@ -1,19 +1,19 @@
 /*
- * be-cpu.c -- the CPU backend: the kernel key, and getting a kernel from
- * the memory cache, the disk cache, or the system C compiler.
+ * be-cpu.c -- the CPU backend (one row of the backend table, be.h): the
+ * generated C (cg-cpu.c) compiled by the system C compiler into a shared
+ * object, dlopen'ed, and run with OpenMP threads in chunks of rows, with
+ * interrupt checks between chunks.
  *
  * Compiling: the generated source goes to a unique temporary .c file in
- * the cache directory (or a private temporary directory when there is no
- * disk cache), `cc <flags> -o tmp.so tmp.c` runs through /bin/sh with
- * stdout and stderr sent to a log; the object is sealed (trailer, see
- * be-cache.c), loaded and checked under its temporary name, then renamed
- * into place.  Two processes compiling the same kernel both succeed: each
- * loads its own temporary file and the last rename wins.  The formula
- * text never appears on the command line, only quoted file names.
+ * the working directory given by the kernel flow (be-kernel.c), `cc
+ * <flags> -o tmp.so tmp.c` runs through /bin/sh with stdout and stderr
+ * sent to a log; the flow then seals, loads and installs the object.  The
+ * formula text never appears on the command line, only quoted file names.
+ * The target (part of the kernel key) is the compiler, its flags and the
+ * host CPU (kernels are built with -march=native).
  */
 #define _GNU_SOURCE
 #include "be.h"
-#include "cg.h"
 #include "rk-config.h"
 
 #include <dlfcn.h>
@@ -25,7 +25,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 extern char **environ;
 
@@ -39,32 +43,46 @@ const char *rk_cpu_openmp_flags(void) {
   return RK_OPENMP_FLAGS;
 }
 
-/* One line, printable characters only: the generated source embeds it in
-   a string literal. */
-void rk_kernel_key(const rk_formula *f, int backend, int precision,
-                   const char *target, rk_buf *buf) {
-  rk_buf_printf(buf, "rkeops %s; %s abi %d; f%d; scheme %d; ",
-                RK_VERSION_STRING, backend == RK_BACKEND_GPU ? "cuda" : "cpu",
-                backend == RK_BACKEND_GPU ? 0 : RK_CPU_ABI, precision,
-                f->scheme);
-  if (backend == RK_BACKEND_GPU)
-    rk_buf_printf(buf, "target %s; ", target ? target : "");
-  else
-    rk_buf_printf(buf, "cc %s %s %s; ", RK_CC, RK_KERNEL_CFLAGS,
-                  RK_OPENMP_FLAGS);
-  /* the developer knobs that change the generated code, when set: a
-     kernel made under one is never reused without it, in memory or on disk */
-  for (const char *const *k = backend == RK_BACKEND_GPU ? rk_cg_cuda_knobs
-                                                        : rk_cg_cpu_knobs;
-       *k; k++) {
-    const char *v = getenv(*k);
-    if (!v) continue;
-    rk_buf_printf(buf, "%s=", *k);
-    for (int i = 0; v[i] && i < 16; i++) /* printable: digits, ',' */
-      rk_buf_putc(buf, (v[i] >= '0' && v[i] <= '9') || v[i] == ',' ? v[i] : '?');
-    rk_buf_puts(buf, "; ");
+static int cpu_available(char *why, size_t size) {
+  (void)why;
+  (void)size;
+  return 1;
+}
+
+static size_t cpu_describe(char *buf, size_t size) {
+  rk_buf b;
+  rk_buf_init(&b);
+  rk_buf_printf(&b, "C compiler: %s\n", rk_cpu_compiler());
+  rk_buf_printf(&b, "kernel flags: %s\n", rk_cpu_cflags());
+  if (RK_HAVE_OPENMP) {
+#ifdef _OPENMP
+    int nt = omp_get_max_threads();
+#else
+    int nt = rk_ncpu();
+#endif
+    rk_buf_printf(&b, "OpenMP: yes (%s), %d threads\n", rk_cpu_openmp_flags(),
+                  nt);
+  } else {
+    rk_buf_puts(&b, "OpenMP: no (kernels run single-threaded)\n");
   }
-  rk_buf_puts(buf, f->canonical ? f->canonical : "");
+  size_t len = b.len;
+  if (buf && size > 0) snprintf(buf, size, "%s", b.s ? b.s : "");
+  rk_buf_free(&b);
+  return len;
+}
+
+static int cpu_target(const rk_options *o, rk_target *t, rk_error *e) {
+  (void)o;
+  rk_buf_printf(&t->text, "cc %s %s %s; host %s", RK_CC, RK_KERNEL_CFLAGS,
+                RK_OPENMP_FLAGS, rk_host_cpu());
+  t->ext = "so";
+  t->per_device = 0;
+  return t->text.oom ? rk_err(e, RK_ENOMEM, -1, "out of memory") : RK_OK;
+}
+
+static int cpu_source(const rk_formula *f, const rk_cg_config *c,
+                      const char *key, rk_buf *out, rk_error *e) {
+  return rk_cg_cpu_source(f, c, key, out, e);
 }
 
 /* append s to b as one single-quoted shell word */
@@ -77,44 +95,6 @@ static void shell_quote(rk_buf *b, const char *s) {
       rk_buf_putc(b, *s);
   }
   rk_buf_putc(b, '\'');
-}
-
-/* dlopen path and check it is the kernel for key; 1 and *out on success */
-static int load_kernel(const char *path, const char *key, rk_kernel **out,
-                       char *why, size_t wsize) {
-  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (h == NULL) {
-    const char *m = dlerror();
-    snprintf(why, wsize, "dlopen failed: %s", m ? m : "?");
-    return 0;
-  }
-  int (*abi)(void) = NULL;
-  void *abi_sym = dlsym(h, "rk_kernel_abi");
-  if (abi_sym) /* object to function pointer, the ISO C way */
-    memcpy(&abi, &abi_sym, sizeof abi);
-  const char *k = dlsym(h, "rk_kernel_key");
-  void *fn = dlsym(h, "rk_kernel_run");
-  if (abi == NULL || k == NULL || fn == NULL || abi() != RK_CPU_ABI ||
-      strcmp(k, key) != 0) {
-    snprintf(why, wsize, "not the expected kernel (ABI or key differ)");
-    dlclose(h);
-    return 0;
-  }
-  rk_kernel *kr = calloc(1, sizeof *kr);
-  char *kc = strdup(key);
-  if (kr == NULL || kc == NULL) {
-    free(kr);
-    free(kc);
-    dlclose(h);
-    snprintf(why, wsize, "out of memory");
-    return 0;
-  }
-  kr->key = kc;
-  kr->backend = RK_BACKEND_CPU;
-  kr->handle = h;
-  kr->fn = fn;
-  *out = kr;
-  return 1;
 }
 
 static int write_text(const char *path, const char *s, size_t n) {
@@ -188,42 +168,25 @@ static int run_compiler(const char *src, const char *obj, const char *logp) {
   return -1;
 }
 
-/* compile the generated source src, seal, load, install.  key: the key
-   embedded in the source (checked after dlopen); dkey: the disk key (the
-   file's name and trailer).  dir: the cache directory, or NULL to work in a
-   private temporary directory removed afterwards. */
-static int compile_kernel(const rk_options *o, const rk_buf *src,
-                          const char *key, const char *dkey, const char *dir,
-                          rk_kernel **out, rk_error *e) {
-  char tmpdir[4096] = "";
-  rk_buf cpath, opath, lpath, fpath;
+/* compile src in dir into img->path (a temporary .so, not yet sealed);
+   on failure the source stays in dir, named in e->path, with the log */
+static int cpu_compile(const rk_options *o, const rk_target *t,
+                       const char *src, const char *dir, rk_image *img,
+                       rk_error *e) {
+  (void)t;
+  rk_buf cpath, opath, lpath;
   rk_buf_init(&cpath);
   rk_buf_init(&opath);
   rk_buf_init(&lpath);
-  rk_buf_init(&fpath);
-  int keep_src = 0, rc = RK_OK;
-  if (dir == NULL) {
-    const char *t = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/rkeops-XXXXXX", t && *t ? t : "/tmp");
-    if (mkdtemp(tmpdir) == NULL) {
-      rc = rk_err(e, RK_ECACHE, -1,
-                  "cannot create a temporary directory "
-                  "in %s: %s",
-                  t && *t ? t : "/tmp", strerror(errno));
-      tmpdir[0] = '\0';
-      goto done;
-    }
-    dir = tmpdir;
-  }
+  int rc = RK_OK;
   rk_cache_tmppath(dir, "c", &cpath);
   rk_buf_printf(&opath, "%.*s.so", (int)(cpath.len - 2), cpath.s);
   rk_buf_printf(&lpath, "%.*s.log", (int)(cpath.len - 2), cpath.s);
-  rk_cache_path(dir, dkey, "so", &fpath);
-  if (src->oom || cpath.oom || opath.oom || lpath.oom || fpath.oom) {
+  if (cpath.oom || opath.oom || lpath.oom) {
     rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
     goto done;
   }
-  if (!write_text(cpath.s, src->s, src->len)) {
+  if (!write_text(cpath.s, src, strlen(src))) {
     rc = rk_err(e, RK_ECACHE, -1, "cannot write the kernel source %s: %s",
                 cpath.s, strerror(errno));
     unlink(cpath.s);
@@ -231,127 +194,148 @@ static int compile_kernel(const rk_options *o, const rk_buf *src,
   }
   rk_say(o, "compiling a CPU kernel (%s) ...", cpath.s);
   int status = run_compiler(cpath.s, opath.s, lpath.s);
-  rk_cache_count_compile();
   if (status != 0) {
     rc = rk_err(e, RK_ECOMPILE, -1,
                 "the C compiler failed (%s %d) on the generated kernel %s",
                 status < 0 ? "could not run:" : "exit status", status, cpath.s);
     read_log(lpath.s, e->log, sizeof e->log);
     snprintf(e->path, sizeof e->path, "%s", cpath.s);
-    keep_src = 1;
     unlink(opath.s);
-    goto done;
+    unlink(lpath.s);
+    goto done; /* the source stays for the user to look at */
   }
-  rc = rk_cache_seal(opath.s, dkey, e);
-  if (rc != RK_OK) {
-    unlink(opath.s);
-    goto done;
-  }
-  char why[512];
-  if (!load_kernel(opath.s, key, out, why, sizeof why)) {
-    rc = rk_err(e, RK_ECOMPILE, -1, "the compiled kernel %s cannot be used: %s",
-                opath.s, why);
-    unlink(opath.s);
-    goto done;
-  }
-  if (tmpdir[0]) {
-    unlink(opath.s); /* loaded: the mapping outlives the name */
-  } else if (rk_cache_install(opath.s, fpath.s, e) != RK_OK) {
-    rk_say(o, "%s (the kernel is used without being cached)", e->msg);
-    rk_err_clear(e);
-  }
-  rk_say(o, "compiled %s", tmpdir[0] ? "(not cached)" : fpath.s);
+  unlink(cpath.s);
+  unlink(lpath.s);
+  img->path = rk_buf_take(&opath);
 done:
-  if (cpath.s) {
-    if (!keep_src)
-      unlink(cpath.s);
-    if (lpath.s)
-      unlink(lpath.s);
-  }
-  if (tmpdir[0] && !keep_src)
-    rmdir(tmpdir);
   rk_buf_free(&cpath);
   rk_buf_free(&opath);
   rk_buf_free(&lpath);
-  rk_buf_free(&fpath);
   return rc;
 }
 
-int rk_cpu_get(const rk_formula *f, const rk_options *o, rk_cpu_entry *fn,
-               int *compiled, rk_error *e) {
-  int c = 0, rc = RK_OK;
-  rk_buf key, path, src, dkey;
-  rk_buf_init(&key);
-  rk_buf_init(&path);
-  rk_buf_init(&src);
-  rk_buf_init(&dkey);
-  rk_kernel *k = NULL;
-  rk_kernel_key(f, RK_BACKEND_CPU, o->precision, NULL, &key);
-  if (key.oom) {
-    rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
-    goto done;
+/* dlopen the image and check it is the kernel for key */
+static int cpu_load(const rk_options *o, const rk_formula *f,
+                    const rk_cg_config *c, const rk_image *img,
+                    const char *key, rk_kernel *k, rk_error *e) {
+  (void)o;
+  (void)f;
+  (void)c;
+  void *h = dlopen(img->path, RTLD_NOW | RTLD_LOCAL);
+  if (h == NULL) {
+    const char *m = dlerror();
+    return rk_err(e, RK_ECOMPILE, -1, "dlopen failed: %s", m ? m : "?");
   }
-  k = rk_memcache_find(key.s);
-  if (k)
-    goto done;
-  /* On disk, a kernel is also keyed by a hash of its generated source, so
-     a changed code generator never reuses a stale kernel of the same
-     formula.  (Generating the source takes well under a millisecond.) */
-  rc = rk_cg_cpu_source(f, o->precision, key.s, &src, e);
-  if (rc != RK_OK)
-    goto done;
-  char srchash[33];
-  rk_hash_hex(src.s ? src.s : "", srchash);
-  rk_buf_printf(&dkey, "%s gen=%s", key.s, srchash);
-  if (src.oom || dkey.oom) {
-    rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
-    goto done;
+  int (*abi)(void) = NULL, (*ssize)(void) = NULL;
+  void *abi_sym = dlsym(h, "rk_kernel_abi");
+  void *ss_sym = dlsym(h, "rk_kernel_state_size");
+  if (abi_sym) /* object to function pointer, the ISO C way */
+    memcpy(&abi, &abi_sym, sizeof abi);
+  if (ss_sym) memcpy(&ssize, &ss_sym, sizeof ssize);
+  const char *kk = dlsym(h, "rk_kernel_key");
+  void *fn = dlsym(h, "rk_kernel_run"), *mg = dlsym(h, "rk_kernel_merge");
+  if (abi == NULL || ssize == NULL || kk == NULL || fn == NULL || mg == NULL ||
+      abi() != RK_CPU_ABI || strcmp(kk, key) != 0) {
+    dlclose(h);
+    return rk_err(e, RK_ECOMPILE, -1,
+                  "not the expected kernel (ABI or key differ)");
   }
-  const char *dir = o->cache_dir && o->cache_dir[0] ? o->cache_dir : NULL;
-  if (dir) {
-    rc = rk_cache_mkdir(dir, e);
-    if (rc != RK_OK)
-      goto done;
-    rk_cache_path(dir, dkey.s, "so", &path);
-    if (path.oom) {
-      rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
-      goto done;
-    }
-    struct stat st;
-    if (lstat(path.s, &st) == 0) {
-      char why[512] = "invalid file (owner, mode, trailer or checksum)";
-      if (rk_cache_verify(path.s, dkey.s) &&
-          load_kernel(path.s, key.s, &k, why, sizeof why)) {
-        rk_cache_count_disk_load();
-        rk_say(o, "loaded the CPU kernel from %s", path.s);
-      } else {
-        rk_say(o, "ignoring the cache file %s: %s; rebuilding", path.s, why);
-        if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
-          unlink(path.s);
-      }
-    }
-  }
-  if (k == NULL) {
-    rc = compile_kernel(o, &src, key.s, dkey.s, dir, &k, e);
-    if (rc != RK_OK)
-      goto done;
-    c = 1;
-  }
-  rc = rk_memcache_add(k, e);
-  k = rc == RK_OK ? rk_memcache_find(key.s) : NULL;
-done:
-  if (rc == RK_OK && k == NULL)
-    rc = rk_err(e, RK_EINTERNAL, -1, "kernel cache lookup failed");
-  if (fn) {
-    *fn = NULL;
-    if (rc == RK_OK)
-      memcpy(fn, &k->fn, sizeof *fn);
-  }
-  if (compiled)
-    *compiled = c;
-  rk_buf_free(&key);
-  rk_buf_free(&path);
-  rk_buf_free(&src);
-  rk_buf_free(&dkey);
-  return rc;
+  k->handle = h;
+  k->fn = fn;
+  k->aux = mg;
+  k->state_size = ssize();
+  return RK_OK;
 }
+
+static void cpu_unload(rk_kernel *k) {
+  if (k->handle) dlclose(k->handle);
+  k->handle = k->fn = k->aux = NULL;
+}
+
+/* ---- running ---------------------------------------------------------- */
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#define RK_CHUNK_SECONDS 0.25 /* target time of one chunk            */
+#define RK_CHUNK_MAX_SECONDS 1.0 /* interrupts are seen within this  */
+#define RK_CHUNK_ROWS_PER_THREAD 1024
+
+/* Rows of [r0, r1) in chunks of about RK_CHUNK_SECONDS each, sized from
+   the measured speed of the previous chunk, and of at least
+   RK_CHUNK_ROWS_PER_THREAD rows per thread unless that would take longer
+   than RK_CHUNK_MAX_SECONDS: the kernel splits a chunk into blocks of rows
+   that share each tile of the reduction variables, and blocks of a few rows
+   would copy the tiles over and over (kNN D = 50 at 1e5 was 3.5 times
+   slower with 75 ms chunks). */
+static int cpu_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
+                   const rk_data *d, const rk_span *s, rk_error *e) {
+  (void)f;
+  rk_cpu_entry fn;
+  memcpy(&fn, &k->fn, sizeof fn);
+  int nthreads = s->nthreads > 0 ? s->nthreads : 1;
+  int64_t nred = s->j1 - s->j0;
+  double pairs = 5e6 * nthreads; /* first guess: pair evaluations */
+  int64_t rows = (int64_t)(pairs / (double)(nred > 0 ? nred : 1));
+  int64_t minrows = 4 * (int64_t)nthreads;
+  for (int64_t r0 = s->r0; r0 < s->r1;) {
+    if (rows < minrows) rows = minrows;
+    int64_t r1 = s->r1 - r0 < rows ? s->r1 : r0 + rows;
+    double t0 = now();
+    int64_t off = r0 - s->r0;
+    if (fn(r0, r1, s->j0, s->j1, d->vars, d->ld, s->out ? s->out + off : NULL,
+           s->ldo, s->st ? s->st + off : NULL, s->ldst, s->mode,
+           nthreads) != 0)
+      return rk_err(e, RK_ENOMEM, -1, "out of memory in the CPU kernel");
+    double dt = now() - t0;
+    int64_t done = r1 - r0;
+    r0 = r1;
+    if (r0 < s->r1 && o->interrupted && o->interrupted(o->interrupt_data))
+      return rk_err(e, RK_EINTERRUPT, -1, "interrupted");
+    double rate = (double)done / (dt > 1e-6 ? dt : 1e-6); /* rows / s */
+    double want = rate * RK_CHUNK_SECONDS;
+    double floor_rows = (double)RK_CHUNK_ROWS_PER_THREAD * nthreads;
+    if (floor_rows > rate * RK_CHUNK_MAX_SECONDS)
+      floor_rows = rate * RK_CHUNK_MAX_SECONDS;
+    if (want < floor_rows) want = floor_rows;
+    if (want > 8.0 * (double)done + (double)floor_rows)
+      want = 8.0 * (double)done + (double)floor_rows;
+    rows = (int64_t)want + 1;
+  }
+  return RK_OK;
+}
+
+static int cpu_merge(rk_kernel *k, const rk_merge_args *m, rk_error *e) {
+  rk_cpu_merge fn;
+  memcpy(&fn, &k->aux, sizeof fn);
+  if (fn(m->n, m->nparts, m->st, m->ldst, m->stpart, m->out, m->ldo,
+         m->mode) != 0)
+    return rk_err(e, RK_EINTERNAL, -1, "the CPU merge failed");
+  return RK_OK;
+}
+
+static void cpu_release(void) {}
+
+const rk_backend_i rk_backend_cpu = {
+    .name = "cpu",
+    .id = RK_BACKEND_CPU,
+    .abi = RK_CPU_ABI,
+    .cfg_mask = 1,
+    .image_kind = RK_IMAGE_FILE,
+    .available = cpu_available,
+    .describe = cpu_describe,
+    .target = cpu_target,
+    .source = cpu_source,
+    .compile = cpu_compile,
+    .load = cpu_load,
+    .run = cpu_run,
+    .merge = cpu_merge,
+    .unload = cpu_unload,
+    .release = cpu_release,
+    .bind = NULL,
+    .rebind = NULL,
+    .unbind = NULL,
+};

@@ -39,9 +39,14 @@ static void save_source(const char *src, const char *name, rk_error *e) {
 
 /* the NVRTC target for a device of compute capability major.minor:
    returns the arch number to use and whether CUBIN is possible */
-static int pick_arch(int major, int minor, int *cubin) {
-  int arch = major * 10 + minor, maxa = rk_nvrtc_max_arch();
-  *cubin = rk_nvrtc.GetCUBIN != NULL && rk_nvrtc.GetCUBINSize != NULL;
+int rk_nvrtc_pick_arch(int major, int minor, int maxa, int *cubin) {
+  /* a compute capability from the driver, or the caller: bounded before
+     the arithmetic (major * 10 + minor must not overflow) */
+  if (major < 0 || major > 99 || minor < 0 || minor > 9) {
+    *cubin = 0;
+    return -1;
+  }
+  int arch = major * 10 + minor;
   if (maxa > 0 && arch > maxa) {
     arch = maxa; /* GPU newer than NVRTC: PTX, JIT-compiled by the driver */
     *cubin = 0;
@@ -49,10 +54,27 @@ static int pick_arch(int major, int minor, int *cubin) {
   return arch;
 }
 
+static int pick_arch(int major, int minor, int *cubin) {
+  int can = rk_nvrtc.GetCUBIN != NULL && rk_nvrtc.GetCUBINSize != NULL;
+  int arch = rk_nvrtc_pick_arch(major, minor, rk_nvrtc_max_arch(), &can);
+  *cubin = can;
+  return arch;
+}
+
+/* the failure message of NVRTC for the architecture option `archopt`
+   ("--gpu-architecture=sm_90" names "sm_90") */
+void rk_nvrtc_fail_message(char *buf, size_t size, const char *archopt,
+                           const char *why) {
+  const char *eq = strchr(archopt, '=');
+  snprintf(buf, size, "NVRTC could not compile the CUDA kernel for %s: %s",
+           eq ? eq + 1 : archopt, why ? why : "?");
+}
+
 int rk_nvrtc_target(int major, int minor, char *buf, size_t size) {
   char why[256];
   if (!rk_nvrtc_load(why, sizeof why)) return 0;
   int cubin, arch = pick_arch(major, minor, &cubin);
+  if (arch < 0) return 0;
   int v = rk_nvrtc_version();
   snprintf(buf, size, "nvrtc%d.%d/%s_%d", v / 1000, (v % 1000) / 10,
            cubin ? "sm" : "compute", arch);
@@ -68,6 +90,9 @@ int rk_nvrtc_compile(const char *src, const char *name, int major, int minor,
   if (!rk_nvrtc_load(why, sizeof why))
     return rk_err(e, RK_EUNSUPPORTED, -1, "%s", why);
   int cubin, arch = pick_arch(major, minor, &cubin);
+  if (arch < 0)
+    return rk_err(e, RK_EVALUE, -1, "invalid compute capability %d.%d", major,
+                  minor);
   char archopt[64];
   snprintf(archopt, sizeof archopt, "--gpu-architecture=%s_%d",
            cubin ? "sm" : "compute", arch);
@@ -82,9 +107,10 @@ int rk_nvrtc_compile(const char *src, const char *name, int major, int minor,
   r = rk_nvrtc.CompileProgram(prog, nopt, opts);
   if (r != 0) {
     size_t lsz = 0;
-    int code = rk_err(e, RK_ECOMPILE, -1,
-                      "NVRTC could not compile the CUDA kernel for %s: %s",
-                      archopt + 21, rk_nvrtc.GetErrorString(r));
+    char msg[512];
+    rk_nvrtc_fail_message(msg, sizeof msg, archopt,
+                          rk_nvrtc.GetErrorString(r));
+    int code = rk_err(e, RK_ECOMPILE, -1, "%s", msg);
     if (e) {
       e->log[0] = 0;
       if (rk_nvrtc.GetProgramLogSize(prog, &lsz) == 0 && lsz > 0) {
@@ -129,7 +155,9 @@ int rk_formula_nvrtc_check(rk_formula *f, int precision, int major, int minor,
                   precision);
   rk_buf src;
   rk_buf_init(&src);
-  int rc = rk_cg_cuda_source(f, precision, f->key, &src, err);
+  rk_cg_config cfg;
+  rk_cg_config_env(&cfg, precision);
+  int rc = rk_cg_cuda_source(f, &cfg, f->key, &src, err);
   if (rc == RK_OK && src.oom)
     rc = rk_err(err, RK_ENOMEM, -1, "out of memory generating CUDA source");
   if (rc == RK_OK) {

@@ -1,11 +1,13 @@
 /*
- * be-cuda.c -- the CUDA backend: devices and their primary contexts, the
- * kernel cache (memory, then disk blobs, else NVRTC), a grow-only pool of
- * device memory per device, and the blocked launches of rk_main /
- * rk_merge (the kernel ABI is documented at the top of cg-cuda.c).
+ * be-cuda.c -- the CUDA backend (one row of the backend table, be.h):
+ * devices and their primary contexts, the target (NVRTC version and
+ * architecture), compiling with NVRTC and loading the image, a grow-only
+ * pool of device memory per device, the blocked launches of rk_main /
+ * rk_merge (the kernel ABI is documented at the top of cg-cuda.c), and
+ * data kept in device memory between calls (bind, for rk_op).
  *
- * A call copies each input to the device once, runs, and copies the
- * result back.  When the data do not fit in free device memory, the
+ * A call copies each input to the device once (unless it is bound),
+ * runs, and copies the results (or states) back.  When the data do not fit in free device memory, the
  * output rows (i) and the reduction points (j) are processed in blocks;
  * the reduction state stays on the device between j-blocks (mode bits of
  * rk_main), so the combination is exact for every reduction.  When there
@@ -43,6 +45,7 @@ static rk_dev devs[RK_MAXDEV];
 typedef struct rk_cuda_aux {
   CUfunction merge;
   int device;
+  int outdim;
   rk_cuda_geom gm;
 } rk_cuda_aux;
 
@@ -57,7 +60,7 @@ static int cu_fail(rk_error *e, CUresult r, const char *what) {
     if (cu_r_ != 0) return cu_fail(e, cu_r_, what);                           \
   } while (0)
 
-int rk_cuda_available(char *why, size_t size) {
+static int cuda_available(char *why, size_t size) {
   char w[1024] = "";
   if (!rk_cu_load(w, sizeof w)) {
     if (why && size) snprintf(why, size, "%s", w);
@@ -80,7 +83,7 @@ int rk_cuda_available(char *why, size_t size) {
 /* make device d current (retaining its primary context once) */
 static int dev_get(int d, rk_dev **out, rk_error *e) {
   char why[1024];
-  if (rk_cuda_available(why, sizeof why) <= 0)
+  if (cuda_available(why, sizeof why) <= 0)
     return rk_err(e, RK_EUNSUPPORTED, -1, "no usable GPU: %s", why);
   int n = 0;
   rk_cu.DeviceGetCount(&n);
@@ -106,7 +109,7 @@ static int dev_get(int d, rk_dev **out, rk_error *e) {
   return RK_OK;
 }
 
-size_t rk_cuda_describe(char *buf, size_t size) {
+static size_t cuda_describe(char *buf, size_t size) {
   rk_buf b;
   rk_buf_init(&b);
   char why[1024] = "";
@@ -147,7 +150,7 @@ size_t rk_cuda_describe(char *buf, size_t size) {
   return len;
 }
 
-void rk_cuda_unload(rk_kernel *k) {
+static void cuda_unload(rk_kernel *k) {
   if (!k) return;
   if (k->handle && rk_cu.ModuleUnload) {
     rk_cuda_aux *a = k->aux;
@@ -170,146 +173,79 @@ int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes) {
   return 0;
 }
 
-/* ---- kernels: memory cache, disk cache, NVRTC ---------------------------- */
+/* ---- kernels: target, compile, load ------------------------------------- */
 
-static int module_load(const void *img, rk_dev *x, int device,
-                       const rk_formula *f, int prec, const char *memkey,
-                       rk_kernel **out, rk_error *e) {
+static int cuda_target(const rk_options *o, rk_target *t, rk_error *e) {
+  rk_dev *x;
+  char target[96];
+  int rc = dev_get(o->device, &x, e);
+  if (rc != RK_OK) return rc;
+  if (!rk_nvrtc_target(x->major, x->minor, target, sizeof target))
+    return rk_err(e, RK_EUNSUPPORTED, -1, "NVRTC is not available");
+  rk_buf_puts(&t->text, target);
+  t->ext = strstr(target, "/sm_") ? "cubin" : "ptx";
+  t->per_device = 1;
+  return t->text.oom ? rk_err(e, RK_ENOMEM, -1, "out of memory") : RK_OK;
+}
+
+static int cuda_source(const rk_formula *f, const rk_cg_config *c,
+                       const char *key, rk_buf *out, rk_error *e) {
+  return rk_cg_cuda_source(f, c, key, out, e);
+}
+
+static int cuda_compile(const rk_options *o, const rk_target *t,
+                        const char *src, const char *dir, rk_image *img,
+                        rk_error *e) {
+  rk_dev *x;
+  int cubin = 0;
+  (void)dir;
+  int rc = dev_get(o->device, &x, e);
+  if (rc != RK_OK) return rc;
+  rk_say(o, "compiling the CUDA kernel with NVRTC (%s)",
+         t->text.s ? t->text.s : "");
+  return rk_nvrtc_compile(src, "rkeops_kernel.cu", x->major, x->minor,
+                          &img->data, &img->size, &cubin, e);
+}
+
+static int cuda_load(const rk_options *o, const rk_formula *f,
+                     const rk_cg_config *c, const rk_image *img,
+                     const char *key, rk_kernel *k, rk_error *e) {
   char elog[4096] = "";
   int opts[2] = {RK_CU_JIT_ERROR_LOG_BUFFER,
                  RK_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
   void *vals[2] = {elog, (void *)(size_t)sizeof elog};
   CUmodule m = NULL;
   CUfunction fm = NULL, fg = NULL;
-  (void)x;
-  CUresult r = rk_cu.ModuleLoadDataEx(&m, img, 2, opts, vals);
+  rk_dev *x;
+  (void)key; /* the image's key is checked by the cache trailer */
+  int rc = dev_get(o->device, &x, e);
+  if (rc != RK_OK) return rc;
+  CUresult r = rk_cu.ModuleLoadDataEx(&m, img->data, 2, opts, vals);
   if (r != 0) {
-    int c = cu_fail(e, r, "cuModuleLoadDataEx");
+    rc = cu_fail(e, r, "cuModuleLoadDataEx");
     if (e) snprintf(e->log, sizeof e->log, "%s", elog);
-    return c;
+    return rc;
   }
   r = rk_cu.ModuleGetFunction(&fm, m, "rk_main");
   if (r == 0) r = rk_cu.ModuleGetFunction(&fg, m, "rk_merge");
-  rk_kernel *k = calloc(1, sizeof *k);
   rk_cuda_aux *a = calloc(1, sizeof *a);
-  char *kc = strdup(memkey);
-  int rc = r ? cu_fail(e, r, "cuModuleGetFunction") : RK_OK;
-  if (rc == RK_OK && (!k || !a || !kc))
-    rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
-  if (rc == RK_OK) rc = rk_cg_cuda_geom(f, prec, &a->gm, e);
+  rc = r ? cu_fail(e, r, "cuModuleGetFunction") : RK_OK;
+  if (rc == RK_OK && !a) rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
+  /* the geometry the source was generated with: once per load */
+  if (rc == RK_OK) rc = rk_cg_cuda_geom(f, c, &a->gm, e);
   if (rc != RK_OK) {
-    free(k);
     free(a);
-    free(kc);
     rk_cu.ModuleUnload(m);
     return rc;
   }
-  a->merge = fm ? fg : NULL;
-  a->device = device;
-  k->key = kc;
-  k->backend = RK_BACKEND_GPU;
+  a->merge = fg;
+  a->device = o->device;
+  a->outdim = f->outdim;
   k->handle = m;
   k->fn = fm;
   k->aux = a;
-  *out = k;
+  k->state_size = a->gm.state;
   return RK_OK;
-}
-
-static int kernel_get(const rk_formula *f, const rk_options *o, rk_dev *x,
-                      rk_kernel **out, rk_error *e) {
-  char target[96], msg[4200];
-  int prec = o->precision;
-  rk_cuda_geom gm;
-  if (!rk_nvrtc_target(x->major, x->minor, target, sizeof target))
-    return rk_err(e, RK_EUNSUPPORTED, -1, "NVRTC is not available");
-  int rc0 = rk_cg_cuda_geom(f, prec, &gm, e);
-  if (rc0 != RK_OK) return rc0;
-  size_t tl = strlen(target); /* the geometry is part of the key */
-  snprintf(target + tl, sizeof target - tl, "/t%dr%dj%d", gm.tpb, gm.rb,
-           gm.tj);
-  rk_buf key, mk;
-  rk_buf_init(&key);
-  rk_buf_init(&mk);
-  rk_kernel_key(f, RK_BACKEND_GPU, prec, target, &key);
-  rk_buf_printf(&mk, "%s#cuda-device-%d", key.s ? key.s : "", o->device);
-  int rc = (key.oom || mk.oom) ? rk_err(e, RK_ENOMEM, -1, "out of memory")
-                               : RK_OK;
-  rk_kernel *k = rc == RK_OK ? rk_memcache_find(mk.s) : NULL;
-  const char *ext = strstr(target, "/sm_") ? "cubin" : "ptx";
-  void *img = NULL;
-  size_t n = 0;
-  /* On disk, a kernel is also keyed by a hash of its generated source, so
-     a changed code generator never reuses a stale image of a formula. */
-  rk_buf src, dkey;
-  rk_buf_init(&src);
-  rk_buf_init(&dkey);
-  if (rc == RK_OK && !k) {
-    rc = rk_cg_cuda_source(f, prec, key.s, &src, e);
-    char srchash[33];
-    rk_hash_hex(src.s ? src.s : "", srchash);
-    rk_buf_printf(&dkey, "%s gen=%s", key.s ? key.s : "", srchash);
-    if (rc == RK_OK && (src.oom || dkey.oom))
-      rc = rk_err(e, RK_ENOMEM, -1, "out of memory generating CUDA source");
-  }
-  if (rc == RK_OK && !k && o->cache_dir && o->cache_dir[0]) {
-    rk_buf path;
-    rk_buf_init(&path);
-    rk_cache_path(o->cache_dir, dkey.s, ext, &path);
-    if (path.s && rk_cache_read_blob(path.s, dkey.s, &img, &n) &&
-        img) {
-      rc = module_load(img, x, o->device, f, prec, mk.s, &k, e);
-      if (rc == RK_OK) {
-        rk_cache_count_disk_load();
-        rk_say(o, "CUDA kernel loaded from the disk cache");
-      } else { /* unusable file: compile again below */
-        rk_err_clear(e);
-        rc = RK_OK;
-        k = NULL;
-      }
-      free(img);
-      img = NULL;
-    }
-    rk_buf_free(&path);
-  }
-  if (rc == RK_OK && !k) {
-    int cubin = 0;
-    snprintf(msg, sizeof msg, "compiling the CUDA kernel with NVRTC (%s)",
-             target);
-    rk_say(o, "%s", msg);
-    rc = rk_nvrtc_compile(src.s, "rkeops_kernel.cu", x->major, x->minor,
-                          &img, &n, &cubin, e);
-    if (rc == RK_OK) {
-      rk_cache_count_compile();
-      rc = module_load(img, x, o->device, f, prec, mk.s, &k, e);
-    }
-    if (rc == RK_OK && o->cache_dir && o->cache_dir[0]) {
-      rk_error e2;
-      rk_err_clear(&e2);
-      if (rk_cache_mkdir(o->cache_dir, &e2) != RK_OK ||
-          rk_cache_write_blob(o->cache_dir, dkey.s, ext, img, n, &e2) !=
-              RK_OK) {
-        snprintf(msg, sizeof msg, "CUDA kernel not saved to disk: %s",
-                 e2.msg);
-        rk_say(o, "%s", msg);
-      }
-    }
-    free(img);
-    if (rc == RK_OK) {
-      rc = rk_memcache_add(k, e);
-      k = rc == RK_OK ? rk_memcache_find(mk.s) : NULL;
-    }
-  } else if (rc == RK_OK && k && !rk_memcache_find(mk.s)) {
-    rc = rk_memcache_add(k, e);
-    k = rc == RK_OK ? rk_memcache_find(mk.s) : NULL;
-  }
-  rk_buf_free(&src);
-  rk_buf_free(&dkey);
-  rk_buf_free(&key);
-  rk_buf_free(&mk);
-  if (rc == RK_OK && !k)
-    rc = rk_err(e, RK_EINTERNAL, -1, "CUDA kernel missing from the cache");
-  *out = k;
-  return rc;
 }
 
 /* ---- device memory ---------------------------------------------------- */
@@ -328,7 +264,7 @@ static int pool_reserve(rk_dev *x, size_t need, rk_error *e) {
   return RK_OK;
 }
 
-void rk_cuda_release_pools(void) {
+static void cuda_release(void) {
   for (int d = 0; d < RK_MAXDEV; d++)
     if (devs[d].init > 0 && devs[d].pool) {
       rk_cu.CtxSetCurrent(devs[d].ctx);
@@ -351,8 +287,9 @@ typedef struct plan {
 #define ALIGN256(x) (((x) + 255) & ~(size_t)255)
 
 static void plan_layout(plan *p, size_t pbytes, size_t obytes, size_t ibytes,
-                        size_t outb, size_t stb, int nblocksj) {
-  size_t st = (p->parts > 1 || nblocksj > 1) ? stb * (size_t)p->parts : 0;
+                        size_t outb, size_t stb, int nblocksj, int states) {
+  size_t st = (p->parts > 1 || nblocksj > 1 || states) ? stb * (size_t)p->parts
+                                                       : 0;
   p->off_in = ALIGN256(pbytes) + ALIGN256(obytes * (size_t)p->bi);
   p->off_out = p->off_in + ALIGN256(ibytes * (size_t)p->bj);
   p->off_st = p->off_out + ALIGN256(outb * (size_t)p->bi);
@@ -407,177 +344,394 @@ static int choose_parts(rk_dev *x, rk_kernel *k, const rk_cuda_geom *gm,
   return best;
 }
 
-int rk_cuda_run(rk_formula *f, const rk_options *o, int64_t nout,
-                int64_t nred, const void *const *vars, const int64_t *ld,
-                const int64_t *npts, double *out, rk_error *e) {
+/* device copies of bound data (rk_data.dev): every used position, whole */
+typedef struct cuda_bound {
+  int device, n;
+  size_t es;
+  CUdeviceptr ptr[64];
+} cuda_bound;
+
+/* one run: what the steps below share */
+typedef struct cuda_call {
   rk_dev *x;
-  rk_kernel *k = NULL;
-  (void)npts;
-  int rc = dev_get(o->device, &x, e);
-  if (rc == RK_OK) rc = kernel_get(f, o, x, &k, e);
-  if (rc != RK_OK || nout <= 0) return rc;
-  rk_cuda_aux *a = k->aux;
-  const rk_cuda_geom *gm = &a->gm;
-  int outer_cat = f->axis == 1 ? RK_CAT_I : RK_CAT_J, nv = f->nvars;
-  size_t es = o->precision == 64 ? 8 : 4, pbytes = 0, obytes = 0, ibytes = 0;
-  for (int v = 0; v < nv; v++) {
-    int d = f->vars[v].dim, c = f->vars[v].cat;
-    if (d <= 0 || !vars[v]) continue;
-    if (c == RK_CAT_P) pbytes += ALIGN256((size_t)d * es);
-    else if (c == outer_cat) obytes += (size_t)d * es;
-    else ibytes += (size_t)d * es;
+  rk_kernel *k;
+  const rk_cuda_geom *gm;
+  const rk_formula *f;
+  const rk_options *o;
+  const rk_data *d;
+  const rk_span *s;
+  const cuda_bound *bd; /* bound data, or NULL: copy per block */
+  int outer_cat, nv;
+  size_t es, pbytes, obytes, ibytes, outb, stb;
+  int64_t nout, nred, rows_blk, nbj;
+  plan p;
+  CUdeviceptr base, dptr[64];
+  int64_t dld[64];
+} cuda_call;
+
+/* step 1: bytes per parameter set, per outer row, per inner point */
+static void call_sizes(cuda_call *c) {
+  const rk_formula *f = c->f;
+  c->outer_cat = f->axis == 1 ? RK_CAT_I : RK_CAT_J;
+  c->nv = f->nvars;
+  c->pbytes = c->obytes = c->ibytes = 0;
+  for (int v = 0; v < c->nv && !c->bd; v++) {
+    int d = f->vars[v].dim, cat = f->vars[v].cat;
+    if (d <= 0 || !c->d->vars[v]) continue;
+    if (cat == RK_CAT_P) c->pbytes += ALIGN256((size_t)d * c->es);
+    else if (cat == c->outer_cat) c->obytes += (size_t)d * c->es;
+    else c->ibytes += (size_t)d * c->es;
   }
-  size_t outb = (size_t)f->outdim * 8, stb = (size_t)gm->state * 8;
-  int64_t rows_blk = (int64_t)gm->tpb * gm->rb;
-  /* the plan: everything at once when it fits, else blocks */
+  c->outb = (size_t)f->outdim * 8;
+  c->stb = (size_t)c->gm->state * 8;
+  c->rows_blk = (int64_t)c->gm->tpb * c->gm->rb;
+  c->nout = c->s->r1 - c->s->r0;
+  c->nred = c->s->j1 - c->s->j0;
+}
+
+/* step 2: the plan: everything at once when it fits, else blocks of rows
+   and of points (the state stays on the device between point blocks) */
+static int call_plan(cuda_call *c, rk_error *e) {
   size_t fr = 0, tot = 0;
+  int states = c->s->mode != 0;
   CU(rk_cu.MemGetInfo(&fr, &tot), "cuMemGetInfo");
-  double avail = (double)(fr + x->pool_size) * 0.9 - 128.0 * 1048576.0;
+  double avail = (double)(fr + c->x->pool_size) * 0.9 - 128.0 * 1048576.0;
   /* RKEOPS_CUDA_MEMORY_LIMIT (bytes): a smaller budget, to exercise the
      blocked path in tests */
   const char *lim = getenv("RKEOPS_CUDA_MEMORY_LIMIT");
   if (lim && atof(lim) > 0 && atof(lim) < avail) avail = atof(lim);
-  plan p;
-  p.bi = nout;
-  p.bj = nred;
-  p.parts = 1;
-  p.parts = choose_parts(x, k, gm, nout, nred);
-  plan_layout(&p, pbytes, obytes, ibytes, outb, stb, 1);
-  if ((double)p.total > avail) {
-    p.parts = 1;
+  plan *p = &c->p;
+  p->bi = c->nout;
+  p->bj = c->nred;
+  /* states in: every part would start from them, so one part */
+  p->parts = (c->s->mode & 1) ? 1
+                              : choose_parts(c->x, c->k, c->gm, c->nout, c->nred);
+  plan_layout(p, c->pbytes, c->obytes, c->ibytes, c->outb, c->stb, 1, states);
+  if ((double)p->total > avail) {
+    p->parts = 1;
     for (;;) {
-      int64_t nbj = (nred + p.bj - 1) / (p.bj > 0 ? p.bj : 1);
-      plan_layout(&p, pbytes, obytes, ibytes, outb, stb, (int)(nbj > 1 ? 2 : 1));
-      if ((double)p.total <= avail) break;
-      if (p.bi <= rows_blk && p.bj <= gm->tj)
+      int64_t nbj = (c->nred + p->bj - 1) / (p->bj > 0 ? p->bj : 1);
+      plan_layout(p, c->pbytes, c->obytes, c->ibytes, c->outb, c->stb,
+                  (int)(nbj > 1 ? 2 : 1), states);
+      if ((double)p->total <= avail) break;
+      if (p->bi <= c->rows_blk && p->bj <= c->gm->tj)
         return rk_err(e, RK_ENOMEM, -1,
                       "not enough free GPU memory (%.0f MiB free)",
                       (double)fr / 1048576.0);
-      int shrink_j = p.bj > gm->tj &&
-                     (p.bi <= rows_blk ||
-                      (double)p.bj * (double)ibytes >=
-                          (double)p.bi * (double)(obytes + outb + stb));
+      int shrink_j = p->bj > c->gm->tj &&
+                     (p->bi <= c->rows_blk ||
+                      (double)p->bj * (double)c->ibytes >=
+                          (double)p->bi * (double)(c->obytes + c->outb + c->stb));
       if (shrink_j)
-        p.bj = (p.bj + 1) / 2;
+        p->bj = (p->bj + 1) / 2;
       else
-        p.bi = (p.bi + 1) / 2 > rows_blk ? (p.bi + 1) / 2 : rows_blk;
+        p->bi = (p->bi + 1) / 2 > c->rows_blk ? (p->bi + 1) / 2 : c->rows_blk;
     }
   }
-  rc = pool_reserve(x, p.total, e);
-  if (rc != RK_OK) return rc;
-  /* parameters, copied once */
-  CUdeviceptr dptr[64] = {0}, base = x->pool;
-  int64_t dld[64] = {0};
+  c->nbj = (c->nred + p->bj - 1) / (p->bj > 0 ? p->bj : 1);
+  if (c->nbj < 1) c->nbj = 1;
+  int rc = pool_reserve(c->x, p->total, e);
+  c->base = c->x->pool;
+  return rc;
+}
+
+/* step 3: parameters, copied once (bound: pointed at) */
+static int call_params(cuda_call *c, rk_error *e) {
   size_t off = 0;
-  for (int v = 0; v < nv && v < 64; v++) {
-    int d = f->vars[v].dim;
-    if (d <= 0 || !vars[v] || f->vars[v].cat != RK_CAT_P) continue;
-    dptr[v] = base + off;
-    dld[v] = 1;
-    CU(rk_cu.MemcpyHtoD(dptr[v], vars[v], (size_t)d * es), "cuMemcpyHtoD");
-    off += ALIGN256((size_t)d * es);
+  for (int v = 0; v < c->nv && v < 64; v++) {
+    int d = c->f->vars[v].dim;
+    if (d <= 0 || !c->d->vars[v] || c->f->vars[v].cat != RK_CAT_P) continue;
+    c->dld[v] = 1;
+    if (c->bd) {
+      c->dptr[v] = c->bd->ptr[v];
+      continue;
+    }
+    c->dptr[v] = c->base + off;
+    CU(rk_cu.MemcpyHtoD(c->dptr[v], c->d->vars[v], (size_t)d * c->es),
+       "cuMemcpyHtoD");
+    off += ALIGN256((size_t)d * c->es);
   }
-  int64_t nbj = (nred + p.bj - 1) / (p.bj > 0 ? p.bj : 1);
-  if (nbj < 1) nbj = 1;
-  for (int64_t i0 = 0; i0 < nout; i0 += p.bi) {
-    int64_t ni = nout - i0 < p.bi ? nout - i0 : p.bi;
-    size_t o2 = ALIGN256(pbytes);
-    for (int v = 0; v < nv && v < 64; v++) {
-      int d = f->vars[v].dim;
-      if (d <= 0 || !vars[v] || f->vars[v].cat != outer_cat) continue;
-      dptr[v] = base + o2;
-      dld[v] = ni;
-      rc = put_var(dptr[v], vars[v], d, ld[v], i0, ni, es, e);
-      if (rc != RK_OK) return rc;
-      o2 += (size_t)d * es * (size_t)p.bi;
+  return RK_OK;
+}
+
+/* step 4: the variables of category cat (outer or inner) for points
+   [p0, p0 + n) of the span's range starting at g0 */
+static int call_vars(cuda_call *c, int outer, int64_t p0, int64_t n,
+                     rk_error *e) {
+  size_t o2 = outer ? ALIGN256(c->pbytes) : c->p.off_in;
+  int64_t g0 = (outer ? c->s->r0 : c->s->j0) + p0;
+  for (int v = 0; v < c->nv && v < 64; v++) {
+    int d = c->f->vars[v].dim, cat = c->f->vars[v].cat;
+    if (d <= 0 || !c->d->vars[v] || cat == RK_CAT_P) continue;
+    if ((cat == c->outer_cat) != outer) continue;
+    if (c->bd) { /* in place: the whole variable is on the device */
+      c->dptr[v] = c->bd->ptr[v] + (size_t)g0 * c->es;
+      c->dld[v] = c->d->npts[v];
+      continue;
     }
-    for (int64_t jb = 0; jb < nbj; jb++) {
-      int64_t j0 = jb * p.bj, nj = nred - j0 < p.bj ? nred - j0 : p.bj;
-      if (nred == 0) nj = 0;
-      if (i0 == 0 || nbj > 1) { /* inner variables: once unless blocked */
-        size_t o3 = p.off_in;
-        for (int v = 0; v < nv && v < 64; v++) {
-          int d = f->vars[v].dim;
-          if (d <= 0 || !vars[v] || f->vars[v].cat == outer_cat ||
-              f->vars[v].cat == RK_CAT_P)
-            continue;
-          dptr[v] = base + o3;
-          dld[v] = nj;
-          rc = put_var(dptr[v], vars[v], d, ld[v], j0, nj, es, e);
-          if (rc != RK_OK) return rc;
-          o3 += (size_t)d * es * (size_t)nj;
-        }
-      }
-      long long lnj = nj, jbase = j0, ldo = ni, ldst = ni;
-      long long jchunk = nj, stpart = (long long)gm->state * ni;
-      int mode = (jb > 0 ? 1 : 0) | (jb < nbj - 1 ? 2 : 0);
-      if (p.parts > 1) {
-        jchunk = (nj + p.parts - 1) / p.parts;
-        jchunk = (jchunk + gm->tj - 1) / gm->tj * gm->tj;
-        mode = 2;
-      }
-      unsigned gy = p.parts > 1 ? (unsigned)((nj + jchunk - 1) / jchunk) : 1;
-      if (gy < 1) gy = 1;
-      /* rows per launch: at most RK_PAIRS_PER_LAUNCH pairs, so that an
-         interrupt is seen within about a second */
-      int64_t rchunk = ni;
-      if ((double)ni * (double)nj > RK_PAIRS_PER_LAUNCH) {
-        rchunk = (int64_t)(RK_PAIRS_PER_LAUNCH / (double)nj) / rows_blk *
-                 rows_blk;
-        if (rchunk < rows_blk) rchunk = rows_blk;
-      }
-      for (int64_t r0 = 0; r0 < ni; r0 += rchunk) {
-        long long lni = ni - r0 < rchunk ? ni - r0 : rchunk;
-        CUdeviceptr rptr[64], dout = base + p.off_out + (size_t)r0 * 8,
-                              dst = base + p.off_st + (size_t)r0 * 8;
-        void *params[10 + 2 * 64];
-        params[0] = &lni;
-        params[1] = &lnj;
-        params[2] = &jbase;
-        params[3] = &jchunk;
-        params[4] = &dout;
-        params[5] = &ldo;
-        params[6] = &dst;
-        params[7] = &ldst;
-        params[8] = &stpart;
-        params[9] = &mode;
-        for (int v = 0; v < nv && v < 64; v++) {
-          int outer = f->vars[v].cat == outer_cat && dptr[v];
-          rptr[v] = outer ? dptr[v] + (size_t)r0 * es : dptr[v];
-          params[10 + 2 * v] = &rptr[v];
-          params[11 + 2 * v] = &dld[v];
-        }
-        unsigned gx = (unsigned)((lni + rows_blk - 1) / rows_blk);
-        CU(rk_cu.LaunchKernel((CUfunction)k->fn, gx, gy, 1,
-                              (unsigned)gm->tpb, 1, 1, 0, NULL, params, NULL),
-           "cuLaunchKernel(rk_main)");
-        if (p.parts > 1) {
-          int np = (int)gy;
-          void *mp[7] = {&lni, &np, &dst, &ldst, &stpart, &dout, &ldo};
-          unsigned mx = (unsigned)((lni + gm->tpb - 1) / gm->tpb);
-          CU(rk_cu.LaunchKernel(a->merge, mx, 1, 1, (unsigned)gm->tpb, 1, 1,
-                                0, NULL, mp, NULL),
-             "cuLaunchKernel(rk_merge)");
-        }
-        int more = r0 + rchunk < ni || jb < nbj - 1 || i0 + p.bi < nout;
-        if (o->interrupted && more) {
-          CU(rk_cu.CtxSynchronize(), "cuCtxSynchronize");
-          if (o->interrupted(o->interrupt_data))
-            return rk_err(e, RK_EINTERRUPT, -1, "interrupted");
-        }
-      }
+    c->dptr[v] = c->base + o2;
+    c->dld[v] = n;
+    int rc = put_var(c->dptr[v], c->d->vars[v], d, c->d->ld[v], g0, n, c->es,
+                     e);
+    if (rc != RK_OK) return rc;
+    o2 += (size_t)d * c->es * (size_t)(outer ? c->p.bi : n);
+  }
+  return RK_OK;
+}
+
+/* step 5: states of rows [i0, i0 + ni) between the host (the span's st)
+   and the device block (slot s at [s * ni + r]) */
+static int call_states(cuda_call *c, int64_t i0, int64_t ni, int down,
+                       rk_error *e) {
+  CUdeviceptr dst = c->base + c->p.off_st;
+  for (int q = 0; q < c->gm->state; q++) {
+    double *h = c->s->st + (size_t)q * (size_t)c->s->ldst + (size_t)i0;
+    CUdeviceptr dv = dst + (size_t)q * (size_t)ni * 8;
+    if (down)
+      CU(rk_cu.MemcpyDtoH(h, dv, (size_t)ni * 8), "cuMemcpyDtoH");
+    else
+      CU(rk_cu.MemcpyHtoD(dv, h, (size_t)ni * 8), "cuMemcpyHtoD");
+  }
+  return RK_OK;
+}
+
+/* step 6: the launches of one (row block, point block), in chunks of rows
+   of at most RK_PAIRS_PER_LAUNCH pairs, with rk_merge when the reduction
+   is split over blockIdx.y; the interrupt callback between launches */
+static int call_launch(cuda_call *c, int64_t i0, int64_t ni, int64_t jb,
+                       int64_t j0, int64_t nj, rk_error *e) {
+  const rk_cuda_geom *gm = c->gm;
+  rk_cuda_aux *a = c->k->aux;
+  int last = jb == c->nbj - 1, st_out = (c->s->mode & 2) != 0;
+  long long lnj = nj, jbase = c->s->j0 + j0, ldo = ni, ldst = ni;
+  long long jchunk = nj, stpart = (long long)gm->state * ni;
+  int mode = (jb > 0 || (c->s->mode & 1) ? 1 : 0) | (!last || st_out ? 2 : 0);
+  if (c->p.parts > 1) {
+    jchunk = (nj + c->p.parts - 1) / c->p.parts;
+    jchunk = (jchunk + gm->tj - 1) / gm->tj * gm->tj;
+    mode = 2;
+  }
+  unsigned gy = c->p.parts > 1 ? (unsigned)((nj + jchunk - 1) / jchunk) : 1;
+  if (gy < 1) gy = 1;
+  int64_t rchunk = ni;
+  if ((double)ni * (double)nj > RK_PAIRS_PER_LAUNCH) {
+    rchunk = (int64_t)(RK_PAIRS_PER_LAUNCH / (double)nj) / c->rows_blk *
+             c->rows_blk;
+    if (rchunk < c->rows_blk) rchunk = c->rows_blk;
+  }
+  for (int64_t r0 = 0; r0 < ni; r0 += rchunk) {
+    long long lni = ni - r0 < rchunk ? ni - r0 : rchunk;
+    CUdeviceptr rptr[64], dout = c->base + c->p.off_out + (size_t)r0 * 8,
+                          dst = c->base + c->p.off_st + (size_t)r0 * 8;
+    void *params[10 + 2 * 64];
+    params[0] = &lni;
+    params[1] = &lnj;
+    params[2] = &jbase;
+    params[3] = &jchunk;
+    params[4] = &dout;
+    params[5] = &ldo;
+    params[6] = &dst;
+    params[7] = &ldst;
+    params[8] = &stpart;
+    params[9] = &mode;
+    for (int v = 0; v < c->nv && v < 64; v++) {
+      int outer = c->f->vars[v].cat == c->outer_cat && c->dptr[v];
+      rptr[v] = outer ? c->dptr[v] + (size_t)r0 * c->es : c->dptr[v];
+      params[10 + 2 * v] = &rptr[v];
+      params[11 + 2 * v] = &c->dld[v];
     }
-    /* results of this row block */
-    CUdeviceptr dout = base + p.off_out;
-    if (ni == nout) {
-      CU(rk_cu.MemcpyDtoH(out, dout, outb * (size_t)ni), "cuMemcpyDtoH");
-    } else {
-      for (int c = 0; c < f->outdim; c++)
-        CU(rk_cu.MemcpyDtoH(out + (size_t)c * (size_t)nout + (size_t)i0,
-                            dout + (size_t)c * (size_t)ni * 8,
-                            (size_t)ni * 8),
-           "cuMemcpyDtoH");
+    unsigned gx = (unsigned)((lni + c->rows_blk - 1) / c->rows_blk);
+    CU(rk_cu.LaunchKernel((CUfunction)c->k->fn, gx, gy, 1, (unsigned)gm->tpb,
+                          1, 1, 0, NULL, params, NULL),
+       "cuLaunchKernel(rk_main)");
+    if (c->p.parts > 1) {
+      int np = (int)gy, mmode = st_out ? 2 : 0;
+      void *mp[8] = {&lni, &np, &dst, &ldst, &stpart, &dout, &ldo, &mmode};
+      unsigned mx = (unsigned)((lni + gm->tpb - 1) / gm->tpb);
+      CU(rk_cu.LaunchKernel(a->merge, mx, 1, 1, (unsigned)gm->tpb, 1, 1, 0,
+                            NULL, mp, NULL),
+         "cuLaunchKernel(rk_merge)");
+    }
+    int more = r0 + rchunk < ni || !last || i0 + c->p.bi < c->nout;
+    if (c->o->interrupted && more) {
+      CU(rk_cu.CtxSynchronize(), "cuCtxSynchronize");
+      if (c->o->interrupted(c->o->interrupt_data))
+        return rk_err(e, RK_EINTERRUPT, -1, "interrupted");
     }
   }
   return RK_OK;
 }
+
+/* step 7: the results of rows [i0, i0 + ni) to the host */
+static int call_results(cuda_call *c, int64_t i0, int64_t ni, rk_error *e) {
+  CUdeviceptr dout = c->base + c->p.off_out;
+  double *out = c->s->out;
+  size_t ldo = (size_t)c->s->ldo;
+  if (ni == c->nout && ldo == (size_t)ni) {
+    CU(rk_cu.MemcpyDtoH(out, dout, c->outb * (size_t)ni), "cuMemcpyDtoH");
+    return RK_OK;
+  }
+  for (int q = 0; q < c->f->outdim; q++)
+    CU(rk_cu.MemcpyDtoH(out + (size_t)q * ldo + (size_t)i0,
+                        dout + (size_t)q * (size_t)ni * 8, (size_t)ni * 8),
+       "cuMemcpyDtoH");
+  return RK_OK;
+}
+
+static int cuda_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
+                    const rk_data *d, const rk_span *s, rk_error *e) {
+  cuda_call c;
+  memset(&c, 0, sizeof c);
+  rk_cuda_aux *a = k->aux;
+  int rc = dev_get(a->device, &c.x, e);
+  if (rc != RK_OK) return rc;
+  if (f->nvars > 64)
+    return rk_err(e, RK_EUNSUPPORTED, -1,
+                  "the CUDA backend handles at most 64 variables");
+  c.k = k;
+  c.gm = &a->gm;
+  c.f = f;
+  c.o = o;
+  c.d = d;
+  c.s = s;
+  c.bd = d->dev;
+  c.es = o->precision == 64 ? 8 : 4;
+  if (c.bd && (c.bd->device != a->device || c.bd->es != c.es))
+    return rk_err(e, RK_EINTERNAL, -1, "bound data of another device");
+  call_sizes(&c);
+  if (c.nout <= 0) return RK_OK;
+  rc = call_plan(&c, e);
+  if (rc == RK_OK) rc = call_params(&c, e);
+  for (int64_t i0 = 0; rc == RK_OK && i0 < c.nout; i0 += c.p.bi) {
+    int64_t ni = c.nout - i0 < c.p.bi ? c.nout - i0 : c.p.bi;
+    rc = call_vars(&c, 1, i0, ni, e);
+    if (rc == RK_OK && (s->mode & 1)) rc = call_states(&c, i0, ni, 0, e);
+    for (int64_t jb = 0; rc == RK_OK && jb < c.nbj; jb++) {
+      int64_t j0 = jb * c.p.bj, nj = c.nred - j0 < c.p.bj ? c.nred - j0 : c.p.bj;
+      if (c.nred == 0) nj = 0;
+      if (i0 == 0 || c.nbj > 1) /* inner variables: once unless blocked */
+        rc = call_vars(&c, 0, j0, nj, e);
+      if (rc == RK_OK) rc = call_launch(&c, i0, ni, jb, j0, nj, e);
+    }
+    if (rc == RK_OK)
+      rc = (s->mode & 2) ? call_states(&c, i0, ni, 1, e)
+                         : call_results(&c, i0, ni, e);
+  }
+  return rc;
+}
+
+/* merging states on the device: the host parts uploaded as they are laid
+   out, rk_merge, the results (or merged states) back */
+static int cuda_merge(rk_kernel *k, const rk_merge_args *m, rk_error *e) {
+  rk_cuda_aux *a = k->aux;
+  rk_dev *x;
+  int rc = dev_get(a->device, &x, e);
+  if (rc != RK_OK || m->n <= 0) return rc;
+  size_t stn = (size_t)(m->nparts - 1) * (size_t)m->stpart +
+               (size_t)a->gm.state * (size_t)m->ldst;
+  size_t outn = (size_t)a->outdim * (size_t)m->n;
+  rc = pool_reserve(x, ALIGN256(stn * 8) + outn * 8 + 256, e);
+  if (rc != RK_OK) return rc;
+  CUdeviceptr dst = x->pool, dout = x->pool + ALIGN256(stn * 8);
+  CU(rk_cu.MemcpyHtoD(dst, m->st, stn * 8), "cuMemcpyHtoD");
+  long long lni = m->n, ldst = m->ldst, stpart = m->stpart, ldo = m->n;
+  int np = m->nparts, mode = m->mode;
+  void *mp[8] = {&lni, &np, &dst, &ldst, &stpart, &dout, &ldo, &mode};
+  unsigned mx = (unsigned)((m->n + a->gm.tpb - 1) / a->gm.tpb);
+  CU(rk_cu.LaunchKernel(a->merge, mx, 1, 1, (unsigned)a->gm.tpb, 1, 1, 0,
+                        NULL, mp, NULL),
+     "cuLaunchKernel(rk_merge)");
+  if (m->mode & 2) {
+    CU(rk_cu.MemcpyDtoH(m->st, dst,
+                        (size_t)a->gm.state * (size_t)m->ldst * 8),
+       "cuMemcpyDtoH");
+    return RK_OK;
+  }
+  for (int q = 0; q < a->outdim; q++)
+    CU(rk_cu.MemcpyDtoH(m->out + (size_t)q * (size_t)m->ldo,
+                        dout + (size_t)q * (size_t)m->n * 8, (size_t)m->n * 8),
+       "cuMemcpyDtoH");
+  return RK_OK;
+}
+
+/* ---- bound data: inputs kept in device memory between calls ------------- */
+
+static void cuda_unbind(rk_data *d) {
+  cuda_bound *bd = d->dev;
+  if (!bd) return;
+  if (bd->device >= 0 && bd->device < RK_MAXDEV && devs[bd->device].init > 0) {
+    rk_cu.CtxSetCurrent(devs[bd->device].ctx);
+    for (int v = 0; v < bd->n && v < 64; v++)
+      if (bd->ptr[v]) rk_cu.MemFree(bd->ptr[v]);
+  }
+  free(bd);
+  d->dev = NULL;
+}
+
+static int cuda_rebind(const rk_formula *f, const rk_options *o, rk_data *d,
+                       int v, rk_error *e) {
+  cuda_bound *bd = d->dev;
+  rk_dev *x;
+  if (!bd || v < 0 || v >= bd->n || v >= 64 || !bd->ptr[v])
+    return rk_err(e, RK_EINTERNAL, -1, "no bound data at position %d", v);
+  int rc = dev_get(bd->device, &x, e);
+  (void)o;
+  if (rc != RK_OK) return rc;
+  int dim = f->vars[v].dim;
+  return put_var(bd->ptr[v], d->vars[v], dim, d->ld[v], 0, d->npts[v], bd->es,
+                 e);
+}
+
+static int cuda_bind(rk_kernel *k, const rk_formula *f, const rk_options *o,
+                     rk_data *d, rk_error *e) {
+  rk_cuda_aux *a = k->aux;
+  rk_dev *x;
+  int rc = dev_get(a->device, &x, e);
+  if (rc != RK_OK) return rc;
+  if (f->nvars > 64)
+    return rk_err(e, RK_EUNSUPPORTED, -1,
+                  "the CUDA backend handles at most 64 variables");
+  cuda_bound *bd = calloc(1, sizeof *bd);
+  if (!bd) return rk_err(e, RK_ENOMEM, -1, "out of memory");
+  bd->device = a->device;
+  bd->n = f->nvars;
+  bd->es = o->precision == 64 ? 8 : 4;
+  d->dev = bd;
+  for (int v = 0; v < f->nvars; v++) {
+    int dim = f->vars[v].dim;
+    if (dim <= 0 || !d->vars[v]) continue;
+    size_t n = (size_t)dim * (size_t)(d->npts[v] > 0 ? d->npts[v] : 1);
+    CUresult r = rk_cu.MemAlloc(&bd->ptr[v], n * bd->es);
+    if (r != 0) {
+      rc = cu_fail(e, r, "cuMemAlloc");
+      bd->ptr[v] = 0;
+    }
+    if (rc == RK_OK) rc = cuda_rebind(f, o, d, v, e);
+    if (rc != RK_OK) {
+      cuda_unbind(d);
+      return rc;
+    }
+  }
+  return RK_OK;
+}
+
+const rk_backend_i rk_backend_cuda = {
+    .name = "cuda",
+    .id = RK_BACKEND_GPU,
+    .abi = 2,
+    .cfg_mask = 2,
+    .image_kind = RK_IMAGE_BLOB,
+    .available = cuda_available,
+    .describe = cuda_describe,
+    .target = cuda_target,
+    .source = cuda_source,
+    .compile = cuda_compile,
+    .load = cuda_load,
+    .run = cuda_run,
+    .merge = cuda_merge,
+    .unload = cuda_unload,
+    .release = cuda_release,
+    .bind = cuda_bind,
+    .rebind = cuda_rebind,
+    .unbind = cuda_unbind,
+};

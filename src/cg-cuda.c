@@ -19,10 +19,11 @@
  *     mode bit 0: start from the state at st[s * ldst + r] (else init);
  *     mode bit 1: end by storing the state there (else write the result
  *     out[c * ldo + r], double, indices 1-based).
- *   __global__ void rk_merge(ll ni, int nparts, const double *st, ll ldst,
- *                            ll stpart, double *out, ll ldo)
+ *   __global__ void rk_merge(ll ni, int nparts, double *st, ll ldst,
+ *                            ll stpart, double *out, ll ldo, int mode)
  *     one thread per row: merges the nparts states (in increasing point
- *     order) and writes the result.  Block size tpb.
+ *     order) and writes the result, or (mode bit 1) stores the merged
+ *     state into part 0.  Block size tpb.
  *
  * The skeleton: one thread owns rb output rows (register blocking); the
  * reduction index runs in tiles of tj points staged through shared memory
@@ -34,7 +35,8 @@
  * global-memory reads).  The geometry (tpb, rb, tj, pad) is chosen by
  * rk_cg_cuda_geom, identically for the source and the launcher; the
  * developer knob RKEOPS_CUDA_GEOM="tpb,rb" overrides it (bench/gpu.R uses
- * it to compare geometries; the geometry is part of the cache key).
+ * it to compare geometries; like every field of rk_cg_config it is part
+ * of the cache key).
  * float32 computes exp with __expf (the hardware exp2 unit), as KeOps'
  * -use_fast_math does; everything else uses the accurate libdevice
  * functions.
@@ -51,18 +53,22 @@ typedef struct cuda_skel {
   int row;            /* row of the register block being emitted */
   int regs;           /* outer variables held in registers */
   int pregs;          /* parameters held in registers */
+  int unroll;         /* loops of the emitted code unrolled (cuda_unroll) */
   int off[64];        /* offset of each inner variable in a tile point */
 } cuda_skel;
 
 #define MAXPOS 64
 
-/* positions used by the formula: used[pos] = 1 */
+/* positions used by the formula: used[pos] = 1; returns the largest node
+   dimension, or -1 (out of memory) */
 static int used_vars(const rk_formula *f, char *used, rk_error *e) {
   const rk_node *roots[2] = {f->f, f->w};
   const rk_node **order = NULL;
-  int n = rk_topo(f->ctx, roots, f->w ? 2 : 1, &order);
-  if (n < 0 || (n > 0 && !order))
-    return rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
+  int n = rk_cg_topo(f->ctx, roots, f->w ? 2 : 1, &order);
+  if (n < 0) {
+    rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
+    return -1;
+  }
   memset(used, 0, MAXPOS);
   int maxdim = 1;
   for (int i = 0; i < n; i++) {
@@ -71,16 +77,13 @@ static int used_vars(const rk_formula *f, char *used, rk_error *e) {
         order[i]->ip[0] < MAXPOS)
       used[order[i]->ip[0]] = 1;
   }
+  free(order);
   return maxdim;
 }
 
-/* read in rk_cg_cuda_geom and rk_cg_cuda_source (tools/DEVNOTES.md) */
-const char *const rk_cg_cuda_knobs[] = {
-    "RKEOPS_CUDA_GEOM", "RKEOPS_CUDA_PREGS", "RKEOPS_CUDA_LSE",
-    "RKEOPS_CUDA_EXP2", "RKEOPS_CUDA_UNROLLJ", NULL};
-
-int rk_cg_cuda_geom(const rk_formula *f, int precision, rk_cuda_geom *gm,
-                    rk_error *e) {
+int rk_cg_cuda_geom(const rk_formula *f, const rk_cg_config *cfg,
+                    rk_cuda_geom *gm, rk_error *e) {
+  int precision = cfg->precision;
   char used[MAXPOS];
   if (f->nvars > MAXPOS)
     return rk_err(e, RK_EUNSUPPORTED, -1,
@@ -129,18 +132,13 @@ int rk_cg_cuda_geom(const rk_formula *f, int precision, rk_cuda_geom *gm,
   int lse = f->red == RK_RED_LOGSUMEXP || f->red == RK_RED_LOGSUMEXPWEIGHT ||
             f->red == RK_RED_SUMSOFTMAXWEIGHT;
   gm->uj = (simple || lse) && gm->rb >= 2 && maxdim <= 16 ? 4 : 1;
-  const char *uj = getenv("RKEOPS_CUDA_UNROLLJ");
-  int ujn = uj ? atoi(uj) : 0;
-  if (ujn >= 1 && ujn <= 16) gm->uj = ujn;
-  /* developer knob for tuning: RKEOPS_CUDA_GEOM="tpb,rb" (the geometry is
-     part of the kernel's cache key, see be-cuda.c) */
-  const char *env = getenv("RKEOPS_CUDA_GEOM");
-  int t = 0, r = 0;
-  if (env && sscanf(env, "%d,%d", &t, &r) == 2 && (t == 64 || t == 128 ||
-                                                   t == 256 || t == 512) &&
-      r >= 1 && r <= 8) {
-    gm->tpb = t;
-    gm->rb = r;
+  if (cfg->cuda_unrollj >= 1 && cfg->cuda_unrollj <= 16)
+    gm->uj = cfg->cuda_unrollj;
+  /* developer knob for tuning: RKEOPS_CUDA_GEOM="tpb,rb" (validated when
+     the configuration is read, run.c) */
+  if (cfg->cuda_tpb > 0 && cfg->cuda_rb > 0) {
+    gm->tpb = cfg->cuda_tpb;
+    gm->rb = cfg->cuda_rb;
   }
   gm->tj = gm->tpb;
   while (gm->tj > 16 && (size_t)gm->tj * gm->pad * es > 40960) gm->tj /= 2;
@@ -258,55 +256,17 @@ static const char *prelude =
    (K = 101, d = 3: 43 s before this limit). */
 #define RK_CUDA_UNROLL_MAX 64
 
-/* the trip count of an emitted "for (int i = 0; i < N; i++)" loop with a
-   literal bound N, or -1 */
-static long loop_trips(const char *line) {
-  char q[256];
-  size_t n0 = strcspn(line, "\n");
-  if (n0 >= sizeof q) return -1;
-  memcpy(q, line, n0);
-  q[n0] = '\0';
-  const char *lt = strstr(q, " < ");
-  const char *semi = strchr(q, ';');
-  if (!lt || !semi || lt < semi || !strstr(q, "= 0;")) return -1;
-  char *end = NULL;
-  long n = strtol(lt + 3, &end, 10);
-  return end && end != lt + 3 && *end == ';' ? n : -1;
+/* the skeleton's answer to the emitter (rk_cg.unroll): every loop of the
+   emitted formula and reduction snippets gets "#pragma unroll" when it has
+   at most RK_CUDA_UNROLL_MAX trips (or a bound that is not a literal), so
+   that small register arrays are indexed by constants only, and
+   "#pragma unroll 1" when larger (else NVVM unrolls ~100 trips by itself);
+   nothing when the formula is too wide to live in registers */
+static const char *cuda_unroll(const rk_cg *g, long trips) {
+  const cuda_skel *s = g->skel;
+  if (!s->unroll) return NULL;
+  return trips <= RK_CUDA_UNROLL_MAX ? "#pragma unroll" : "#pragma unroll 1";
 }
-
-/* append src (emitted code) to dst, with "#pragma unroll" before every
-   for loop of at most RK_CUDA_UNROLL_MAX iterations (or of a bound that is
-   not a literal), so that small register arrays are indexed by constants
-   only, and "#pragma unroll 1" before larger ones */
-static void put_unrolled(rk_buf *dst, const char *src, int unroll) {
-  for (const char *p = src; *p;) {
-    const char *nl = strchr(p, '\n');
-    size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
-    const char *q = p;
-    while (q < p + len && *q == ' ') q++;
-    if (unroll && strncmp(q, "for (", 5) == 0) {
-      /* large loops: "unroll 1", or NVVM unrolls ~100 trips by itself */
-      int small = loop_trips(q) <= RK_CUDA_UNROLL_MAX;
-      rk_buf_printf(dst, "%.*s#pragma unroll%s\n", (int)(q - p), p,
-                    small ? "" : " 1");
-    }
-    rk_buf_printf(dst, "%.*s", (int)len, p);
-    p += len;
-  }
-}
-
-/* run an emitter into a fresh buffer and append it, unrolled */
-#define SUB(g, tmp, stmt)                                                     \
-  do {                                                                        \
-    rk_buf *sub_saved = (g)->b;                                               \
-    rk_buf_init(&(tmp));                                                      \
-    (g)->b = &(tmp);                                                          \
-    stmt;                                                                     \
-    (g)->b = sub_saved;                                                       \
-    if ((tmp).s) put_unrolled(sub_saved, (tmp).s, unroll);                    \
-    if ((tmp).oom) sub_saved->oom = 1;                                        \
-    rk_buf_free(&(tmp));                                                      \
-  } while (0)
 
 /* the printf pattern (%s: component) naming the components of node n */
 static void node_pat(rk_cg *g, const rk_node *n, char *out, size_t size) {
@@ -319,12 +279,9 @@ static void node_pat(rk_cg *g, const rk_node *n, char *out, size_t size) {
   rk_buf_free(&t);
 }
 
-static int emit_main(rk_cg *g, const rk_formula *f, const rk_cuda_geom *gm,
-                     const char *used, int unroll, rk_error *e) {
-  cuda_skel *s = g->skel;
-  rk_buf *b = g->b, tmp;
-  char acc[32], pat[256], fpat[512], wpat[512];
-  int rb = gm->rb, rc = RK_OK;
+/* rk_main, step 1: the signature, the shared tile, the rows of the thread */
+static void main_header(rk_cg *g, const rk_formula *f, int rb) {
+  rk_buf *b = g->b;
   rk_buf_puts(b, "extern \"C\" __global__ void __launch_bounds__(RK_TPB)\n"
                  "rk_main(long long sk_ni, long long sk_nj, long long "
                  "sk_jbase, long long sk_jchunk,\n"
@@ -346,7 +303,13 @@ static int emit_main(rk_cg *g, const rk_formula *f, const rk_cuda_geom *gm,
   for (int r = 0; r < rb; r++)
     rk_buf_printf(b, "  const long long sk_row%d = sk_row + %d * RK_TPB;\n", r,
                   r);
-  /* parameters in registers (loaded once, not at every point) */
+}
+
+/* step 2: parameters and outer variables copied to registers */
+static void main_registers(rk_cg *g, const rk_formula *f, const char *used,
+                           int rb) {
+  cuda_skel *s = g->skel;
+  rk_buf *b = g->b;
   for (int v = 0; v < f->nvars && s->pregs; v++) {
     if (!used[v] || f->vars[v].cat != RK_CAT_P) continue;
     rk_buf_printf(b, "  T sk_p%d[%d];\n", v, f->vars[v].dim);
@@ -354,7 +317,6 @@ static int emit_main(rk_cg *g, const rk_formula *f, const rk_cuda_geom *gm,
                      "sk_p%d[sk_k] = sk_v%d[sk_k];\n",
                   f->vars[v].dim, v, v);
   }
-  /* outer variables in registers */
   for (int v = 0; v < f->nvars && s->regs; v++) {
     if (!used[v] || f->vars[v].cat != s->outer_cat) continue;
     for (int r = 0; r < rb; r++) {
@@ -365,23 +327,34 @@ static int emit_main(rk_cg *g, const rk_formula *f, const rk_cuda_geom *gm,
                     f->vars[v].dim, v, r, r, v, v, r);
     }
   }
+}
+
+/* step 3: each row's state, loaded (mode bit 0) or initialised */
+static void main_states_in(rk_cg *g, const rk_formula *f, int rb) {
+  char acc[32], pat[256];
   g->indent = 1;
   for (int r = 0; r < rb; r++) {
     snprintf(acc, sizeof acc, "sk_a%d", r);
     snprintf(pat, sizeof pat, "sk_st[(long long)(%%s) * sk_ldst + sk_row%d]",
              r);
-    SUB(g, tmp, rk_cg_red_decl(g, f, acc));
+    rk_cg_red_decl(g, f, acc);
     rk_cg_line(g, "if ((sk_mode & 1) && sk_row%d < sk_ni) {", r);
     g->indent++;
-    SUB(g, tmp, rk_cg_red_load(g, f, acc, pat));
+    rk_cg_red_load(g, f, acc, pat);
     g->indent--;
     rk_cg_line(g, "} else {");
     g->indent++;
-    SUB(g, tmp, rk_cg_red_init(g, f, acc));
+    rk_cg_red_init(g, f, acc);
     g->indent--;
     rk_cg_line(g, "}");
   }
-  /* the tile loop */
+}
+
+/* step 4: the tile loop opens; the inner variables of the tile go to
+   shared memory */
+static void main_tile_load(rk_cg *g, const rk_formula *f, const char *used) {
+  cuda_skel *s = g->skel;
+  rk_buf *b = g->b;
   rk_buf_puts(b, "  for (long long sk_jt = sk_js; sk_jt < sk_je; sk_jt += "
                  "RK_TJ) {\n    __syncthreads();\n"
                  "    for (int sk_t = threadIdx.x; sk_t < RK_TJ; sk_t += "
@@ -400,25 +373,39 @@ static int emit_main(rk_cg *g, const rk_formula *f, const rk_cuda_geom *gm,
   rk_buf_puts(b, "      }\n    }\n    __syncthreads();\n"
                  "    const int sk_n = sk_je - sk_jt < RK_TJ ? (int)(sk_je - "
                  "sk_jt) : RK_TJ;\n");
-  if (gm->uj > 1) rk_buf_printf(b, "#pragma unroll %d\n", gm->uj);
-  rk_buf_puts(b, "    for (int sk_jj = 0; sk_jj < sk_n; sk_jj++) {\n");
+}
+
+/* step 5: the loop over the tile's points: the formula and the fold, for
+   each row of the thread; closes the tile loop */
+static int main_points(rk_cg *g, const rk_formula *f, const rk_cuda_geom *gm,
+                       rk_error *e) {
+  cuda_skel *s = g->skel;
+  char acc[32], fpat[512], wpat[512];
+  int rc = RK_OK;
+  if (gm->uj > 1) rk_buf_printf(g->b, "#pragma unroll %d\n", gm->uj);
+  rk_buf_puts(g->b, "    for (int sk_jj = 0; sk_jj < sk_n; sk_jj++) {\n");
   g->indent = 3;
   const rk_node *roots[2] = {f->f, f->w};
-  for (int r = 0; r < rb && rc == RK_OK; r++) {
+  for (int r = 0; r < gm->rb && rc == RK_OK; r++) {
     s->row = r;
     snprintf(acc, sizeof acc, "sk_a%d", r);
     rk_cg_line(g, "{ /* row %d */", r);
     g->indent++;
-    SUB(g, tmp, rc = rk_cg_emit_map(g, f->ctx, roots, f->w ? 2 : 1, e));
+    rc = rk_cg_emit_map(g, f->ctx, roots, f->w ? 2 : 1, e);
     node_pat(g, f->f, fpat, sizeof fpat);
     if (f->w) node_pat(g, f->w, wpat, sizeof wpat);
-    SUB(g, tmp,
-        rk_cg_red_update(g, f, acc, fpat, f->w ? wpat : NULL,
-                         "(sk_jbase + sk_jt + sk_jj)"));
+    rk_cg_red_update(g, f, acc, fpat, f->w ? wpat : NULL,
+                     "(sk_jbase + sk_jt + sk_jj)");
     g->indent--;
     rk_cg_line(g, "}");
   }
-  rk_buf_puts(b, "    }\n  }\n");
+  rk_buf_puts(g->b, "    }\n  }\n");
+  return rc;
+}
+
+/* step 6: each row's state stored (mode bit 1) or its result written */
+static void main_states_out(rk_cg *g, const rk_formula *f, int rb) {
+  char acc[32], pat[256];
   g->indent = 1;
   for (int r = 0; r < rb; r++) {
     snprintf(acc, sizeof acc, "sk_a%d", r);
@@ -428,55 +415,75 @@ static int emit_main(rk_cg *g, const rk_formula *f, const rk_cuda_geom *gm,
     g->indent++;
     snprintf(pat, sizeof pat, "sk_st[(long long)(%%s) * sk_ldst + sk_row%d]",
              r);
-    SUB(g, tmp, rk_cg_red_store(g, f, acc, pat));
+    rk_cg_red_store(g, f, acc, pat);
     g->indent--;
     rk_cg_line(g, "} else {");
     g->indent++;
     snprintf(pat, sizeof pat, "sk_out[(long long)(%%s) * sk_ldo + sk_row%d]",
              r);
-    SUB(g, tmp, rk_cg_red_final(g, f, acc, pat));
+    rk_cg_red_final(g, f, acc, pat);
     g->indent--;
     rk_cg_line(g, "}");
     g->indent--;
     rk_cg_line(g, "}");
   }
-  rk_buf_puts(b, "}\n\n");
+  rk_buf_puts(g->b, "}\n\n");
+}
+
+static int emit_main(rk_cg *g, const rk_formula *f, const rk_cuda_geom *gm,
+                     const char *used, rk_error *e) {
+  main_header(g, f, gm->rb);
+  main_registers(g, f, used, gm->rb);
+  main_states_in(g, f, gm->rb);
+  main_tile_load(g, f, used);
+  int rc = main_points(g, f, gm, e);
+  main_states_out(g, f, gm->rb);
   return rc;
 }
 
-static void emit_merge(rk_cg *g, const rk_formula *f, int unroll) {
-  rk_buf *b = g->b, tmp;
+/* rk_merge: the nparts states of a row, in point order, merged; mode bit 1
+   stores the merged state into part 0, else the result is written */
+static void emit_merge(rk_cg *g, const rk_formula *f) {
+  rk_buf *b = g->b;
   const char *pa = "sk_st[(long long)(%s) * sk_ldst + sk_row]";
   const char *pb = "sk_q[(long long)(%s) * sk_ldst + sk_row]";
   rk_buf_puts(b, "extern \"C\" __global__ void __launch_bounds__(RK_TPB)\n"
-                 "rk_merge(long long sk_ni, int sk_nparts, const double "
+                 "rk_merge(long long sk_ni, int sk_nparts, double "
                  "*__restrict__ sk_st,\n"
                  "         long long sk_ldst, long long sk_stpart, double "
-                 "*__restrict__ sk_out, long long sk_ldo) {\n"
+                 "*__restrict__ sk_out, long long sk_ldo, int sk_mode) {\n"
                  "  const long long sk_row = (long long)blockIdx.x * RK_TPB + "
                  "threadIdx.x;\n"
                  "  if (sk_row >= sk_ni) return;\n");
   g->indent = 1;
-  SUB(g, tmp, rk_cg_red_decl(g, f, "sk_a"));
-  SUB(g, tmp, rk_cg_red_decl(g, f, "sk_b"));
-  SUB(g, tmp, rk_cg_red_load(g, f, "sk_a", pa));
+  rk_cg_red_decl(g, f, "sk_a");
+  rk_cg_red_decl(g, f, "sk_b");
+  rk_cg_red_load(g, f, "sk_a", pa);
   rk_cg_line(g, "for (int sk_p = 1; sk_p < sk_nparts; sk_p++) {");
   g->indent++;
   rk_cg_line(g, "const double *sk_q = sk_st + sk_p * sk_stpart;");
-  SUB(g, tmp, rk_cg_red_load(g, f, "sk_b", pb));
-  SUB(g, tmp, rk_cg_red_merge(g, f, "sk_a", "sk_b"));
+  rk_cg_red_load(g, f, "sk_b", pb);
+  rk_cg_red_merge(g, f, "sk_a", "sk_b");
   g->indent--;
   rk_cg_line(g, "}");
-  SUB(g, tmp, rk_cg_red_final(g, f, "sk_a",
-                              "sk_out[(long long)(%s) * sk_ldo + sk_row]"));
+  rk_cg_line(g, "if (sk_mode & 2) {");
+  g->indent++;
+  rk_cg_red_store(g, f, "sk_a", pa);
+  g->indent--;
+  rk_cg_line(g, "} else {");
+  g->indent++;
+  rk_cg_red_final(g, f, "sk_a", "sk_out[(long long)(%s) * sk_ldo + sk_row]");
+  g->indent--;
+  rk_cg_line(g, "}");
   rk_buf_puts(b, "}\n");
 }
 
-int rk_cg_cuda_source(const rk_formula *f, int precision, const char *key,
-                      rk_buf *out, rk_error *e) {
+int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
+                      const char *key, rk_buf *out, rk_error *e) {
   rk_cuda_geom gm;
   char used[MAXPOS];
-  int rc = rk_cg_cuda_geom(f, precision, &gm, e);
+  int precision = cfg->precision;
+  int rc = rk_cg_cuda_geom(f, cfg, &gm, e);
   if (rc != RK_OK) return rc;
   int maxdim = used_vars(f, used, e);
   if (maxdim < 0) return RK_ENOMEM;
@@ -484,7 +491,8 @@ int rk_cg_cuda_source(const rk_formula *f, int precision, const char *key,
   memset(&s, 0, sizeof s);
   s.f = f;
   s.outer_cat = f->axis == 1 ? RK_CAT_I : RK_CAT_J;
-  int unroll = maxdim <= 256, outer = 0, off = 0, params = 0;
+  s.unroll = maxdim <= 256;
+  int outer = 0, off = 0, params = 0;
   for (int v = 0; v < f->nvars; v++) {
     if (!used[v]) continue;
     if (f->vars[v].cat == RK_CAT_P) params += f->vars[v].dim;
@@ -494,30 +502,28 @@ int rk_cg_cuda_source(const rk_formula *f, int precision, const char *key,
       off += f->vars[v].dim;
     }
   }
-  s.regs = unroll && outer * gm.rb <= 192;
+  s.regs = s.unroll && outer * gm.rb <= 192;
   /* Parameters are read from (cached, uniform) memory at every point: on
      an H200 the Gaussian float32 sum at 1e6 took 0.496 s against 0.518 s
      with the parameters copied into registers first (bench/gpu.R with
      tools/device-tune.sh).  Developer knob: RKEOPS_CUDA_PREGS=1 holds them
      in registers. */
-  const char *pr = getenv("RKEOPS_CUDA_PREGS");
-  s.pregs = pr && pr[0] == '1' && unroll && params <= 32;
+  s.pregs = cfg->cuda_pregs && s.unroll && params <= 32;
   rk_cg g;
   memset(&g, 0, sizeof g);
   g.b = out;
   g.var_ref = var_ref;
   g.skel = &s;
+  g.unroll = cuda_unroll;
   g.precision = precision;
   /* the branch-free LogSumExp fold (one exp per point): on an H200 the
      LogSumExp float32 at 1e6 takes 0.676 s against 0.814 s with the rare
      rescaling branch (bench/gpu.R).  Developer knob: RKEOPS_CUDA_LSE=0
      gives the branch back. */
-  const char *lv = getenv("RKEOPS_CUDA_LSE");
-  g.lse_select = !(lv && lv[0] == '0');
+  g.lse_select = cfg->cuda_lse != 0;
   /* developer knob: RKEOPS_CUDA_EXP2=0 (__expf), 1 (exp2 with ftz),
      2 (and Exp(a * x) folded, see cg.h) */
-  const char *xv = getenv("RKEOPS_CUDA_EXP2");
-  int expmode = precision != 32 ? 0 : xv && xv[0] >= '0' && xv[0] <= '2' ? xv[0] - '0' : 2;
+  int expmode = precision != 32 ? 0 : cfg->cuda_exp2;
   g.exp2_fold = expmode == 2;
   g.inv_cat = s.outer_cat;
   rk_buf_puts(out, "/* rkeops CUDA kernel, generated: do not edit.\n * key: ");
@@ -531,8 +537,8 @@ int rk_cg_cuda_source(const rk_formula *f, int precision, const char *key,
                 "#define RK_TPB %d\n#define RK_RB %d\n#define RK_TJ %d\n"
                 "#define RK_PAD %d\n\n",
                 gm.tpb, gm.rb, gm.tj, gm.pad);
-  rc = emit_main(&g, f, &gm, used, unroll, e);
-  if (rc == RK_OK) emit_merge(&g, f, unroll);
+  rc = emit_main(&g, f, &gm, used, e);
+  if (rc == RK_OK) emit_merge(&g, f);
   if (rc == RK_OK && out->oom)
     rc = rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
   return rc;

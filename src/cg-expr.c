@@ -43,6 +43,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cg.h"
@@ -56,6 +57,11 @@ void rk_cg_line(rk_cg *g, const char *fmt, ...) {
   rk_buf_vprintf(g->b, fmt, ap);
   va_end(ap);
   rk_buf_putc(g->b, '\n');
+}
+
+void rk_cg_loop(rk_cg *g, long trips) {
+  const char *t = g->unroll ? g->unroll(g, trips) : NULL;
+  if (t) rk_cg_line(g, "%s", t);
 }
 
 static void put_double(rk_buf *b, double v) {
@@ -98,6 +104,7 @@ static void decl(rk_cg *g, const rk_node *n) {
 
 /* "for (int V = A; V < B; V++) {" with indentation; close with endfor */
 static void forl(rk_cg *g, const char *v, int a, int b) {
+  rk_cg_loop(g, a == 0 ? b : -1);
   rk_cg_line(g, "for (int %s = %d; %s < %d; %s++) {", v, a, v, b, v);
   g->indent++;
 }
@@ -290,6 +297,7 @@ static void dot(rk_cg *g, const char *dst, const rk_node *a,
     openb(g);
     rk_cg_line(g, "rk_v rk_s[4] = {RK_SPLAT(0), RK_SPLAT(0), RK_SPLAT(0), "
                   "RK_SPLAT(0)};");
+    rk_cg_loop(g, d4);
     rk_cg_line(g, "for (int k = 0; k < %d; k += 4) {", d4);
     g->indent++;
     forl(g, "l", 0, 4);
@@ -547,19 +555,84 @@ void rk_emit_tensorprod(rk_cg *g, const rk_node *n) {
 int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots,
                    int nroots, rk_error *e) {
   const rk_node **order = NULL;
-  int n = rk_topo(c, roots, nroots, &order);
-  if (n < 0 || (n > 0 && !order))
+  int n = rk_cg_topo(c, roots, nroots, &order);
+  if (n < 0)
     return rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
   for (int i = 0; i < n; i++) {
     const rk_node *x = order[i];
     rk_emit_fn fn = rk_ops[x->op].emit;
-    if (!fn)
+    if (!fn) {
+      free(order);
       return rk_err(e, RK_EINTERNAL, -1,
                     "code generation: operation %s cannot be emitted",
                     rk_ops[x->op].name);
+    }
     fn(g, x);
   }
+  free(order);
   if (g->b->oom)
     return rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
   return RK_OK;
+}
+
+/* ---- scratch topological order ---------------------------------------------- */
+
+int rk_cg_topo(const rk_ctx *c, const rk_node *const *roots, int nroots,
+               const rk_node ***out) {
+  int n = rk_ctx_nnodes(c), count = 0;
+  const rk_node **order = malloc(((size_t)n + 1) * sizeof *order);
+  const rk_node **stack = malloc(((size_t)n + 1) * sizeof *stack);
+  int *next = malloc(((size_t)n + 1) * sizeof *next);
+  unsigned char *seen = calloc((size_t)n + 1, 1);
+  *out = NULL;
+  if (!order || !stack || !next || !seen) {
+    free(order);
+    count = -1;
+    goto done;
+  }
+  for (int r = 0; r < nroots; r++) {
+    if (roots[r] == NULL || roots[r]->id < 0 || roots[r]->id > n ||
+        seen[roots[r]->id])
+      continue;
+    int sp = 0;
+    stack[sp] = roots[r];
+    next[sp++] = 0;
+    seen[roots[r]->id] = 1;
+    while (sp > 0) { /* post-order: a node after all its arguments */
+      const rk_node *t = stack[sp - 1];
+      if (next[sp - 1] < t->nargs) {
+        const rk_node *ch = t->args[next[sp - 1]++];
+        if (ch->id >= 0 && ch->id <= n && !seen[ch->id]) {
+          seen[ch->id] = 1;
+          stack[sp] = ch;
+          next[sp++] = 0;
+        }
+      } else {
+        order[count++] = t;
+        sp--;
+      }
+    }
+  }
+  *out = order;
+done:
+  free(stack);
+  free(next);
+  free(seen);
+  return count;
+}
+
+/* ---- the configuration -------------------------------------------------------- */
+
+void rk_cg_config_default(rk_cg_config *c, int precision) {
+#define RK_CG_X(name, def, env, be) c->name = (def);
+  RK_CG_CONFIG_FIELDS(RK_CG_X)
+#undef RK_CG_X
+  c->precision = precision;
+}
+
+void rk_cg_config_key(const rk_cg_config *c, int be, rk_buf *b) {
+#define RK_CG_X(name, def, env, mask)                                         \
+  if ((mask) & be) rk_buf_printf(b, #name "=%d ", c->name);
+  RK_CG_CONFIG_FIELDS(RK_CG_X)
+#undef RK_CG_X
 }

@@ -94,6 +94,7 @@ void rk_cg_red_init(rk_cg *g, const rk_formula *f, const char *acc) {
     v = "RK_INF";
   else if (is_max(r))
     v = "-RK_INF";
+  rk_cg_loop(g, n);
   rk_cg_line(g, "for (int rk_c = 0; rk_c < %d; rk_c++) {", n);
   rk_cg_line(g, "  %s[rk_c] = %s;", acc, v);
   if (kahan(f)) rk_cg_line(g, "  %s_c[rk_c] = 0;", acc);
@@ -110,6 +111,7 @@ static const char *cloop(rk_cg *g, int n) {
     g->indent++;
     return "0";
   }
+  rk_cg_loop(g, n);
   rk_cg_line(g, "for (int rk_c = 0; rk_c < %d; rk_c++) {", n);
   g->indent++;
   return "rk_c";
@@ -302,6 +304,7 @@ void rk_cg_red_merge(rk_cg *g, const rk_formula *f, const char *acc,
     rk_cg_line(g, "long long rk_i1[%d];", K);
     rk_cg_line(g, "int rk_a = %s * %d, rk_b = rk_a, rk_ae = rk_a + %d;", c, K,
                K);
+    rk_cg_loop(g, K);
     rk_cg_line(g, "for (int rk_k = 0; rk_k < %d; rk_k++) {", K);
     /* take from acc2 when its head is strictly before acc's head */
     rk_cg_line(g, "  int rk_tb = rk_b < rk_ae && %s_i[rk_b] >= 0 &&", acc2);
@@ -319,6 +322,7 @@ void rk_cg_red_merge(rk_cg *g, const rk_formula *f, const char *acc,
                acc, acc);
     rk_cg_line(g, "  }");
     rk_cg_line(g, "}");
+    rk_cg_loop(g, K);
     rk_cg_line(g, "for (int rk_k = 0; rk_k < %d; rk_k++) {", K);
     rk_cg_line(g, "  %s[%s * %d + rk_k] = rk_v1[rk_k];", acc, c, K);
     rk_cg_line(g, "  %s_i[%s * %d + rk_k] = rk_i1[rk_k];", acc, c, K);
@@ -343,6 +347,7 @@ static void xfer(rk_cg *g, const rk_formula *f, const char *acc,
   const char *second = kahan(f) ? "_c" : (is_arg(r) || is_kmin(r)) ? "_i"
                                                                     : NULL;
   const char *ty = second && second[1] == 'i' ? "long long" : "T";
+  rk_cg_loop(g, n);
   rk_cg_line(g, "for (int rk_c = 0; rk_c < %d; rk_c++) {", n);
   if (store)
     rk_cg_line(g, "  %s = (double)%s[rk_c];", pat1(t, pat, "rk_c"), acc);
@@ -409,6 +414,7 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
                pat1(t, outpat, idx), acc, c, acc, c);
     cend(g);
   } else if (is_kmin(r)) {
+    rk_cg_loop(g, K);
     rk_cg_line(g, "for (int rk_k = 0; rk_k < %d; rk_k++) {", K);
     g->indent++;
     c = cloop(g, d);

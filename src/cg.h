@@ -39,7 +39,16 @@ typedef struct rk_cg {
      exp2 folds into the invariant factor (the float32 CUDA skeleton) */
   int exp2_fold;
   int inv_cat;
+  /* how the skeleton wants a loop of the emitted code unrolled: the text
+     of the line to put before it (e.g. "#pragma unroll"), or NULL; trips
+     is the literal trip count, or -1 when the bound is not a literal.
+     NULL callback: no annotation (the CPU skeleton). */
+  const char *(*unroll)(const struct rk_cg *g, long trips);
 } rk_cg;
+
+/* the skeleton's annotation for a loop of `trips` iterations, if any:
+   call just before emitting the "for" line */
+void rk_cg_loop(rk_cg *g, long trips);
 
 /* indentation-aware line output: rk_cg_line(g, "x = %d;", 3) */
 void rk_cg_line(rk_cg *g, const char *fmt, ...)
@@ -111,27 +120,71 @@ void rk_cg_red_load(rk_cg *g, const rk_formula *f, const char *acc,
 void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
                      const char *outpat);
 
+/* ---- the configuration of code generation ----
+ * Generated code is a pure function of (formula, configuration): the
+ * generators read nothing else (no environment).  The configuration is
+ * filled once at the border (rk_cg_config_env, run.c) and the kernel key
+ * serialises every field that applies to the backend (rk_cg_config_key),
+ * so a new field is in the key by construction.
+ * X(field, default, environment variable, backends (1 CPU, 2 CUDA))
+ * Developer knobs (tools/DEVNOTES.md):
+ *   cpu_lse       RKEOPS_CPU_LSE=1: the CPU uses the branch-free LogSumExp
+ *                 fold of the CUDA kernels (the tests use it)
+ *   cuda_tpb/rb   RKEOPS_CUDA_GEOM="tpb,rb"; 0: chosen per formula
+ *   cuda_unrollj  RKEOPS_CUDA_UNROLLJ=n (1..16); 0: chosen per formula
+ *   cuda_pregs    RKEOPS_CUDA_PREGS=1: parameters copied to registers
+ *   cuda_lse      RKEOPS_CUDA_LSE=0: the LogSumExp fold with its branch
+ *   cuda_exp2     RKEOPS_CUDA_EXP2=0|1|2: float32 exp as __expf, as
+ *                 ex2.approx.ftz, or that plus the Exp(a * x) fold
+ */
+#define RK_CG_CONFIG_FIELDS(X)                                                \
+  X(precision, 64, NULL, 3)                                                   \
+  X(cpu_lse, 0, "RKEOPS_CPU_LSE", 1)                                          \
+  X(cuda_tpb, 0, "RKEOPS_CUDA_GEOM", 2)                                       \
+  X(cuda_rb, 0, "RKEOPS_CUDA_GEOM", 2)                                        \
+  X(cuda_unrollj, 0, "RKEOPS_CUDA_UNROLLJ", 2)                                \
+  X(cuda_pregs, 0, "RKEOPS_CUDA_PREGS", 2)                                    \
+  X(cuda_lse, 1, "RKEOPS_CUDA_LSE", 2)                                        \
+  X(cuda_exp2, 2, "RKEOPS_CUDA_EXP2", 2)
+
+typedef struct rk_cg_config {
+#define RK_CG_X(name, def, env, be) int name;
+  RK_CG_CONFIG_FIELDS(RK_CG_X)
+#undef RK_CG_X
+} rk_cg_config;
+
+/* every field at its default, precision set */
+void rk_cg_config_default(rk_cg_config *c, int precision);
+/* append "name=value " for every field that applies to backend mask be
+   (1 CPU, 2 CUDA) */
+void rk_cg_config_key(const rk_cg_config *c, int be, rk_buf *b);
+
 /* ---- skeletons ---- */
-/* the developer knobs (environment variables) that change a skeleton's
-   generated code, NULL-terminated, defined beside the code that reads
-   them: the kernel key names those that are set (rk_kernel_key) */
-extern const char *const rk_cg_cpu_knobs[];
-extern const char *const rk_cg_cuda_knobs[];
-/* complete C translation unit of the CPU kernel (see be.h for its ABI) */
-int rk_cg_cpu_source(const rk_formula *f, int precision, const char *key,
-                     rk_buf *out, rk_error *e);
+/* complete C translation unit of the CPU kernel (see be.h for its ABI,
+   of version RK_CPU_ABI) */
+#define RK_CPU_ABI 2
+int rk_cg_cpu_source(const rk_formula *f, const rk_cg_config *c,
+                     const char *key, rk_buf *out, rk_error *e);
 /* complete CUDA translation unit (its kernels' ABI: top of cg-cuda.c) */
-int rk_cg_cuda_source(const rk_formula *f, int precision, const char *key,
-                      rk_buf *out, rk_error *e);
+int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *c,
+                      const char *key, rk_buf *out, rk_error *e);
 /* launch geometry of that CUDA kernel (compile-time constants of the
-   source, recomputed identically by the launcher, be-cuda.c):
-   tpb threads per block, rb output rows per thread (register blocking),
-   tj reduction points per shared-memory tile, state doubles per row,
-   uj the unrolling of the loop over a tile's points (1: none) */
+   source, recomputed identically by the launcher when it loads the
+   kernel, be-cuda.c): tpb threads per block, rb output rows per thread
+   (register blocking), tj reduction points per shared-memory tile, state
+   doubles per row, uj the unrolling of the loop over a tile's points
+   (1: none).  Allocates nothing that outlives the call. */
 typedef struct rk_cuda_geom {
   int tpb, rb, tj, pad, state, uj;
 } rk_cuda_geom;
-int rk_cg_cuda_geom(const rk_formula *f, int precision, rk_cuda_geom *gm,
-                    rk_error *e);
+int rk_cg_cuda_geom(const rk_formula *f, const rk_cg_config *c,
+                    rk_cuda_geom *gm, rk_error *e);
+
+/* nodes reachable from roots, children first, each once, in malloc'ed
+   memory (*out, freed by the caller): scratch of code generation, which
+   must not grow the formula's arena (a long-lived formula is generated
+   for many times) */
+int rk_cg_topo(const rk_ctx *c, const rk_node *const *roots, int nroots,
+               const rk_node ***out);
 
 #endif /* RK_CG_H */

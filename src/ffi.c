@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "../inst/include/rkeops.h"
+#include "ffi.h"
 
 static SEXP rk_tag = NULL;      /* tag of our external pointers */
 static SEXP rk_sym_msgs = NULL; /* attribute "messages"         */
@@ -31,7 +32,7 @@ void rk_ffi_init(DllInfo *dll) {
 }
 
 /* a UTF-8 string as a length-one character vector */
-static SEXP ffi_str(const char *s) {
+SEXP ffi_str(const char *s) {
   SEXP c = PROTECT(mkCharCE(s ? s : "", CE_UTF8)); /* 1: the CHARSXP */
   SEXP res = ScalarString(c);
   UNPROTECT(1);
@@ -45,7 +46,7 @@ static SEXP ffi_str_na(const char *s) {
 
 /* ---- errors --------------------------------------------------------------- */
 
-static void ffi_err_init(rk_error *e) {
+void ffi_err_init(rk_error *e) {
   e->code = RK_OK;
   e->pos = -1;
   e->arg = -1;
@@ -54,8 +55,8 @@ static void ffi_err_init(rk_error *e) {
 
 /* Raise the R condition for e (never returns).  Must be called only when no
    C resource is held: the condition is signalled with a longjmp. */
-static void NORET ffi_abort(rk_error *e, const char *formula,
-                            const char *messages) {
+void NORET ffi_abort(rk_error *e, const char *formula,
+                     const char *messages) {
   e->msg[sizeof e->msg - 1] = '\0';
   e->log[sizeof e->log - 1] = '\0';
   e->path[sizeof e->path - 1] = '\0';
@@ -85,7 +86,7 @@ static void NORET ffi_abort(rk_error *e, const char *formula,
 }
 
 /* an error detected by the glue itself */
-static void NORET ffi_abortf(int code, const char *fmt, ...) {
+void NORET ffi_abortf(int code, const char *fmt, ...) {
   rk_error e;
   ffi_err_init(&e);
   e.code = code;
@@ -104,7 +105,7 @@ static const char *ffi_string1(SEXP x, const char *what) {
   return translateCharUTF8(STRING_ELT(x, 0));
 }
 
-static int ffi_int1(SEXP x, const char *what) {
+int ffi_int1(SEXP x, const char *what) {
   if ((TYPEOF(x) != INTSXP && TYPEOF(x) != REALSXP && TYPEOF(x) != LGLSXP) ||
       XLENGTH(x) != 1)
     ffi_abortf(RK_EINPUT, "`%s` must be a single number", what);
@@ -129,10 +130,6 @@ static SEXP ffi_list_get(SEXP list, const char *name) {
  * (no allocation while the engine runs) and returned to R, which shows them
  * with message() so that they can be captured and muffled. */
 
-typedef struct ffi_msgbuf {
-  size_t len;
-  char buf[16384];
-} ffi_msgbuf;
 
 static void ffi_message(void *data, const char *msg) {
   ffi_msgbuf *mb = data;
@@ -159,7 +156,7 @@ static int ffi_interrupted(void *data) {
 }
 
 /* options list built by rkeops:::rk_core_options() */
-static void ffi_options(SEXP options, rk_options *o, ffi_msgbuf *mb) {
+void ffi_options(SEXP options, rk_options *o, ffi_msgbuf *mb) {
   if (TYPEOF(options) != VECSXP)
     ffi_abortf(RK_EINPUT, "`options` must be a list");
   rk_options_default(o);
@@ -220,7 +217,7 @@ static const char **ffi_args(SEXP args, int *nargs) {
 /* The formula behind ptr.  A NULL address (the object went through
    saveRDS()/readRDS(), or a new session) is re-parsed from the formula,
    arguments and scheme kept in the pointer's protected field. */
-static rk_formula *ffi_formula(SEXP ptr) {
+rk_formula *ffi_formula(SEXP ptr) {
   if (TYPEOF(ptr) != EXTPTRSXP || R_ExternalPtrTag(ptr) != rk_tag)
     ffi_abortf(RK_EINPUT, "not an rkeops formula pointer");
   rk_formula *f = R_ExternalPtrAddr(ptr);
@@ -242,7 +239,7 @@ static rk_formula *ffi_formula(SEXP ptr) {
   return f;
 }
 
-static const char *ffi_formula_text(SEXP ptr) {
+const char *ffi_formula_text(SEXP ptr) {
   SEXP prot = R_ExternalPtrProtected(ptr);
   if (TYPEOF(prot) == VECSXP && XLENGTH(prot) == 3 &&
       TYPEOF(VECTOR_ELT(prot, 0)) == STRSXP)
@@ -328,7 +325,7 @@ SEXP ffi_ptr_is_null(SEXP ptr) {
 
 /* ---- running ----------------------------------------------------------------- */
 
-static SEXP ffi_with_messages(SEXP x, const ffi_msgbuf *mb) {
+SEXP ffi_with_messages(SEXP x, const ffi_msgbuf *mb) {
   if (mb->len > 0) {
     PROTECT(x); /* 1: x */
     setAttrib(x, rk_sym_msgs, ffi_str(mb->buf));

@@ -24,6 +24,16 @@ SEXP ffi_ptr_is_null(SEXP ptr);
 /* defined in ffi-cuda.c (owned by the CUDA backend) */
 SEXP ffi_cuda_meminfo(SEXP device);
 void rk_ffi_init(DllInfo *dll);
+/* defined in ffi-backend.c (internal: the backend layer, rk_operator) */
+SEXP ffi_op_prepare(SEXP ptr, SEXP inputs, SEXP options);
+SEXP ffi_op_run(SEXP op, SEXP rows, SEXP js, SEXP replace, SEXP x,
+                SEXP states, SEXP want_states);
+SEXP ffi_op_merge(SEXP op, SEXP states, SEXP finalize);
+SEXP ffi_op_info(SEXP op);
+SEXP ffi_be_arena(SEXP ptr, SEXP options, SEXP n);
+SEXP ffi_be_host(SEXP value);
+SEXP ffi_be_key(SEXP ptr, SEXP options);
+SEXP ffi_nvrtc_compile_text(SEXP src, SEXP major, SEXP minor);
 
 /* through void (*)(void), the generic function pointer type, so that
    -Wcast-function-type stays quiet */
@@ -41,6 +51,14 @@ static const R_CallMethodDef call_methods[] = {
     {"ffi_formula_info", RK_FN(&ffi_formula_info), 1},
     {"ffi_ptr_is_null", RK_FN(&ffi_ptr_is_null), 1},
     {"ffi_cuda_meminfo", RK_FN(&ffi_cuda_meminfo), 1},
+    {"ffi_op_prepare", RK_FN(&ffi_op_prepare), 3},
+    {"ffi_op_run", RK_FN(&ffi_op_run), 7},
+    {"ffi_op_merge", RK_FN(&ffi_op_merge), 3},
+    {"ffi_op_info", RK_FN(&ffi_op_info), 1},
+    {"ffi_be_arena", RK_FN(&ffi_be_arena), 3},
+    {"ffi_be_host", RK_FN(&ffi_be_host), 1},
+    {"ffi_be_key", RK_FN(&ffi_be_key), 2},
+    {"ffi_nvrtc_compile_text", RK_FN(&ffi_nvrtc_compile_text), 3},
     {NULL, NULL, 0}};
 
 #define RK_CCALLABLE(name) R_RegisterCCallable("rkeops", #name, RK_FN(&name))

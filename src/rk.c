@@ -226,6 +226,12 @@ void *rk_arena_alloc(rk_arena *a, size_t n) {
   return p;
 }
 
+size_t rk_arena_used(const rk_arena *a) {
+  size_t n = 0;
+  for (const rk_chunk *c = a ? a->head : NULL; c; c = c->prev) n += c->used;
+  return n;
+}
+
 char *rk_arena_strdup(rk_arena *a, const char *s) {
   size_t n = strlen(s);
   char *p = rk_arena_alloc(a, n + 1);

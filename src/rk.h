@@ -54,6 +54,8 @@ rk_arena *rk_arena_new(void);
 void rk_arena_free(rk_arena *a);
 void *rk_arena_alloc(rk_arena *a, size_t n); /* zeroed; NULL when OOM */
 char *rk_arena_strdup(rk_arena *a, const char *s);
+/* bytes handed out so far (tests: scratch must not grow a formula's arena) */
+size_t rk_arena_used(const rk_arena *a);
 
 /* ---- verbose messages ------------------------------------------------- */
 /* when o->verbose, format a message and hand it to o->message; the engine

@@ -1,8 +1,9 @@
 /*
- * run.c -- run orchestration: options, input validation, the data handed
- * to kernels (structure of arrays, see be.h), chunked execution with
- * interrupt checks, the CPU fallback when no GPU is usable, and the
- * configuration report.
+ * run.c -- run orchestration, above the backend table (be.h): options,
+ * input validation, the data handed to kernels (structure of arrays),
+ * the configuration of code generation read once from the environment,
+ * the backend looked up in the table (the CPU when the chosen one is not
+ * usable), and the configuration report.
  */
 #define _GNU_SOURCE
 #include "be.h"
@@ -12,10 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 void rk_options_default(rk_options *o) {
   memset(o, 0, sizeof *o);
@@ -131,6 +128,11 @@ static int check_inputs(const rk_formula *f, const rk_input *in, int nin,
   return RK_OK;
 }
 
+int rk_inputs_check(const rk_formula *f, const rk_input *in, int nin,
+                    int64_t *ni, int64_t *nj, rk_error *e) {
+  return check_inputs(f, in, nin, ni, nj, e);
+}
+
 int64_t rk_formula_outrows(const rk_formula *f, const rk_input *in, int nin,
                            rk_error *err) {
   int64_t ni, nj;
@@ -142,14 +144,7 @@ int64_t rk_formula_outrows(const rk_formula *f, const rk_input *in, int nin,
 
 /* ---- data for the kernel ----------------------------------------------- */
 
-typedef struct rk_data {
-  int n;
-  const void **vars;
-  int64_t *ld, *npts;
-  void **owned; /* buffers to free */
-} rk_data;
-
-static void data_free(rk_data *d) {
+void rk_data_free(rk_data *d) {
   for (int v = 0; v < d->n && d->owned; v++)
     free(d->owned[v]);
   free(d->owned);
@@ -159,9 +154,52 @@ static void data_free(rk_data *d) {
   memset(d, 0, sizeof *d);
 }
 
-static int data_prepare(const rk_formula *f, const rk_input *in, int prec,
-                        int64_t ni, int64_t nj, rk_data *d, rk_error *e) {
+/* position v from x into d: in place when R's layout and precision fit,
+   else converted into d->owned[v] (reused when it is there) */
+static int data_put(const rk_formula *f, int v, const rk_input *x, int prec,
+                    int copy, rk_data *d, rk_error *e) {
+  int dim = f->vars[v].dim, cat = f->vars[v].cat;
+  int64_t np = d->npts[v];
+  int trans = cat != RK_CAT_P && x->layout == RK_LAYOUT_ROW && dim > 1;
+  if (prec == 64 && !trans && !copy) {
+    d->vars[v] = x->data;
+    return RK_OK;
+  }
+  size_t cnt = (size_t)(np * dim), es = prec == 64 ? 8 : 4;
+  void *buf = d->owned[v];
+  if (buf == NULL) {
+    buf = malloc(cnt ? cnt * es : 1);
+    if (buf == NULL)
+      return rk_err(e, RK_ENOMEM, -1, "out of memory (%zu bytes for input %d)",
+                    cnt * es, v + 1);
+    d->owned[v] = buf;
+  }
+  d->vars[v] = buf;
+  const double *s = x->data;
+  if (!trans) {
+    if (prec == 64)
+      memcpy(buf, s, cnt * es);
+    else
+      for (size_t i = 0; i < cnt; i++)
+        ((float *)buf)[i] = (float)s[i];
+    return RK_OK;
+  }
+  /* ROW: s[p * dim + k] -> buf[k * np + p] */
+  for (int64_t p = 0; p < np; p++)
+    for (int k = 0; k < dim; k++) {
+      double val = s[p * dim + k];
+      if (prec == 64)
+        ((double *)buf)[k * np + p] = val;
+      else
+        ((float *)buf)[k * np + p] = (float)val;
+    }
+  return RK_OK;
+}
+
+int rk_data_prepare(const rk_formula *f, const rk_input *in, int prec,
+                    int64_t ni, int64_t nj, rk_data *d, rk_error *e) {
   int n = f->nvars > 0 ? f->nvars : 1;
+  memset(d, 0, sizeof *d);
   d->n = f->nvars;
   d->vars = calloc((size_t)n, sizeof *d->vars);
   d->ld = calloc((size_t)n, sizeof *d->ld);
@@ -173,106 +211,92 @@ static int data_prepare(const rk_formula *f, const rk_input *in, int prec,
     int dim = f->vars[v].dim, cat = f->vars[v].cat;
     if (dim <= 0 || cat < 0 || cat > 2)
       continue;
-    const rk_input *x = &in[v];
     int64_t np = cat == RK_CAT_P ? 1 : cat == RK_CAT_I ? ni : nj;
-    int trans = cat != RK_CAT_P && x->layout == RK_LAYOUT_ROW && dim > 1;
     d->npts[v] = np;
     d->ld[v] = cat == RK_CAT_P ? 1 : np;
-    if (prec == 64 && !trans) {
-      d->vars[v] = x->data;
-      continue;
-    }
-    size_t cnt = (size_t)(np * dim), es = prec == 64 ? 8 : 4;
-    void *buf = malloc(cnt ? cnt * es : 1);
-    if (buf == NULL)
-      return rk_err(e, RK_ENOMEM, -1, "out of memory (%zu bytes for input %d)",
-                    cnt * es, v + 1);
-    d->owned[v] = buf;
-    d->vars[v] = buf;
-    const double *s = x->data;
-    if (!trans) {
-      if (prec == 64)
-        memcpy(buf, s, cnt * es);
-      else
-        for (size_t i = 0; i < cnt; i++)
-          ((float *)buf)[i] = (float)s[i];
-      continue;
-    }
-    /* ROW: s[p * dim + k] -> buf[k * np + p] */
-    for (int64_t p = 0; p < np; p++)
-      for (int k = 0; k < dim; k++) {
-        double val = s[p * dim + k];
-        if (prec == 64)
-          ((double *)buf)[k * np + p] = val;
-        else
-          ((float *)buf)[k * np + p] = (float)val;
-      }
+    int rc = data_put(f, v, &in[v], prec, 0, d, e);
+    if (rc != RK_OK)
+      return rc;
   }
   return RK_OK;
+}
+
+int rk_data_replace(const rk_formula *f, int v, const rk_input *x, int prec,
+                    rk_data *d, rk_error *e) {
+  char l[256];
+  if (v < 0 || v >= d->n || f->vars[v].dim <= 0)
+    return rk_err(e, RK_EINPUT, -1, "no input at position %d to replace", v);
+  int dim = f->vars[v].dim, cat = f->vars[v].cat;
+  int64_t np = d->npts[v], got;
+  if (x == NULL || (x->data == NULL && np * dim > 0))
+    return input_err(e, v, "%s: no data", label(f, v, l, sizeof l));
+  if (cat == RK_CAT_P)
+    got = x->nrow * x->ncol == dim ? 1 : -1;
+  else if (x->layout == RK_LAYOUT_ROW)
+    got = x->nrow == dim ? x->ncol : -1;
+  else
+    got = x->ncol == dim ? x->nrow : -1;
+  if (got != np)
+    return input_err(e, v,
+                     "%s: the replacement must have the shape of the prepared "
+                     "input (%lld points of dimension %d)",
+                     label(f, v, l, sizeof l), (long long)np, dim);
+  return data_put(f, v, x, prec, 1, d, e); /* x need not outlive the call */
+}
+
+/* ---- the configuration of code generation: the border ----------------- */
+
+/* an integer knob in [lo, hi], or -1 when unset or out of range */
+static int knob_int(const char *name, int lo, int hi) {
+  const char *v = getenv(name);
+  if (v == NULL || v[0] < '0' || v[0] > '9')
+    return -1;
+  long n = strtol(v, NULL, 10);
+  return n >= lo && n <= hi ? (int)n : -1;
+}
+
+void rk_cg_config_env(rk_cg_config *c, int precision) {
+  rk_cg_config_default(c, precision);
+  const char *v;
+  if ((v = getenv("RKEOPS_CPU_LSE")) && v[0] == '1')
+    c->cpu_lse = 1;
+  int t = 0, r = 0;
+  if ((v = getenv("RKEOPS_CUDA_GEOM")) && sscanf(v, "%d,%d", &t, &r) == 2 &&
+      (t == 64 || t == 128 || t == 256 || t == 512) && r >= 1 && r <= 8) {
+    c->cuda_tpb = t;
+    c->cuda_rb = r;
+  }
+  int u = knob_int("RKEOPS_CUDA_UNROLLJ", 1, 16);
+  if (u > 0)
+    c->cuda_unrollj = u;
+  if ((v = getenv("RKEOPS_CUDA_PREGS")) && v[0] == '1')
+    c->cuda_pregs = 1;
+  if ((v = getenv("RKEOPS_CUDA_LSE")) && v[0] == '0')
+    c->cuda_lse = 0;
+  if ((v = getenv("RKEOPS_CUDA_EXP2")) && v[0] >= '0' && v[0] <= '2')
+    c->cuda_exp2 = v[0] - '0';
 }
 
 /* ---- running ---------------------------------------------------------- */
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+/* the backend of the options: the table's row, or the CPU (with a verbose
+   message) when that one is not usable */
+const rk_backend_i *rk_backend_pick(const rk_options *o) {
+  const rk_backend_i *be = rk_backend_get(o->backend);
+  const rk_backend_i *cpu = rk_backend_get(RK_BACKEND_CPU);
+  if (be == NULL || be == cpu)
+    return cpu;
+  char why[512] = "";
+  if (be->available(why, sizeof why) > 0)
+    return be;
+  rk_say(o, "no usable %s (%s): computing on the CPU",
+         be->id == RK_BACKEND_GPU ? "GPU" : be->name,
+         why[0] ? why : "unknown reason");
+  return cpu;
 }
 
-#define RK_CHUNK_SECONDS 0.25 /* target time of one chunk            */
-#define RK_CHUNK_MAX_SECONDS 1.0 /* interrupts are seen within this  */
-#define RK_CHUNK_ROWS_PER_THREAD 1024
-
-/* Rows r of [0, nout) in chunks of about RK_CHUNK_SECONDS each, sized from
-   the measured speed of the previous chunk, and of at least
-   RK_CHUNK_ROWS_PER_THREAD rows per thread unless that would take longer
-   than RK_CHUNK_MAX_SECONDS: the kernel splits a chunk into blocks of rows
-   that share each tile of the reduction variables, and blocks of a few rows
-   would copy the tiles over and over (kNN D = 50 at 1e5 was 3.5 times
-   slower with 75 ms chunks). */
-static int run_cpu(rk_cpu_entry fn, const rk_options *o, int nthreads,
-                   int64_t nout, int64_t nred, const rk_data *d, double *out,
-                   rk_error *e) {
-  double pairs = 5e6 * nthreads; /* first guess: pair evaluations */
-  int64_t rows = (int64_t)(pairs / (double)(nred > 0 ? nred : 1));
-  int64_t minrows = 4 * (int64_t)nthreads;
-  for (int64_t r0 = 0; r0 < nout;) {
-    if (rows < minrows)
-      rows = minrows;
-    int64_t r1 = nout - r0 < rows ? nout : r0 + rows;
-    double t0 = now();
-    if (fn(r0, r1, nout, nred, d->vars, d->ld, out, nthreads) != 0)
-      return rk_err(e, RK_ENOMEM, -1, "out of memory in the CPU kernel");
-    double dt = now() - t0;
-    int64_t done = r1 - r0;
-    r0 = r1;
-    if (r0 < nout && o->interrupted && o->interrupted(o->interrupt_data))
-      return rk_err(e, RK_EINTERRUPT, -1, "interrupted");
-    double rate = (double)done / (dt > 1e-6 ? dt : 1e-6); /* rows / s */
-    double want = rate * RK_CHUNK_SECONDS;
-    double floor_rows = (double)RK_CHUNK_ROWS_PER_THREAD * nthreads;
-    if (floor_rows > rate * RK_CHUNK_MAX_SECONDS)
-      floor_rows = rate * RK_CHUNK_MAX_SECONDS;
-    if (want < floor_rows)
-      want = floor_rows;
-    if (want > 8.0 * (double)done + (double)floor_rows)
-      want = 8.0 * (double)done + (double)floor_rows;
-    rows = (int64_t)want + 1;
-  }
-  return RK_OK;
-}
-
-/* 1 when the GPU should be used, else 0 (with a verbose message) */
-static int use_gpu(const rk_options *o) {
-  if (o->backend != RK_BACKEND_GPU)
-    return 0;
-  char why[512] = "", msg[700];
-  if (rk_cuda_available(why, sizeof why) > 0)
-    return 1;
-  snprintf(msg, sizeof msg, "no usable GPU (%s): computing on the CPU",
-           why[0] ? why : "unknown reason");
-  rk_say(o, "%s", msg);
-  return 0;
+int rk_nthreads(const rk_options *o) {
+  return o->nthreads > 0 ? o->nthreads : rk_ncpu();
 }
 
 int rk_formula_run(rk_formula *f, const rk_options *o, const rk_input *in,
@@ -296,19 +320,18 @@ int rk_formula_run(rk_formula *f, const rk_options *o, const rk_input *in,
   if (out == NULL && nout > 0 && f->outdim > 0)
     return rk_err(err, RK_EINPUT, -1, "no output buffer");
   rk_data d;
-  memset(&d, 0, sizeof d);
-  rc = data_prepare(f, in, o->precision, ni, nj, &d, err);
-  if (rc == RK_OK && use_gpu(o)) {
-    rc = rk_cuda_run(f, o, nout, nred, d.vars, d.ld, d.npts, out, err);
-  } else if (rc == RK_OK) {
-    rk_cpu_entry fn;
-    int compiled;
-    int nthreads = o->nthreads > 0 ? o->nthreads : rk_ncpu();
-    rc = rk_cpu_get(f, o, &fn, &compiled, err);
-    if (rc == RK_OK && nout > 0)
-      rc = run_cpu(fn, o, nthreads, nout, nred, &d, out, err);
+  rc = rk_data_prepare(f, in, o->precision, ni, nj, &d, err);
+  const rk_backend_i *be = rk_backend_pick(o);
+  rk_cg_config cfg;
+  rk_cg_config_env(&cfg, o->precision);
+  rk_kernel *k = NULL;
+  if (rc == RK_OK)
+    rc = rk_kernel_get(be, f, o, &cfg, &k, NULL, err);
+  if (rc == RK_OK && nout > 0) {
+    rk_span s = {0, nout, 0, nred, out, nout, NULL, 0, 0, rk_nthreads(o)};
+    rc = be->run(k, f, o, &d, &s, err);
   }
-  data_free(&d);
+  rk_data_free(&d);
   return rc;
 }
 
@@ -317,10 +340,10 @@ int rk_formula_prepare(rk_formula *f, const rk_options *o, int *compiled,
   rk_err_clear(err);
   if (compiled)
     *compiled = 0;
-  if (use_gpu(o)) /* the CUDA backend compiles at its first run */
-    return RK_OK;
-  rk_cpu_entry fn;
-  return rk_cpu_get(f, o, &fn, compiled, err);
+  rk_cg_config cfg;
+  rk_cg_config_env(&cfg, o->precision);
+  rk_kernel *k;
+  return rk_kernel_get(rk_backend_pick(o), f, o, &cfg, &k, compiled, err);
 }
 
 int64_t rk_formula_source(rk_formula *f, const rk_options *o, char *buf,
@@ -329,13 +352,16 @@ int64_t rk_formula_source(rk_formula *f, const rk_options *o, char *buf,
   rk_buf_init(&key);
   rk_buf_init(&src);
   rk_err_clear(err);
-  int gpu = o->backend == RK_BACKEND_GPU;
-  rk_kernel_key(f, gpu ? RK_BACKEND_GPU : RK_BACKEND_CPU, o->precision,
-                "source", &key);
+  const rk_backend_i *be = rk_backend_get(o->backend);
+  if (be == NULL)
+    return rk_err(err, RK_EVALUE, -1, "unknown backend %d", o->backend), -1;
+  rk_cg_config cfg;
+  rk_cg_config_env(&cfg, o->precision);
+  /* the key of a source shown for inspection names no machine */
+  rk_kernel_key(be, f, &cfg, "source", &key);
   int rc = key.oom ? rk_err(err, RK_ENOMEM, -1, "out of memory") : RK_OK;
   if (rc == RK_OK)
-    rc = gpu ? rk_cg_cuda_source(f, o->precision, key.s, &src, err)
-             : rk_cg_cpu_source(f, o->precision, key.s, &src, err);
+    rc = be->source(f, &cfg, key.s, &src, err);
   if (rc == RK_OK && src.oom)
     rc = rk_err(err, RK_ENOMEM, -1, "out of memory");
   int64_t len = rc == RK_OK ? (int64_t)src.len : -1;
@@ -353,36 +379,27 @@ int rk_config_openmp(void) {
 }
 
 int rk_gpu_count(char *why, size_t size) {
-  return rk_cuda_available(why, size);
+  const rk_backend_i *be = rk_backend_get(RK_BACKEND_GPU);
+  return be ? be->available(why, size) : 0;
 }
 
 size_t rk_config_describe(char *buf, size_t size) {
   rk_buf b;
   rk_buf_init(&b);
   rk_buf_printf(&b, "rkeops %s\n", RK_VERSION_STRING);
-  rk_buf_printf(&b, "C compiler: %s\n", rk_cpu_compiler());
-  rk_buf_printf(&b, "kernel flags: %s\n", rk_cpu_cflags());
-  if (RK_HAVE_OPENMP) {
-#ifdef _OPENMP
-    int nt = omp_get_max_threads();
-#else
-    int nt = rk_ncpu();
-#endif
-    rk_buf_printf(&b, "OpenMP: yes (%s), %d threads\n", rk_cpu_openmp_flags(),
-                  nt);
-  } else {
-    rk_buf_puts(&b, "OpenMP: no (kernels run single-threaded)\n");
-  }
-  char small[2048];
-  size_t n = rk_cuda_describe(small, sizeof small);
-  if (n < sizeof small) {
-    rk_buf_puts(&b, small);
-  } else {
-    char *big = malloc(n + 1);
-    if (big) {
-      rk_cuda_describe(big, n + 1);
-      rk_buf_puts(&b, big);
-      free(big);
+  for (int i = 0; i < rk_backend_count(); i++) {
+    const rk_backend_i *be = rk_backend_get(i);
+    char small[2048];
+    size_t n = be->describe(small, sizeof small);
+    if (n < sizeof small) {
+      rk_buf_puts(&b, small);
+    } else {
+      char *big = malloc(n + 1);
+      if (big) {
+        be->describe(big, n + 1);
+        rk_buf_puts(&b, big);
+        free(big);
+      }
     }
   }
   size_t len = b.len;

@@ -1,0 +1,32 @@
+/*
+ * ffi.h -- the helpers of the R glue (ffi.c) shared by the other ffi-*.c
+ * files: errors raised as classed conditions (ffi_abort), the formula
+ * behind an external pointer, the options list, verbose messages.
+ * Included only by ffi-*.c (R headers).
+ */
+#ifndef RK_FFI_H
+#define RK_FFI_H
+
+#include <R.h>
+#include <Rinternals.h>
+
+#include "../inst/include/rkeops.h"
+
+typedef struct ffi_msgbuf {
+  size_t len;
+  char buf[16384];
+} ffi_msgbuf;
+
+SEXP ffi_str(const char *s);
+void ffi_err_init(rk_error *e);
+/* raise the R condition for e; only when no C resource is held */
+void NORET ffi_abort(rk_error *e, const char *formula, const char *messages);
+void NORET ffi_abortf(int code, const char *fmt, ...);
+int ffi_int1(SEXP x, const char *what);
+/* the options list of rkeops:::rk_core_options(); messages go to mb */
+void ffi_options(SEXP options, rk_options *o, ffi_msgbuf *mb);
+rk_formula *ffi_formula(SEXP ptr);
+const char *ffi_formula_text(SEXP ptr);
+SEXP ffi_with_messages(SEXP x, const ffi_msgbuf *mb);
+
+#endif /* RK_FFI_H */
