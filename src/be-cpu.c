@@ -226,15 +226,18 @@ static int cpu_load(const rk_options *o, const rk_formula *f,
     const char *m = dlerror();
     return rk_err(e, RK_ECOMPILE, -1, "dlopen failed: %s", m ? m : "?");
   }
-  int (*abi)(void) = NULL, (*ssize)(void) = NULL;
+  int (*abi)(void) = NULL, (*ssize)(void) = NULL, (*tile)(void) = NULL;
   void *abi_sym = dlsym(h, "rk_kernel_abi");
   void *ss_sym = dlsym(h, "rk_kernel_state_size");
+  void *tj_sym = dlsym(h, "rk_kernel_tile");
   if (abi_sym) /* object to function pointer, the ISO C way */
     memcpy(&abi, &abi_sym, sizeof abi);
   if (ss_sym) memcpy(&ssize, &ss_sym, sizeof ssize);
+  if (tj_sym) memcpy(&tile, &tj_sym, sizeof tile);
   const char *kk = dlsym(h, "rk_kernel_key");
   void *fn = dlsym(h, "rk_kernel_run"), *mg = dlsym(h, "rk_kernel_merge");
-  if (abi == NULL || ssize == NULL || kk == NULL || fn == NULL || mg == NULL ||
+  if (abi == NULL || ssize == NULL || tile == NULL || kk == NULL ||
+      fn == NULL || mg == NULL ||
       abi() != RK_CPU_ABI || strcmp(kk, key) != 0) {
     dlclose(h);
     return rk_err(e, RK_ECOMPILE, -1,
@@ -244,6 +247,7 @@ static int cpu_load(const rk_options *o, const rk_formula *f,
   k->fn = fn;
   k->aux = mg;
   k->state_size = ssize();
+  k->granule = tile();
   return RK_OK;
 }
 

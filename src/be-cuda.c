@@ -245,6 +245,7 @@ static int cuda_load(const rk_options *o, const rk_formula *f,
   k->fn = fm;
   k->aux = a;
   k->state_size = a->gm.state;
+  k->granule = a->gm.tj;
   return RK_OK;
 }
 

@@ -23,12 +23,13 @@ struct rk_operator {
   rk_cg_config cfg;
   rk_data d;
   int64_t nout, nred;
-  int state_size;
+  int state_size, granule;
 };
 
 int64_t rk_op_nout(const rk_operator *op) { return op->nout; }
 int64_t rk_op_nred(const rk_operator *op) { return op->nred; }
 int rk_op_state_size(const rk_operator *op) { return op->state_size; }
+int rk_op_granule(const rk_operator *op) { return op->granule; }
 
 void rk_op_free(rk_operator *op) {
   if (op == NULL) return;
@@ -90,6 +91,7 @@ rk_operator *rk_op_prepare(rk_formula *f, const rk_options *o, const rk_input *i
   if (rc == RK_OK) rc = rk_kernel_get(op->be, f, o, &op->cfg, &k, NULL, e);
   if (rc == RK_OK) {
     op->state_size = k->state_size;
+    op->granule = k->granule > 0 ? k->granule : 1;
     if (op->be->bind) rc = op->be->bind(k, f, o, &op->d, e);
   }
   if (rc != RK_OK) {

@@ -87,6 +87,9 @@ typedef struct rk_kernel {
   void *fn;                        /* entry point                        */
   void *aux;                       /* backend data (more entry points)   */
   int state_size;                  /* doubles per row of a state         */
+  int granule;                     /* reduction points per tile: splits
+                                      of j at multiples keep the kernel's
+                                      own partial sums (1: any split)  */
 } rk_kernel;
 
 /* a compiled kernel: a file (a shared object: the flow seals, loads and
@@ -187,6 +190,7 @@ void rk_host_cpu_override(const char *s);
  *   const char rk_kernel_key[];   the full cache key (checked after dlopen)
  *   int rk_kernel_abi(void);      returns RK_CPU_ABI
  *   int rk_kernel_state_size(void);
+ *   int rk_kernel_tile(void);     reduction points per tile (granule)
  *   int rk_kernel_run(int64_t r0, int64_t r1, int64_t j0, int64_t j1,
  *                     const void *const *vars, const int64_t *ld,
  *                     double *out, int64_t ldo, double *st,
@@ -298,6 +302,9 @@ int rk_op_merge(rk_operator *op, const rk_merge_args *m, rk_error *e);
 int64_t rk_op_nout(const rk_operator *op);
 int64_t rk_op_nred(const rk_operator *op);
 int rk_op_state_size(const rk_operator *op);
+/* reduction points per tile of the kernel: splitting j at multiples of it
+   keeps the kernel's own grouping of partial sums */
+int rk_op_granule(const rk_operator *op);
 void rk_op_free(rk_operator *op);
 
 #endif /* RK_BE_H */

@@ -148,8 +148,8 @@ static void gen_prelude(const cpu_gen *q, int precision, const char *key,
   rk_buf_puts(out, "\nconst char rk_kernel_key[] = ");
   put_cstring(out, key ? key : "");
   rk_buf_printf(out, ";\nint rk_kernel_abi(void) { return %d; }\n", RK_CPU_ABI);
-  rk_buf_printf(out, "int rk_kernel_state_size(void) { return %d; }\n\n",
-                q->S);
+  rk_buf_printf(out, "int rk_kernel_state_size(void) { return %d; }\n", q->S);
+  rk_buf_printf(out, "int rk_kernel_tile(void) { return %d; }\n\n", q->sk.tj);
   rk_buf_printf(out, "#define TJ %d\n#define RK_G (TJ / RK_LANES)\n", q->sk.tj);
   rk_buf_printf(out, "#define RK_BI %d\n#define RK_S %d\n#define RK_DIN %d\n"
                      "#define RK_NF %d\n#define RK_DOUT %d\n\n",

@@ -9,7 +9,7 @@
  *       instead of results
  *   ffi_op_merge(op, states, finalize)     states: list of matrices in
  *       point order -> the results, or the merged states
- *   ffi_op_info(op)                        c(nout, nred, state_size)
+ *   ffi_op_info(op)            c(nout, nred, state_size, granule)
  *   ffi_be_arena(ptr, options, n)          arena bytes of the formula
  *       before / after n rounds of getting its kernel and CUDA geometry
  *   ffi_be_host(value)                     the host CPU identity in the
@@ -197,10 +197,11 @@ SEXP ffi_op_merge(SEXP xop, SEXP states, SEXP finalize) {
 
 SEXP ffi_op_info(SEXP xop) {
   rk_operator *op = op_get(xop);
-  SEXP res = PROTECT(Rf_allocVector(REALSXP, 3)); /* 1 */
+  SEXP res = PROTECT(Rf_allocVector(REALSXP, 4)); /* 1 */
   REAL(res)[0] = (double)rk_op_nout(op);
   REAL(res)[1] = (double)rk_op_nred(op);
   REAL(res)[2] = (double)rk_op_state_size(op);
+  REAL(res)[3] = (double)rk_op_granule(op);
   UNPROTECT(1);
   return res;
 }
