@@ -17,7 +17,7 @@ rk_cu_api rk_cu;
 rk_nvrtc_api rk_nvrtc;
 
 static int cu_state;      /* 0 untried, 1 loaded, -1 failed */
-static char cu_why[512];
+static char cu_why[1024];
 static int nvrtc_state;
 static char nvrtc_why[1024];
 static char nvrtc_name[800];
@@ -40,13 +40,18 @@ static int sym(void *h, const char *name, void *slot, int required,
 
 int rk_cu_load(char *why, size_t size) {
   if (cu_state == 0) {
+    /* the reason quoted is the one of libcuda.so.1 (the driver's name);
+       libcuda.so (a development link) is only a second chance */
+    char err1[600] = "not found";
     void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!h) h = dlopen("libcuda.so", RTLD_NOW | RTLD_LOCAL);
     if (!h) {
       const char *d = dlerror();
+      if (d) snprintf(err1, sizeof err1, "%s", d);
+      h = dlopen("libcuda.so", RTLD_NOW | RTLD_LOCAL);
+    }
+    if (!h) {
       snprintf(cu_why, sizeof cu_why,
-               "no CUDA driver: libcuda.so.1 could not be loaded (%s)",
-               d ? d : "not found");
+               "no CUDA driver: libcuda.so.1 could not be loaded (%s)", err1);
       cu_state = -1;
     } else {
       char miss[128] = "";
@@ -166,7 +171,11 @@ int rk_nvrtc_load(char *why, size_t size) {
     if (!h) h = try_nvrtc("/usr/local/cuda/lib", tried, sizeof tried);
     if (!h) {
       snprintf(nvrtc_why, sizeof nvrtc_why,
-               "NVRTC (libnvrtc.so) not found in %s; set CUDA_HOME", tried);
+               "NVRTC (libnvrtc.so) not found in %s; install NVRTC (the CUDA "
+               "toolkit, or only its runtime compiler: the distribution's "
+               "cuda-nvrtc / libnvrtc package, or pip's nvidia-cuda-nvrtc) "
+               "and set CUDA_HOME to the directory holding lib64/",
+               tried);
       nvrtc_state = -1;
     } else {
       char miss[128] = "";

@@ -1,0 +1,90 @@
+# test-codegen-snapshots.R -- the generated CPU and CUDA source of a handful
+# of formulas, as testthat snapshots (tests/testthat/_snaps/), so that a
+# change to generated code shows in review.  Code generation is a pure
+# function of (formula, configuration): the developer knobs are unset here,
+# and the key embedded in the source names no machine (the target of an
+# inspected source is "source"); the package version is masked.
+
+snap_cases <- list(
+  gauss = list(f = "Sum_Reduction(Exp(-SqDist(x, y) / s) * b, 1)",
+               args = c("x=Vi(3)", "y=Vj(3)", "b=Vj(2)", "s=Pm(1)")),
+  knn = list(f = "ArgKMin_Reduction(SqDist(x, y), 3, 1)",
+             args = c("x=Vi(2)", "y=Vj(2)")),
+  lse = list(f = "LogSumExp_Reduction(-SqDist(x, y) + Log(a), 0)",
+             args = c("x=Vi(2)", "y=Vj(2)", "a=Vi(1)")),
+  softmax = list(f = "SumSoftMaxWeight_Reduction(x | y, g, 1)",
+                 args = c("x=Vi(2)", "y=Vj(2)", "g=Vj(3)"))
+)
+
+knobs <- c("RKEOPS_CPU_LSE", "RKEOPS_CUDA_GEOM", "RKEOPS_CUDA_UNROLLJ",
+           "RKEOPS_CUDA_PREGS", "RKEOPS_CUDA_LSE", "RKEOPS_CUDA_EXP2")
+
+# the per-formula part: the key and what follows the (fixed) prelude
+snap_source <- function(case, backend, precision) {
+  src <- rkeops:::rk_source(case$f, case$args, backend = backend,
+                            precision = precision)
+  src <- gsub("rkeops [0-9][0-9.]*;", "rkeops <version>;", src)
+  if (backend == "CPU") {
+    src <- sub("(?s)^.*?(const char rk_kernel_key)", "\\1", src, perl = TRUE)
+  } else {
+    key <- regmatches(src, regexpr(" \\* key: [^\n]*", src))
+    src <- paste0(key, "\n", sub("(?s)^.*?(#define RK_TPB)", "\\1", src, perl = TRUE))
+  }
+  cat(src)
+}
+
+test_that("the source names no machine and no path", {
+  withr::local_envvar(setNames(rep(NA, length(knobs)), knobs))
+  for (be in c("CPU", "GPU")) {
+    src <- rkeops:::rk_source(snap_cases$gauss$f, snap_cases$gauss$args,
+                              backend = be, precision = "float64")
+    expect_false(grepl("/tmp|/home|gcc|clang|-march|nvrtc[0-9]", src), info = be)
+    expect_match(src, "target source;", fixed = TRUE)
+  }
+})
+
+test_that("the configuration is in the source's key, every field", {
+  withr::local_envvar(setNames(rep(NA, length(knobs)), knobs))
+  cpu <- rkeops:::rk_source(snap_cases$gauss$f, snap_cases$gauss$args)
+  expect_match(cpu, "precision=64 cpu_lse=0 ;", fixed = TRUE)
+  gpu <- rkeops:::rk_source(snap_cases$gauss$f, snap_cases$gauss$args,
+                            backend = "GPU", precision = "float32")
+  expect_match(gpu, "precision=32 cuda_tpb=0 cuda_rb=0 cuda_unrollj=0 cuda_pregs=0 cuda_lse=1 cuda_exp2=2 ;",
+               fixed = TRUE)
+  withr::local_envvar(c(RKEOPS_CUDA_GEOM = "128,2", RKEOPS_CPU_LSE = "1"))
+  gpu2 <- rkeops:::rk_source(snap_cases$gauss$f, snap_cases$gauss$args,
+                             backend = "GPU", precision = "float32")
+  expect_match(gpu2, "cuda_tpb=128 cuda_rb=2", fixed = TRUE)
+  expect_match(gpu2, "#define RK_TPB 128\n#define RK_RB 2", fixed = TRUE)
+  expect_match(rkeops:::rk_source(snap_cases$gauss$f, snap_cases$gauss$args),
+               "cpu_lse=1", fixed = TRUE)
+})
+
+test_that("CUDA loops of the emitted code are unrolled when small", {
+  withr::local_envvar(setNames(rep(NA, length(knobs)), knobs))
+  src <- rkeops:::rk_source("KMin_Reduction(SqDist(x, y), 101, 1)",
+                            c("x=Vi(3)", "y=Vj(3)"), backend = "GPU")
+  lines <- trimws(strsplit(src, "\n", fixed = TRUE)[[1]])
+  prag <- which(grepl("^#pragma unroll", lines))
+  expect_true(all(grepl("^for \\(", lines[prag + 1])))
+  trips <- suppressWarnings(as.integer(sub("^for \\(int [a-z_]+ = 0; [a-z_]+ < ([0-9]+);.*", "\\1",
+                                           lines[prag + 1])))
+  big <- !is.na(trips) & trips > 64
+  expect_true(any(big) && any(!big))
+  expect_true(all(lines[prag[big]] == "#pragma unroll 1"))
+  expect_true(all(lines[prag[!big]] %in% c("#pragma unroll", "#pragma unroll 4")))
+  cpu <- rkeops:::rk_source("KMin_Reduction(SqDist(x, y), 101, 1)",
+                            c("x=Vi(3)", "y=Vj(3)"))
+  expect_false(grepl("#pragma unroll", cpu, fixed = TRUE))
+})
+
+for (nm in names(snap_cases)) {
+  local({
+    nm <- nm
+    test_that(sprintf("generated source: %s", nm), {
+      withr::local_envvar(setNames(rep(NA, length(knobs)), knobs))
+      expect_snapshot(snap_source(snap_cases[[nm]], "CPU", "float64"))
+      expect_snapshot(snap_source(snap_cases[[nm]], "GPU", "float32"))
+    })
+  })
+}
