@@ -1,16 +1,50 @@
 # cache.R -- the disk cache of compiled kernels: where it is, what it holds,
-# and how to empty it.  The engine names its files "<32 hex digits>.<ext>"
-# (be-cache.c); only such files are ever deleted here, so that pointing
-# cache_dir at a directory with other files is harmless.
+# and how to empty it.  The engine writes exactly these names (be-cache.c):
+#   <32 hex digits>.so | .cubin | .ptx          kernels (rk_cache_path)
+#   tmp-<pid>-<n>-<16 hex digits>.<ext>          files being written
+#     (rk_cache_tmppath: .c source, .so, .log, .cubin, .ptx)
+# Only regular files with such names are counted or deleted here, so that
+# pointing cache_dir at a directory with other files is harmless.
 
-rk_cache_pattern <- "^[0-9a-f]{32}"
+rk_cache_pattern <- "^[0-9a-f]{32}\\.(so|cubin|ptx)$"
+rk_cache_tmp_pattern <- "^tmp-([0-9]+)-[0-9]+-[0-9a-f]{16}\\.(c|so|log|cubin|ptx)$"
 
-rk_cache_files <- function(dir = get_rkeops_cache_dir()) {
+rk_cache_list <- function(dir, pattern) {
   if (!dir.exists(dir)) {
     return(character())
   }
-  list.files(dir, pattern = rk_cache_pattern, full.names = TRUE,
-             all.files = TRUE, no.. = TRUE)
+  f <- list.files(dir, pattern = pattern, full.names = TRUE,
+                  all.files = TRUE, no.. = TRUE)
+  f[file_test("-f", f) & !rk_is_symlink(f)]
+}
+
+rk_is_symlink <- function(f) {
+  if (!length(f)) return(logical())
+  l <- Sys.readlink(f)
+  !is.na(l) & nzchar(l)
+}
+
+rk_cache_files <- function(dir = get_rkeops_cache_dir()) {
+  rk_cache_list(dir, rk_cache_pattern)
+}
+
+# temporary files left behind by an interrupted or crashed compilation: those
+# of this process, of a process that no longer runs, or older than a day (a
+# live process elsewhere may be writing the others right now)
+rk_cache_leftovers <- function(dir = get_rkeops_cache_dir()) {
+  f <- rk_cache_list(dir, rk_cache_tmp_pattern)
+  if (!length(f)) return(f)
+  pid <- as.integer(sub(rk_cache_tmp_pattern, "\\1", basename(f)))
+  old <- difftime(Sys.time(), file.mtime(f), units = "hours") > 24
+  gone <- vapply(pid, function(p) {
+    !is.na(p) && (p == Sys.getpid() || !rk_pid_alive(p))
+  }, NA)
+  f[gone | old %in% TRUE]
+}
+
+rk_pid_alive <- function(pid) {
+  if (.Platform$OS.type != "unix") return(TRUE)
+  isTRUE(tools::pskill(pid, 0L)) || dir.exists(file.path("/proc", pid))
 }
 
 #' The disk cache of compiled kernels
@@ -20,8 +54,12 @@ rk_cache_files <- function(dir = get_rkeops_cache_dir()) {
 #' `get_rkeops_cache_dir()` and `set_rkeops_cache_dir()` read and change it
 #' (the directory is created when the first kernel is stored);
 #' `stat_rkeops_cache_dir()` reports how many kernels it holds;
-#' `clean_rkeops()` deletes them and empties the in-memory cache of this
-#' session, so that the next computation compiles again.
+#' `clean_rkeops()` deletes them (and the temporary files of a compilation
+#' that was interrupted) and empties the in-memory cache of this session, so
+#' that the next computation compiles again.  Only files named as the cache
+#' names them are deleted (`<32 hex digits>.so`, `.cubin`, `.ptx`, and
+#' `tmp-<pid>-...` files of no running process): other files in the
+#' directory are left alone.
 #'
 #' @param dir the new cache directory; `NULL` restores the default.
 #' @return `get_rkeops_cache_dir()`: the directory.  `set_rkeops_cache_dir()`:
@@ -75,7 +113,7 @@ rk_format_bytes <- function(n) {
 #' @rdname get_rkeops_cache_dir
 #' @export
 clean_rkeops <- function() {
-  files <- rk_cache_files()
+  files <- c(rk_cache_files(), rk_cache_leftovers())
   ok <- if (length(files)) file.remove(files) else logical()
   .Call(ffi_cache_clear_memory)
   rk_state$parsed <- new.env(parent = emptyenv())

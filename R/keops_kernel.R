@@ -365,17 +365,27 @@ rk_reduce <- function(formula, args, input, sum_scheme = "auto", inner_dim = "co
   rk_run(rk_parsed(formula, args, sum_scheme), input, inner_dim)
 }
 
-# the parsed formula, from the session cache or parsed now
+# the parsed formula, from the session cache or parsed now.  The cache is an
+# environment holding the exact keys in `.keys` (matched with match(), so a
+# formula of any length is a key: environment names stop at 10000 bytes) and
+# entry k under the name "k".
 rk_parsed <- function(formula, args, sum_scheme = "auto") {
   key <- paste(c(sum_scheme, formula, args), collapse = "\n")
-  parsed <- rk_state$parsed[[key]]
-  if (is.null(parsed)) {
-    parsed <- rk_parse(formula, args, sum_scheme)
-    if (length(rk_state$parsed) >= rk_parsed_cache_max) {
-      rk_state$parsed <- new.env(parent = emptyenv())
-    }
-    assign(key, parsed, envir = rk_state$parsed)
+  cache <- rk_state$parsed
+  keys <- cache$.keys
+  k <- if (is.null(keys)) NA_integer_ else match(key, keys)
+  if (!is.na(k)) {
+    return(get(as.character(k), envir = cache, inherits = FALSE))
   }
+  parsed <- rk_parse(formula, args, sum_scheme)
+  if (length(keys) >= rk_parsed_cache_max) {
+    cache <- new.env(parent = emptyenv())
+    rk_state$parsed <- cache
+    keys <- NULL
+  }
+  k <- length(keys) + 1L
+  cache$.keys <- c(keys, key)
+  assign(as.character(k), parsed, envir = cache)
   parsed
 }
 

@@ -82,28 +82,65 @@ lt_new_id <- function() {
 
 lt_token <- function(id) paste0("v", id)
 
-lt_as_data_matrix <- function(x, what) {
-  if (is.data.frame(x)) x <- data.matrix(x)
+# Accepted data: numeric (or logical) vectors and matrices, data frames of
+# numeric or logical columns, dense Matrix objects.  Returns list(data, rows):
+# the double matrix without dimnames, and its row names (NULL when none).
+# Zero rows are allowed (a reduction then gives zero rows or zeros, as
+# keops_kernel() does); zero columns are not.
+lt_data_matrix <- function(x, what) {
+  if (is.data.frame(x)) {
+    ok <- vapply(x, function(col) is.numeric(col) || is.logical(col), NA)
+    if (!all(ok)) {
+      bad <- names(x)[!ok]
+      lt_abort(sprintf(paste0("%s is a data frame with non-numeric column%s ",
+                              "%s (%s): convert %s to numbers yourself (a ",
+                              "factor is not a coordinate)"), what,
+                       if (length(bad) > 1L) "s" else "",
+                       paste0("`", bad, "`", collapse = ", "),
+                       paste(vapply(x[!ok], function(col) class(col)[1L], ""),
+                             collapse = ", "),
+                       if (length(bad) > 1L) "them" else "it"),
+               "rkeops_input_error")
+    }
+    rows <- attr(x, "row.names")
+    rows <- if (is.character(rows)) rows else NULL
+    x <- data.matrix(x)
+    rownames(x) <- rows
+  } else if (isS4(x) && methods::is(x, "Matrix")) {
+    if (!methods::is(x, "denseMatrix"))
+      lt_abort(sprintf(paste0("%s is a sparse Matrix (%s): give a dense ",
+                              "matrix (as.matrix(x))"), what, class(x)[1L]),
+               "rkeops_input_error")
+    x <- as.matrix(x)
+  }
   if (is.logical(x)) storage.mode(x) <- "double"
   if (!is.numeric(x) || is.complex(x))
     lt_abort(sprintf("%s must be a numeric vector or matrix, not %s", what,
                      class(x)[1L]), "rkeops_input_error")
-  if (is.null(dim(x))) x <- matrix(x, ncol = 1L)
-  if (length(dim(x)) != 2L)
-    lt_abort(sprintf("%s must be a vector or a matrix (it has %d dimensions)",
-                     what, length(dim(x))), "rkeops_input_error")
-  if (nrow(x) < 1L || ncol(x) < 1L)
-    lt_abort(sprintf("%s is empty (%d x %d)", what, nrow(x), ncol(x)),
+  if (is.null(dim(x))) {
+    rows <- names(x)
+    x <- matrix(x, ncol = 1L)
+  } else {
+    if (length(dim(x)) != 2L)
+      lt_abort(sprintf("%s must be a vector or a matrix (it has %d dimensions)",
+                       what, length(dim(x))), "rkeops_input_error")
+    rows <- rownames(x)
+  }
+  if (ncol(x) < 1L)
+    lt_abort(sprintf("%s has no columns (%d x %d)", what, nrow(x), ncol(x)),
              "rkeops_input_error")
   storage.mode(x) <- "double"
-  dimnames(x) <- NULL
-  x
+  attributes(x) <- list(dim = dim(x))
+  list(data = x, rows = rows)
 }
+
+lt_as_data_matrix <- function(x, what) lt_data_matrix(x, what)$data
 
 # A LazyTensor made of one variable.
 lt_variable <- function(data, cat) {
   id <- lt_new_id()
   if (cat == "p") {
+    if (isS4(data) && methods::is(data, "Matrix")) data <- as.matrix(data)
     if (is.list(data) || !(is.numeric(data) || is.logical(data)) ||
         !is.null(dim(data)) && sum(dim(data) > 1L) > 1L)
       lt_abort("a parameter Pm() must be a numeric vector", "rkeops_input_error")
@@ -114,11 +151,14 @@ lt_variable <- function(data, cat) {
     n <- NA_real_
   } else {
     what <- if (cat == "i") "the data of Vi()" else "the data of Vj()"
-    data <- lt_as_data_matrix(data, what)
+    dm <- lt_data_matrix(data, what)
+    data <- dm$data
+    rows <- dm$rows
     d <- ncol(data)
     n <- as.double(nrow(data))
   }
   var <- list(id = id, cat = cat, dim = as.integer(d), n = n, data = data)
+  if (cat != "p" && !is.null(rows)) var$rows <- as.character(rows)
   vars <- list(var)
   names(vars) <- as.character(id)
   new("LazyTensor", formula = lt_token(id), vars = vars,
@@ -191,30 +231,27 @@ is.LazyTensor <- function(x) is(x, "LazyTensor")
 
 # ---- constants -------------------------------------------------------------
 
-# The formula text of a numeric scalar: integers (whole numbers within the
-# int range) become IntCst(n), other reals a literal with 17 significant
-# digits that the parser reads as a real constant.
-lt_const_text <- function(x) {
+# A numeric scalar in an expression.  Whole numbers within the int range
+# become IntCst(n) in the formula; every other number becomes a parameter
+# Pm(x), so that a model such as exp(-sqdist(x, y) / h) compiles one kernel
+# for all values of h (as in pykeops and rkeops 2.x), and no number is ever
+# formatted into the formula text (options such as OutDec or scipen cannot
+# change a formula).
+lt_is_intcst <- function(x) {
+  is.finite(x) && x == round(x) && abs(x) < 2^31
+}
+
+lt_constant <- function(x) {
   x <- as.double(x)
   if (!is.finite(x))
     lt_abort(sprintf("the constant %s is not finite; use a parameter Pm()",
-                     format(x)), "rkeops_input_error")
-  neg <- x < 0
-  a <- abs(x)
-  txt <- if (a == round(a) && a < 2^31) {
-    sprintf("IntCst(%d)", as.integer(a))
-  } else {
-    s <- format(a, digits = 17)
-    if (!grepl("[.eE]", s)) s <- paste0(s, ".0")
-    s
-  }
-  if (neg) paste0("(-", txt, ")") else txt
-}
-
-# A constant as a LazyTensor without variables (dimension 1).
-lt_constant <- function(x) {
-  new("LazyTensor", formula = lt_const_text(x), vars = list(),
-      M = NA_real_, N = NA_real_, dim = 1L)
+                     if (is.na(x)) "NA" else if (x > 0) "Inf" else "-Inf"),
+             "rkeops_input_error")
+  if (!lt_is_intcst(x)) return(lt_variable(x, "p"))
+  txt <- sprintf("IntCst(%d)", as.integer(abs(x)))
+  if (x < 0) txt <- paste0("(-", txt, ")")
+  new("LazyTensor", formula = txt, vars = list(), M = NA_real_, N = NA_real_,
+      dim = 1L)
 }
 
 # Turn an operand into a LazyTensor: LazyTensors stay, numeric scalars become
@@ -296,4 +333,93 @@ lt_canonical <- function(x) {
   }, "")
   list(formula = formula, args = paste0(unname(new_names), "=", decl),
        input = lapply(vars, function(v) v$data), vars = vars)
+}
+
+# ---- shape -------------------------------------------------------------------
+
+#' Shape of a LazyTensor
+#'
+#' A LazyTensor is a symbolic M x N matrix of vectors: `dim(x)` is `c(M, N)`,
+#' the number of i indices and of j indices (`NA` when no variable carries
+#' that index: the formula is then the same for every i, or every j), so
+#' that `nrow(x)` is M and `ncol(x)` is N, as for the dense matrix that `x`
+#' stands for. `get_inner_dim(x)` is the dimension of the vector at each
+#' (i, j) (1 for a scalar kernel).
+#'
+#' @param x a LazyTensor.
+#' @return `dim()`: an integer vector `c(M, N)`; `get_inner_dim()`: an
+#'   integer.
+#' @seealso [LazyTensor-class], [t()] (swap i and j)
+#' @examples
+#' x_i <- Vi(matrix(runif(12), 4, 3))
+#' y_j <- Vj(matrix(runif(15), 5, 3))
+#' K <- exp(-sqdist(x_i, y_j))
+#' dim(K)
+#' nrow(K)
+#' ncol(K)
+#' get_inner_dim(x_i - y_j)
+#' dim(x_i)
+#' @name LazyTensor-dim
+NULL
+
+lt_int_count <- function(n) {
+  if (is.na(n)) NA_integer_ else if (n <= .Machine$integer.max) as.integer(n)
+  else n
+}
+
+#' @rdname LazyTensor-dim
+#' @export
+setMethod("dim", "LazyTensor", function(x) {
+  d <- c(lt_int_count(x@M), lt_int_count(x@N))
+  d
+})
+
+#' @rdname LazyTensor-dim
+#' @export
+get_inner_dim <- function(x) {
+  if (!is(x, "LazyTensor"))
+    lt_abort(sprintf("get_inner_dim() expects a LazyTensor, not %s",
+                     class(x)[1L]), "rkeops_input_error")
+  x@dim
+}
+
+# ---- renaming variables (t(), as.matrix()) -----------------------------------
+
+# `x` with the variables of `map` (names: old ids) replaced by new variables
+# (values: lists with the new cat and data).  Every replaced variable gets a
+# new id, so that x and its transform can be combined.
+lt_replace_vars <- function(x, map) {
+  if (!length(map)) return(x)
+  formula <- x@formula
+  vars <- x@vars
+  tok_new <- character()
+  for (old in names(map)) {
+    v <- vars[[old]]
+    nv <- map[[old]]
+    id <- lt_new_id()
+    v$id <- id
+    v$cat <- nv$cat
+    if (!is.null(nv$data)) {
+      v$data <- nv$data
+      v$n <- as.double(nrow(nv$data))
+    }
+    v$rows <- nv$rows
+    vars[[old]] <- NULL
+    vars[[as.character(id)]] <- v
+    tok_new[old] <- lt_token(id)
+  }
+  m <- gregexpr("\\bv[0-9]+\\b", formula, perl = TRUE)
+  regmatches(formula, m) <- lapply(regmatches(formula, m), function(t) {
+    id <- substring(t, 2L)
+    hit <- id %in% names(tok_new)
+    t[hit] <- unname(tok_new[id[hit]])
+    t
+  })
+  n_of <- function(cat) {
+    n <- vapply(vars, function(v) if (v$cat == cat) v$n else NA_real_, 0)
+    n <- n[!is.na(n)]
+    if (length(n)) n[[1L]] else NA_real_
+  }
+  new("LazyTensor", formula = formula, vars = vars, M = n_of("i"),
+      N = n_of("j"), dim = x@dim)
 }

@@ -30,8 +30,12 @@ lt_int <- function(n, what, min = -Inf) {
   if (!is.numeric(n) || length(n) != 1L || !is.finite(n) || n != round(n))
     lt_abort(sprintf("`%s` must be a single whole number", what),
              "rkeops_input_error", call = NULL)
+  if (abs(n) > .Machine$integer.max)
+    lt_abort(sprintf("`%s` = %.0f is out of range (at most %d in absolute value)",
+                     what, n, .Machine$integer.max),
+             "rkeops_input_error", call = NULL)
   if (n < min)
-    lt_abort(sprintf("`%s` must be at least %d, not %d", what, min, n),
+    lt_abort(sprintf("`%s` must be at least %.0f, not %.0f", what, min, n),
              "rkeops_input_error", call = NULL)
   as.integer(n)
 }
@@ -136,9 +140,11 @@ lt_compare <- function(op, e1, e2) {
 #' `x | y` is the scalar product over the inner dimension (`Scalprod`, the
 #' two operands must have the same dimension; the result has dimension 1).
 #'
-#' A number in an expression becomes a constant of the formula (an integer
-#' constant `IntCst(n)` for whole numbers, a real constant otherwise), a
-#' numeric vector of length > 1 becomes a parameter [Pm()]. Elementwise
+#' A whole number in an expression becomes an integer constant `IntCst(n)`
+#' of the formula; any other number (`0.5`, `1e-3`, `3e10`) becomes a
+#' parameter [Pm()], so that `exp(-sqdist(x_i, y_j) / h)` compiles one
+#' kernel for every value of `h`; a numeric vector of length > 1 becomes a
+#' parameter too. Elementwise
 #' operations need operands of equal inner dimensions or of dimension 1
 #' (broadcast), and raise an error of class `rkeops_dim_error` otherwise.
 #'
@@ -296,20 +302,30 @@ setMethod("Math2", "LazyTensor", function(x, digits) {
 #' `sinxdivx(x)` is `sin(x) / x` (1 where `x` is 0). `atan2(y, x)` is the
 #' angle of the point (x, y), elementwise with broadcasting.
 #'
+#' On an ordinary numeric (or logical) vector, matrix or array, `square()`,
+#' `rsqrt()`, `inv()`, `relu()`, `xlogx()` and `sinxdivx()` compute the same
+#' functions in R and return numbers with the attributes of `x` (as in
+#' rkeops 2.x): `square(2)` is 4, `inv(4)` 0.25, `relu(-1)` 0.
+#'
 #' `step()` and `atan2()` are S4 generics whose default methods are
 #' [stats::step()] and [base::atan2()]: on anything but a LazyTensor they
 #' behave exactly as those functions.
 #'
-#' @param x,y LazyTensors (for `atan2()`, one of them may be a number).
+#' @param x,y LazyTensors (for `atan2()`, one of them may be a number); for
+#'   `square()` ... `sinxdivx()`, also ordinary numeric vectors or matrices.
 #' @param object a LazyTensor (for `step()`; other objects go to
 #'   [stats::step()]).
 #' @param scope,scale,direction,trace,keep,steps,k,... arguments of
 #'   [stats::step()], unused for LazyTensors.
-#' @return A [LazyTensor-class].
+#' @return A [LazyTensor-class] (for an ordinary numeric `x`: a numeric
+#'   vector or matrix shaped as `x`).
 #' @name LazyTensor-unary
 #' @examples
 #' x_i <- Vi(matrix(rnorm(12), 4, 3))
 #' square(x_i)
+#' square(2)
+#' inv(matrix(1:4, 2))
+#' sinxdivx(c(0, pi / 2))
 #' relu(x_i)
 #' step(x_i)
 #' xlogx(abs(x_i))
@@ -317,29 +333,65 @@ setMethod("Math2", "LazyTensor", function(x, digits) {
 #' atan2(1, 2) # base R is unchanged
 NULL
 
-#' @rdname LazyTensor-unary
-#' @export
-square <- function(x) lt_unary("Square", x)
+# On an ordinary numeric (or logical) vector, matrix or array, the functions
+# below compute in R and keep the attributes (dim, names): square(2) is 4,
+# as in rkeops 2.x.
+lt_numeric_arg <- function(x) {
+  !is(x, "LazyTensor") && (is.numeric(x) || is.logical(x)) && !is.complex(x)
+}
+
+lt_num_apply <- function(x, f) {
+  out <- f(as.double(x))
+  attributes(out) <- attributes(x)
+  if (is.logical(x) || is.integer(x)) storage.mode(out) <- "double"
+  out
+}
 
 #' @rdname LazyTensor-unary
 #' @export
-rsqrt <- function(x) lt_unary("Rsqrt", x)
+square <- function(x) {
+  if (lt_numeric_arg(x)) return(lt_num_apply(x, function(v) v * v))
+  lt_unary("Square", x)
+}
 
 #' @rdname LazyTensor-unary
 #' @export
-inv <- function(x) lt_unary("Inv", x)
+rsqrt <- function(x) {
+  if (lt_numeric_arg(x))
+    return(lt_num_apply(x, function(v) ifelse(v == 0, 0, 1 / sqrt(v))))
+  lt_unary("Rsqrt", x)
+}
 
 #' @rdname LazyTensor-unary
 #' @export
-relu <- function(x) lt_unary("ReLU", x)
+inv <- function(x) {
+  if (lt_numeric_arg(x)) return(lt_num_apply(x, function(v) 1 / v))
+  lt_unary("Inv", x)
+}
 
 #' @rdname LazyTensor-unary
 #' @export
-xlogx <- function(x) lt_unary("XLogX", x)
+relu <- function(x) {
+  if (lt_numeric_arg(x))
+    return(lt_num_apply(x, function(v) ifelse(v < 0, 0, v)))
+  lt_unary("ReLU", x)
+}
 
 #' @rdname LazyTensor-unary
 #' @export
-sinxdivx <- function(x) lt_unary("SinXDivX", x)
+xlogx <- function(x) {
+  if (lt_numeric_arg(x))
+    return(lt_num_apply(x, function(v) ifelse(v == 0, 0, v * log(v))))
+  lt_unary("XLogX", x)
+}
+
+#' @rdname LazyTensor-unary
+#' @export
+sinxdivx <- function(x) {
+  if (lt_numeric_arg(x))
+    return(lt_num_apply(x, function(v) ifelse(v == 0, 1, sin(v) / v)))
+  lt_unary("SinXDivX", x)
+}
 
 #' @importFrom stats step
 NULL
@@ -662,3 +714,193 @@ tensorprod <- function(x, y) {
   y <- as_lt(y)
   lt_call("TensorProd", list(x, y), dim = x@dim * y@dim)
 }
+
+# ---- transpose and column selection ------------------------------------------
+
+#' Transpose a LazyTensor, select components
+#'
+#' `t(K)` swaps the roles of i and j: the variables indexed by i become
+#' indexed by j and conversely, so that `t(K)` is the N x M symbolic matrix
+#' of entries `K[j, i]` (`sum(t(K), index = "i")` is `sum(K, index = "j")`).
+#' The transposed variables are new variables: `K + t(K)` is the
+#' symmetrised kernel when K is square.
+#'
+#' `x[, k]` selects components of the inner dimension, counting from **1**
+#' as in R: `x_i[, 2]` is `elem(x_i, 1)`, `x_i[, 2:3]` is
+#' `extract(x_i, 1, 2)`, and any other selection (`x[, c(3, 1)]`,
+#' `x[, -1]`, a logical vector) is the concatenation of the selected
+#' components in that order. Rows (i or j indices) cannot be selected from
+#' a LazyTensor: subset the data before `Vi()` or `Vj()`; `x[i, ]` and
+#' `x[k]` are errors of class `rkeops_input_error`.
+#'
+#' @param x a LazyTensor.
+#' @param i must be missing.
+#' @param j the components to keep: positive whole numbers (1-based),
+#'   negative ones to drop, or a logical vector.
+#' @param ...,drop unused.
+#' @return A [LazyTensor-class].
+#' @name LazyTensor-transpose
+#' @examples
+#' x_i <- Vi(matrix(runif(12), 4, 3))
+#' y_j <- Vj(matrix(runif(15), 5, 3))
+#' K <- exp(-sqdist(x_i, y_j))
+#' dim(t(K))
+#' sum(t(K), index = "i")   # = sum(K, index = "j")
+#' x_i[, 2]                 # elem(x_i, 1)
+#' x_i[, 2:3]               # extract(x_i, 1, 2)
+#' x_i[, c(3, 1)]
+NULL
+
+#' @rdname LazyTensor-transpose
+#' @export
+setMethod("t", "LazyTensor", function(x) {
+  map <- list()
+  for (v in x@vars) {
+    if (v$cat %in% c("i", "j"))
+      map[[as.character(v$id)]] <- list(cat = if (v$cat == "i") "j" else "i",
+                                        rows = v$rows)
+  }
+  lt_replace_vars(x, map)
+})
+
+#' @rdname LazyTensor-transpose
+#' @export
+setMethod("[", "LazyTensor", function(x, i, j, ..., drop = TRUE) {
+  # x[k] (no comma) has one index fewer in its call than x[, k]
+  if (!missing(i) || length(sys.call()) - (!missing(drop)) < 4L)
+    lt_abort(paste0("the rows (i or j indices) of a LazyTensor cannot be ",
+                    "selected: subset the data before Vi() or Vj(); select ",
+                    "components with x[, k]"), "rkeops_input_error",
+             call = NULL)
+  if (missing(j)) return(x)
+  d <- x@dim
+  ok <- (is.numeric(j) || is.logical(j)) && !anyNA(j) &&
+    (is.logical(j) || all(j == round(j)))
+  if (ok && is.logical(j) && length(j) != d) ok <- FALSE
+  if (ok && is.numeric(j)) ok <- all(j >= 1 & j <= d) || all(j <= -1 & j >= -d)
+  if (!ok)
+    lt_dim_error(sprintf(paste0("x[, j]: j must select components among 1 ",
+                                "to %d (whole numbers, all positive or all ",
+                                "negative, or %d logical values)"), d, d),
+                 call = NULL)
+  cols <- seq_len(d)[j]
+  if (!length(cols))
+    lt_dim_error("x[, j] selects no component", call = NULL)
+  # runs of consecutive components: one Elem or Extract each
+  starts <- c(1L, which(diff(cols) != 1L) + 1L)
+  ends <- c(starts[-1L] - 1L, length(cols))
+  out <- NULL
+  for (r in seq_along(starts)) {
+    a <- cols[starts[r]]
+    len <- ends[r] - starts[r] + 1L
+    piece <- if (len == d) x else if (len == 1L) elem(x, a - 1L) else
+      extract(x, a - 1L, len)
+    out <- if (is.null(out)) piece else concat(out, piece)
+  }
+  out
+})
+
+# ---- what a LazyTensor does not do --------------------------------------------
+
+# Base functions that would fail with a base error about an S4 object (or
+# silently give a meaningless answer): a classed rkeops error instead.
+lt_unsupported <- function(what, hint = NULL) {
+  force(what)
+  function(x, ...) {
+    lt_abort(paste0(what, " is not available for a LazyTensor (a symbolic ",
+                    "matrix: it is computed only by a reduction such as ",
+                    "sum(K, index = \"j\") or K %*% B; as.matrix(K) ",
+                    "materialises a small one)",
+                    if (!is.null(hint)) paste0("; ", hint) else ""),
+             "rkeops_op_error", call = NULL)
+  }
+}
+
+#' Base functions that a LazyTensor does not support
+#'
+#' A LazyTensor is a symbolic matrix: it is never stored, and only a
+#' reduction (`sum(K, index = "j")`, `K %*% B`, `argmin()`, ...) or
+#' [as.matrix()] (for a small one) computes it. Base functions that would
+#' need its entries (`as.vector()`, `as.numeric()`, `diag()`,
+#' `crossprod()`, `determinant()`, `chol()`, `qr()`, `svd()`) and the
+#' complex functions (`Re()`, `Im()`, `Mod()`, `Arg()`, `Conj()`) raise an
+#' error of class `rkeops_op_error` (an `rkeops_error`) that says so,
+#' instead of a base error about an S4 object. ([solve()] for a LazyTensor
+#' is documented on its own page.)
+#'
+#' @param x,z a LazyTensor.
+#' @param mode,nrow,ncol,names,y,logarithm,nu,nv,... unused.
+#' @return Does not return: an error of class `rkeops_op_error`.
+#' @name LazyTensor-unsupported
+#' @examples
+#' K <- exp(-sqdist(Vi(matrix(runif(6), 3, 2)), Vj(matrix(runif(8), 4, 2))))
+#' tryCatch(as.vector(K), rkeops_error = function(e) conditionMessage(e))
+#' tryCatch(Re(K), rkeops_op_error = function(e) class(e))
+NULL
+
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("Complex", "LazyTensor", function(z) {
+  lt_abort(sprintf(paste0("%s() is not available for LazyTensors: rkeops ",
+                          "computes with real numbers only"), .Generic),
+           "rkeops_op_error", call = NULL)
+})
+
+setGeneric("as.vector")
+setGeneric("diag")
+setGeneric("crossprod")
+setGeneric("tcrossprod")
+setGeneric("determinant")
+setGeneric("chol")
+setGeneric("qr")
+setGeneric("svd")
+
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("as.vector", "LazyTensor", function(x, mode = "any") {
+  lt_unsupported("as.vector()")(x)
+})
+
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("as.numeric", "LazyTensor", lt_unsupported("as.numeric()"))
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("as.integer", "LazyTensor", lt_unsupported("as.integer()"))
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("as.logical", "LazyTensor", lt_unsupported("as.logical()"))
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("as.character", "LazyTensor", lt_unsupported("as.character()"))
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("diag", "LazyTensor", function(x, nrow, ncol, names = TRUE) {
+  lt_unsupported("diag()")(x)
+})
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("crossprod", "LazyTensor", function(x, y = NULL) {
+  lt_unsupported("crossprod()", "t(K) %*% B is sum(K * Vi(B), index = \"i\")")(x)
+})
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("tcrossprod", "LazyTensor", function(x, y = NULL) {
+  lt_unsupported("tcrossprod()")(x)
+})
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("determinant", "LazyTensor", function(x, logarithm = TRUE, ...) {
+  lt_unsupported("determinant()")(x)
+})
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("chol", "LazyTensor", lt_unsupported("chol()"))
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("qr", "LazyTensor", lt_unsupported("qr()"))
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("svd", "LazyTensor", function(x, nu = min(n, p), nv = min(n, p)) {
+  lt_unsupported("svd()")(x)
+})

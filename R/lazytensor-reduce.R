@@ -23,7 +23,9 @@ lt_check_index <- function(index) {
 }
 
 # The pieces of a reduction: formula string, args declarations, input data,
-# and the number of output rows.  `red` is a reduction name of src/red.def.
+# the number of output rows and the row names of the result (those of the
+# first variable, in order of appearance, indexed by the output index that
+# has row names).  `red` is a reduction name of src/red.def.
 lt_reduction_parts <- function(x, red, index, K = NULL, weight = NULL) {
   x <- lt_check(x, red)
   index <- lt_check_index(index)
@@ -35,7 +37,7 @@ lt_reduction_parts <- function(x, red, index, K = NULL, weight = NULL) {
     args <- c(args, weight)
     mid <- weight@formula
   }
-  if (!is.null(K)) mid <- as.character(K)
+  if (!is.null(K)) mid <- as.character(as.integer(K))
   body <- paste(c(x@formula, mid, if (index == "i") "0" else "1"),
                 collapse = ", ")
   whole <- lt_make(paste0(red, "_Reduction(", body, ")"), args, x@dim, red)
@@ -53,17 +55,76 @@ lt_reduction_parts <- function(x, red, index, K = NULL, weight = NULL) {
   parts <- lt_canonical(whole)
   parts$nrow <- n_out
   parts$nred <- n_red
+  parts$rows <- lt_rows_of(parts$vars, other, n_out)
   parts
 }
 
+# Row names carried by the variables of category `cat` (the first that has
+# them), NULL when none.
+lt_rows_of <- function(vars, cat, n) {
+  for (v in vars) {
+    if (identical(v$cat, cat) && !is.null(v$rows) && length(v$rows) == n)
+      return(v$rows)
+  }
+  NULL
+}
+
+lt_set_rows <- function(m, rows) {
+  if (!is.null(rows) && is.matrix(m) && nrow(m) == length(rows))
+    rownames(m) <- rows
+  m
+}
+
+# The summation scheme of a LazyTensor sum: the argument, else the option
+# `sum_scheme` (set_rkeops_options()).
+lt_sum_scheme <- function(sum_scheme) {
+  if (is.null(sum_scheme)) sum_scheme <- get_rkeops_options("sum_scheme")
+  if (!is.character(sum_scheme) || length(sum_scheme) != 1L ||
+      is.na(sum_scheme) || !sum_scheme %in% names(rk_sum_schemes))
+    lt_abort(sprintf("`sum_scheme` must be one of %s",
+                     paste0("\"", names(rk_sum_schemes), "\"",
+                            collapse = ", ")),
+             "rkeops_value_error", call = NULL)
+  sum_scheme
+}
+
+# arg-reductions are computed with their values (one kernel), so that an
+# index whose value is NaN (every value of the row is NaN: the engine's
+# Min/ArgMin skip NaN) is NA rather than a valid-looking index
+lt_arg_companion <- c(ArgMin = "Min_ArgMin", ArgMax = "Max_ArgMax",
+                      ArgKMin = "KMin_ArgKMin")
+
 # Run a reduction; `split` > 0 splits the columns of the result into values
-# and indices (Min_ArgMin, KMin_ArgKMin ...).
-lt_reduce <- function(x, red, index, K = NULL, weight = NULL, split = 0L) {
+# and indices (Min_ArgMin, KMin_ArgKMin ...).  Index columns are integer
+# matrices, NA where the value is NaN; the rows carry the row names of the
+# output index's data.
+lt_reduce <- function(x, red, index, K = NULL, weight = NULL, split = 0L,
+                      sum_scheme = "auto") {
   p <- lt_reduction_parts(x, red, index, K, weight)
-  res <- rk_reduce(p$formula, p$args, p$input, sum_scheme = "auto")
-  if (!is.numeric(res) || split == 0L) return(res)
-  list(values = res[, seq_len(split), drop = FALSE],
-       indices = res[, split + seq_len(split), drop = FALSE])
+  if (isTRUE(get_rkeops_options("formula_only"))) return(p$formula)
+  comp <- lt_arg_companion[red]
+  if (!is.na(comp)) {
+    q <- lt_reduction_parts(x, unname(comp), index, K, weight)
+    res <- rk_reduce(q$formula, q$args, q$input, sum_scheme = sum_scheme)
+    n <- ncol(res) %/% 2L
+    idx <- lt_index_matrix(res[, n + seq_len(n), drop = FALSE],
+                           res[, seq_len(n), drop = FALSE])
+    return(lt_set_rows(idx, p$rows))
+  }
+  res <- rk_reduce(p$formula, p$args, p$input, sum_scheme = sum_scheme)
+  if (!is.numeric(res)) return(res)
+  if (split == 0L) return(lt_set_rows(res, p$rows))
+  vals <- res[, seq_len(split), drop = FALSE]
+  list(values = lt_set_rows(vals, p$rows),
+       indices = lt_set_rows(
+         lt_index_matrix(res[, split + seq_len(split), drop = FALSE], vals),
+         p$rows))
+}
+
+lt_index_matrix <- function(idx, vals) {
+  idx[is.na(vals)] <- NA
+  storage.mode(idx) <- "integer"
+  idx
 }
 
 # TRUE when `index` asks for no reduction over i or j (NA).
@@ -71,26 +132,38 @@ lt_no_index <- function(index) {
   is.atomic(index) && length(index) == 1L && is.na(index)
 }
 
-# Arguments of sum(), min(), max() on a LazyTensor: `index` by name or as the
-# first other argument.
-lt_dots_index <- function(...) {
+# Arguments of sum(), min(), max(), ... on a LazyTensor: `index` by name or
+# as the first other argument, and `sum_scheme` by name.
+lt_dots_args <- function(...) {
   dots <- list(...)
-  if (!length(dots)) return(NA)
   nm <- names(dots)
   if (is.null(nm)) nm <- rep("", length(dots))
+  scheme <- NULL
+  if ("sum_scheme" %in% nm) {
+    scheme <- dots[[which(nm == "sum_scheme")[1L]]]
+    keep <- nm != "sum_scheme"
+    dots <- dots[keep]
+    nm <- nm[keep]
+  }
+  out <- list(index = NA, sum_scheme = scheme)
+  if (!length(dots)) return(out)
   i <- which(nm == "index")
   if (!length(i)) i <- which(nm == "")[1L]
   if (length(dots) > 1L || is.na(i))
-    lt_abort("a LazyTensor reduction takes one more argument: `index`",
+    lt_abort(paste0("a LazyTensor reduction takes `index` and, for sums, ",
+                    "`sum_scheme`; got ",
+                    paste0("`", ifelse(nzchar(nm), nm, "<unnamed>"), "`",
+                           collapse = ", ")),
              "rkeops_input_error", call = NULL)
   idx <- dots[[i]]
   if (is.null(idx) || (is.atomic(idx) && length(idx) == 1L && is.na(idx)))
-    return(NA)
+    return(out)
   if (!is.character(idx))
     lt_abort(paste0("the second argument of sum(), min() or max() on a ",
                     "LazyTensor is `index`: \"i\", \"j\" or NA"),
              "rkeops_index_error")
-  idx
+  out$index <- idx
+  out
 }
 
 lt_K <- function(K, x, index) {
@@ -159,31 +232,102 @@ NULL
 
 #' @rdname sum_reduction
 #' @export
-setMethod("sum", "LazyTensor", function(x, ..., na.rm = FALSE) {
-  index <- lt_dots_index(...)
-  if (lt_no_index(index)) return(lt_unary("Sum", x, dim = 1L))
-  lt_reduce(x, "Sum", index)
+setMethod("Summary", "LazyTensor", function(x, ..., na.rm = FALSE) {
+  a <- lt_dots_args(...)
+  if (!identical(na.rm, FALSE))
+    lt_abort(sprintf(paste0("%s() on a LazyTensor has no `na.rm`: NaN ",
+                            "values propagate (select the points before ",
+                            "Vi()/Vj())"), .Generic),
+             "rkeops_input_error", call = NULL)
+  sums <- c("sum", "prod")
+  if (!is.null(a$sum_scheme) && !.Generic %in% sums)
+    lt_abort(sprintf(paste0("`sum_scheme` applies to sums (sum(), prod(), ",
+                            "mean(), %%*%%), not to %s()"), .Generic),
+             "rkeops_input_error", call = NULL)
+  symbolic <- lt_no_index(a$index)
+  if (symbolic && !is.null(a$sum_scheme))
+    lt_abort(paste0("`sum_scheme` needs a reduction over an index: the sum ",
+                    "of the inner dimension is part of the formula"),
+             "rkeops_input_error", call = NULL)
+  switch(.Generic,
+    sum = if (symbolic) lt_unary("Sum", x, dim = 1L) else
+      lt_reduce(x, "Sum", a$index, sum_scheme = lt_sum_scheme(a$sum_scheme)),
+    min = if (symbolic) lt_unary("Min", x, dim = 1L) else
+      lt_reduce(x, "Min", a$index),
+    max = if (symbolic) lt_unary("Max", x, dim = 1L) else
+      lt_reduce(x, "Max", a$index),
+    range = lt_range(x, a$index),
+    prod = lt_prod(x, a$index, a$sum_scheme),
+    lt_abort(sprintf(paste0("%s() is not available for LazyTensors (use ",
+                            "min(), max() of a comparison)"), .Generic),
+             "rkeops_op_error", call = NULL)
+  )
+})
+
+# range(): c(min, max) of the inner dimension, or over an index the columns
+# of min then of max, from one Min reduction of concat(x, -x).
+lt_range <- function(x, index) {
+  x <- lt_check(x, "range")
+  if (lt_no_index(index))
+    return(concat(lt_unary("Min", x, dim = 1L), lt_unary("Max", x, dim = 1L)))
+  d <- x@dim
+  r <- lt_reduce(concat(x, -x), "Min", index)
+  if (!is.numeric(r)) return(r)
+  out <- cbind(r[, seq_len(d), drop = FALSE], -r[, d + seq_len(d), drop = FALSE])
+  rownames(out) <- rownames(r)
+  out
+}
+
+# prod(): the product of the components (no index), or over an index
+# sign * exp(sum(log|x|)) from one Sum reduction of concat(log|x|, x < 0)
+# (a zero gives log 0 = -Inf, hence 0; NaN propagates).
+lt_prod <- function(x, index, sum_scheme) {
+  x <- lt_check(x, "prod")
+  d <- x@dim
+  if (lt_no_index(index)) {
+    if (d == 1L) return(x)
+    out <- elem(x, 0L)
+    for (k in seq_len(d - 1L)) out <- out * elem(x, k)
+    return(out)
+  }
+  neg <- lt_one_minus(lt_unary("Step", x))
+  r <- lt_reduce(concat(log(abs(x)), neg), "Sum", index,
+                 sum_scheme = lt_sum_scheme(sum_scheme))
+  if (!is.numeric(r)) return(r)
+  mag <- exp(r[, seq_len(d), drop = FALSE])
+  sgn <- ifelse(round(r[, d + seq_len(d), drop = FALSE]) %% 2 == 1, -1, 1)
+  out <- mag * sgn
+  rownames(out) <- rownames(r)
+  out
+}
+
+#' @rdname sum_reduction
+#' @export
+setMethod("mean", "LazyTensor", function(x, index = NA, sum_scheme = NULL,
+                                         ...) {
+  if (length(list(...)))
+    lt_abort("mean() on a LazyTensor takes `index` and `sum_scheme` only",
+             "rkeops_input_error", call = NULL)
+  if (lt_no_index(index)) {
+    if (!is.null(sum_scheme))
+      lt_abort("`sum_scheme` needs a reduction over an index",
+               "rkeops_input_error", call = NULL)
+    x <- lt_check(x, "mean")
+    if (x@dim == 1L) return(x)
+    return(lt_unary("Sum", x, dim = 1L) / x@dim)
+  }
+  index <- lt_check_index(index)
+  s <- lt_reduce(x, "Sum", index, sum_scheme = lt_sum_scheme(sum_scheme))
+  if (!is.numeric(s)) return(s)
+  n <- if (index == "i") x@M else x@N
+  s / n
 })
 
 #' @rdname sum_reduction
 #' @export
-setMethod("min", "LazyTensor", function(x, ..., na.rm = FALSE) {
-  index <- lt_dots_index(...)
-  if (lt_no_index(index)) return(lt_unary("Min", x, dim = 1L))
-  lt_reduce(x, "Min", index)
-})
-
-#' @rdname sum_reduction
-#' @export
-setMethod("max", "LazyTensor", function(x, ..., na.rm = FALSE) {
-  index <- lt_dots_index(...)
-  if (lt_no_index(index)) return(lt_unary("Max", x, dim = 1L))
-  lt_reduce(x, "Max", index)
-})
-
-#' @rdname sum_reduction
-#' @export
-sum_reduction <- function(x, index) lt_reduce(x, "Sum", index)
+sum_reduction <- function(x, index, sum_scheme = NULL) {
+  lt_reduce(x, "Sum", index, sum_scheme = lt_sum_scheme(sum_scheme))
+}
 
 #' @rdname sum_reduction
 #' @export
@@ -338,7 +482,7 @@ setMethod("%*%", signature(x = "LazyTensor", y = "ANY"), function(x, y) {
   if (nrow(B) != x@N)
     lt_dim_error(sprintf(paste0("K %%*%% B: K has %d columns (j indices) but ",
                                 "B has %d rows"), x@N, nrow(B)), call = NULL)
-  sum(x * Vj(B), index = "j")
+  sum(x * Vj(B), index = "j", sum_scheme = lt_sum_scheme(NULL))
 })
 
 # ---- gradients ---------------------------------------------------------------
@@ -346,3 +490,116 @@ setMethod("%*%", signature(x = "LazyTensor", y = "ANY"), function(x, y) {
 # R/lazytensor-grad.R (the autodiff front end); it builds the reduction with
 # lt_reduction_parts() above, so that a gradient and its reduction share the
 # same canonical formula and variable order.
+
+# ---- as.matrix(), rowSums() and friends ------------------------------------
+
+# the largest M * N that as.matrix() materialises
+lt_as_matrix_max <- 1e7
+
+#' Materialise a small LazyTensor; row and column sums
+#'
+#' `as.matrix(K)` computes every entry of a LazyTensor `K` of inner
+#' dimension 1 and returns the dense M x N matrix (with the row names of the
+#' data of `Vi()` and `Vj()` as row and column names), for checks and small
+#' problems: it is refused, with an error of class `rkeops_memory_error`,
+#' when M * N exceeds 1e7 (a LazyTensor is meant to stay symbolic). A
+#' missing index (no variable indexed by i, or by j) counts as one row (one
+#' column). `rowSums(K)`, `colSums(K)`, `rowMeans(K)` and `colMeans(K)` are
+#' the reductions `sum(K, index = "j")`, ... of a LazyTensor of dimension 1,
+#' as vectors (named by the row names of the data).
+#'
+#' @param x a LazyTensor (of inner dimension 1).
+#' @param na.rm,dims must be `FALSE` and 1.
+#' @param ... unused.
+#' @return A numeric matrix (`as.matrix()`) or vector.
+#' @name LazyTensor-as.matrix
+#' @examples
+#' X <- matrix(runif(8), 4, 2)
+#' Y <- matrix(runif(6), 3, 2)
+#' K <- exp(-sqdist(Vi(X), Vj(Y)))
+#' Kd <- as.matrix(K)
+#' max(abs(Kd - exp(-as.matrix(dist(rbind(X, Y)))[1:4, 5:7]^2)))
+#' rowSums(K)
+#' colMeans(K)
+NULL
+
+#' @rdname LazyTensor-as.matrix
+#' @export
+setMethod("as.matrix", "LazyTensor", function(x, ...) {
+  if (x@dim != 1L)
+    lt_dim_error(sprintf(paste0("as.matrix(K) needs K of inner dimension 1, ",
+                                "not %d (select a component: K[, k])"), x@dim),
+                 call = NULL)
+  M <- if (is.na(x@M)) 1 else x@M
+  N <- if (is.na(x@N)) 1 else x@N
+  if (M * N > lt_as_matrix_max)
+    lt_abort(sprintf(paste0("as.matrix(K): K is %.0f x %.0f, more than %g ",
+                            "entries; reduce it instead (sum(K, index = ",
+                            "\"j\"), K %%*%% B)"), M, N, lt_as_matrix_max),
+             "rkeops_memory_error", call = NULL)
+  ii <- rep(seq_len(M), times = N)
+  jj <- rep(seq_len(N), each = M)
+  rows <- cols <- NULL
+  map <- list()
+  for (v in x@vars) {
+    if (v$cat == "p") next
+    sel <- if (v$cat == "i") ii else jj
+    if (v$cat == "i" && is.null(rows)) rows <- v$rows
+    if (v$cat == "j" && is.null(cols)) cols <- v$rows
+    map[[as.character(v$id)]] <- list(
+      cat = "i", data = v$data[sel, , drop = FALSE])
+  }
+  # one row per (i, j) pair, reduced over a single dummy j point
+  pairs <- lt_replace_vars(x, map)
+  di <- Vi(matrix(0, M * N, 1L))
+  dj <- Vj(matrix(0, 1L, 1L))
+  f <- pairs + 0 * (di + dj)
+  r <- lt_reduce(f, "Sum", "j")
+  if (!is.numeric(r)) return(r)
+  out <- matrix(as.double(r), M, N)
+  if (!is.null(rows) || !is.null(cols)) dimnames(out) <- list(rows, cols)
+  out
+})
+
+lt_margin <- function(x, index, mean, na.rm, dims, what) {
+  if (!identical(na.rm, FALSE) || !identical(as.numeric(dims), 1))
+    lt_abort(sprintf("%s() on a LazyTensor takes no `na.rm` or `dims`", what),
+             "rkeops_input_error", call = NULL)
+  x <- lt_check(x, what)
+  if (x@dim != 1L)
+    lt_dim_error(sprintf(paste0("%s(K) needs K of inner dimension 1, not %d ",
+                                "(use sum(K, index = ...))"), what, x@dim),
+                 call = NULL)
+  r <- if (mean) mean(x, index = index) else sum(x, index = index)
+  if (!is.numeric(r)) return(r)
+  stats::setNames(as.double(r), rownames(r))
+}
+
+setGeneric("rowSums")
+setGeneric("colSums")
+setGeneric("rowMeans")
+setGeneric("colMeans")
+
+#' @rdname LazyTensor-as.matrix
+#' @export
+setMethod("rowSums", "LazyTensor", function(x, na.rm = FALSE, dims = 1, ...) {
+  lt_margin(x, "j", FALSE, na.rm, dims, "rowSums")
+})
+
+#' @rdname LazyTensor-as.matrix
+#' @export
+setMethod("colSums", "LazyTensor", function(x, na.rm = FALSE, dims = 1, ...) {
+  lt_margin(x, "i", FALSE, na.rm, dims, "colSums")
+})
+
+#' @rdname LazyTensor-as.matrix
+#' @export
+setMethod("rowMeans", "LazyTensor", function(x, na.rm = FALSE, dims = 1, ...) {
+  lt_margin(x, "j", TRUE, na.rm, dims, "rowMeans")
+})
+
+#' @rdname LazyTensor-as.matrix
+#' @export
+setMethod("colMeans", "LazyTensor", function(x, na.rm = FALSE, dims = 1, ...) {
+  lt_margin(x, "i", TRUE, na.rm, dims, "colMeans")
+})

@@ -11,11 +11,20 @@ rk_state$parsed <- new.env(parent = emptyenv())
 
 rk_option_names <- c(
   "backend", "device_id", "precision", "verbosity", "cache_dir",
-  "formula_only", "ncore"
+  "formula_only", "ncore", "sum_scheme"
 )
 
 rk_default_cache_dir <- function() {
-  tools::R_user_dir("rkeops", which = "cache")
+  rk_abs_path(tools::R_user_dir("rkeops", which = "cache"))
+}
+
+# An absolute, normalised path: a relative cache directory is resolved
+# against the working directory now (it does not follow a later setwd()),
+# and an absolute path never starts with "-" (never a compiler option).
+rk_abs_path <- function(path) {
+  path <- path.expand(path)
+  if (!grepl("^/", path)) path <- file.path(getwd(), path)
+  normalizePath(path, mustWork = FALSE)
 }
 
 # defaults: the GPU when one is usable, else the CPU with all cores
@@ -27,7 +36,8 @@ rk_default_options <- function() {
     verbosity = FALSE,
     cache_dir = rk_default_cache_dir(),
     formula_only = FALSE,
-    ncore = NULL
+    ncore = NULL,
+    sum_scheme = "auto"
   )
   opts
 }
@@ -93,7 +103,15 @@ rk_check_option <- function(name, value) {
         !nzchar(value)) {
         rk_bad_option(name, "a directory path (a single string)")
       }
-      normalizePath(path.expand(value), mustWork = FALSE)
+      rk_abs_path(value)
+    },
+    sum_scheme = {
+      if (!is.character(value) || length(value) != 1L || is.na(value) ||
+        !value %in% names(rk_sum_schemes)) {
+        rk_bad_option(name, paste0("one of ", paste0("\"", names(rk_sum_schemes),
+                                                     "\"", collapse = ", ")))
+      }
+      value
     },
     ncore = {
       if (!is.null(value) && !rk_is_count(value, min = 1)) {
@@ -121,6 +139,10 @@ rk_check_option <- function(name, value) {
 #' * `formula_only`: `TRUE` to make LazyTensor reductions return the formula
 #'   they would compute instead of computing it.
 #' * `ncore`: number of CPU threads; `NULL` uses all cores.
+#' * `sum_scheme`: the summation scheme of LazyTensor sums (`sum()` and
+#'   `mean()` over an index, `K %*% B`) when the call gives none: `"auto"`
+#'   (default), `"direct_sum"`, `"block_sum"` or `"kahan_scheme"` (see
+#'   [keops_kernel()], whose own `sum_scheme` argument is not affected).
 #'
 #' @param options a named list of option values.
 #' @param name `NULL` for all options, or the name of one option.
