@@ -5,7 +5,8 @@
 #'
 #' Prints the C compiler and flags used for the kernels, whether OpenMP is
 #' available and how many threads are used, the CUDA driver, NVRTC and GPUs
-#' (or why none is usable), and the cache directory; then computes a small
+#' (or why none is usable, once, with a hint of how to get the driver and
+#' NVRTC), and the cache directory; then computes a small
 #' Gaussian kernel sum with the current options and compares it with the
 #' dense computation in R.
 #'
@@ -25,8 +26,10 @@ check_rkeops <- function(verbose = TRUE) {
     say("  configuration: unavailable (", conditionMessage(cfg), ")\n")
   } else {
     desc <- strsplit(cfg$description, "\n", fixed = TRUE)[[1L]]
-    desc <- desc[nzchar(desc) & !grepl("^rkeops ", desc)]
-    say(paste0("  engine: ", trimws(desc), "\n"))
+    desc <- trimws(desc[nzchar(desc) & !grepl("^rkeops ", desc)])
+    # the driver's reason is printed once, on the GPUs line
+    is_driver <- grepl("^CUDA driver: not available", desc)
+    say(paste0("  engine: ", desc[!is_driver], "\n"))
     say(
       "  OpenMP in kernels: ", if (isTRUE(cfg$openmp)) "yes" else "no",
       ", threads used: ",
@@ -38,6 +41,7 @@ check_rkeops <- function(verbose = TRUE) {
     } else {
       say("  GPUs: none (", if (nzchar(cfg$gpu_why)) cfg$gpu_why else "not found", ")\n")
     }
+    for (h in rk_check_hints(desc, cfg)) say("  hint: ", h, "\n")
   }
   say("  backend: ", opts$backend, ", precision: ", opts$precision, "\n")
   say("  cache directory: ", opts$cache_dir, "\n")
@@ -74,6 +78,30 @@ check_rkeops <- function(verbose = TRUE) {
     }
   )
   invisible(ok)
+}
+
+# what to do when the GPU path is unavailable: how to get NVRTC and the
+# driver (the engine's own messages say what was tried)
+rk_check_hints <- function(desc, cfg) {
+  out <- character()
+  nvrtc <- grep("^NVRTC:", desc, value = TRUE)
+  if (length(nvrtc) && grepl("^NVRTC: not available", nvrtc[1L])) {
+    out <- c(out, paste0(
+      "NVRTC (libnvrtc.so, the CUDA runtime compiler) comes with the CUDA ",
+      "toolkit (Debian/Ubuntu: the nvidia-cuda-toolkit package; NVIDIA's ",
+      "installer puts it in /usr/local/cuda; Python's nvidia-cuda-nvrtc ",
+      "wheel has it too); set CUDA_HOME to the directory above its lib64/ ",
+      "(or add its directory to LD_LIBRARY_PATH). No compiler other than ",
+      "NVRTC is needed for the GPU."
+    ))
+  }
+  if (cfg$gpu_count == 0L && grepl("driver", cfg$gpu_why, ignore.case = TRUE)) {
+    out <- c(out, paste0(
+      "the GPU needs NVIDIA's driver (libcuda.so.1, installed with the ",
+      "kernel driver, not with the toolkit); the CPU backend works without it."
+    ))
+  }
+  out
 }
 
 rk_ncores <- function() {

@@ -180,9 +180,16 @@ lt_variable <- function(data, cat) {
 #' while two calls on equal data make two variables. A plain vector given to
 #' `Vi()` or `Vj()` is a one-column matrix (dimension 1).
 #'
-#' @param x a numeric matrix (or a vector, a one-column matrix; or a data
-#'   frame of numeric columns) for `Vi()`, `Vj()`; a numeric vector for
-#'   `Pm()`.
+#' The data of `Vi()` and `Vj()` may be a numeric (or logical) matrix or
+#' vector, a data frame of numeric or logical columns (a factor or character
+#' column is an error of class `rkeops_input_error`: code it yourself), or a
+#' dense `Matrix` object; it may have zero rows (reductions then give zero
+#' rows, or sums of nothing, as [keops_kernel()] does). Its row names
+#' become the row names of the results indexed by the same index.
+#'
+#' @param x a numeric matrix (or a vector, a one-column matrix; a data
+#'   frame of numeric columns; a dense `Matrix`) for `Vi()`, `Vj()`; a
+#'   numeric vector for `Pm()`.
 #' @param index `"i"`, `"j"`, or `NA` (a parameter).
 #' @return A [LazyTensor-class] object.
 #' @seealso [LazyTensor-class], [sum_reduction()]

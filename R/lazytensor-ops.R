@@ -822,7 +822,7 @@ lt_unsupported <- function(what, hint = NULL) {
 #' reduction (`sum(K, index = "j")`, `K %*% B`, `argmin()`, ...) or
 #' [as.matrix()] (for a small one) computes it. Base functions that would
 #' need its entries (`as.vector()`, `as.numeric()`, `diag()`,
-#' `crossprod()`, `determinant()`, `chol()`, `qr()`, `svd()`) and the
+#' `crossprod()`, `determinant()`, `det()`, `chol()`, `qr()`, `svd()`) and the
 #' complex functions (`Re()`, `Im()`, `Mod()`, `Arg()`, `Conj()`) raise an
 #' error of class `rkeops_op_error` (an `rkeops_error`) that says so,
 #' instead of a base error about an S4 object. ([solve()] for a LazyTensor
@@ -851,6 +851,7 @@ setGeneric("diag")
 setGeneric("crossprod")
 setGeneric("tcrossprod")
 setGeneric("determinant")
+setGeneric("det")
 setGeneric("chol")
 setGeneric("qr")
 setGeneric("svd")
@@ -892,6 +893,11 @@ setMethod("tcrossprod", "LazyTensor", function(x, y = NULL) {
 #' @export
 setMethod("determinant", "LazyTensor", function(x, logarithm = TRUE, ...) {
   lt_unsupported("determinant()")(x)
+})
+#' @rdname LazyTensor-unsupported
+#' @export
+setMethod("det", "LazyTensor", function(x, ...) {
+  lt_unsupported("det()")(x)
 })
 #' @rdname LazyTensor-unsupported
 #' @export

@@ -12,7 +12,7 @@ test_that("defaults follow the API", {
   expect_setequal(
     names(opts),
     c("backend", "device_id", "precision", "verbosity", "cache_dir",
-      "formula_only", "ncore")
+      "formula_only", "ncore", "sum_scheme")
   )
   expect_true(opts$backend %in% c("CPU", "GPU"))
   gpus <- rkeops:::rk_config()$gpu_count
