@@ -42,8 +42,10 @@ lt_int <- function(n, what, min = -Inf) {
 
 # Op(a, b, ..., p1, p2) from formula arguments `args` and integer parameters.
 lt_call <- function(op, args, params = integer(), dim) {
+  # integers written with %d: never "1e+05", whatever options(scipen) says
   f <- paste0(op, "(", paste(c(vapply(args, function(a) a@formula, ""),
-                                  as.character(params)), collapse = ", "),
+                                  sprintf("%d", as.integer(params))),
+                                collapse = ", "),
               ")")
   lt_make(f, args, dim, op)
 }

@@ -49,6 +49,10 @@ test_that("integers stay IntCst; no number is formatted into a formula", {
     got2 <- sum(x_i * 1.5 + y_j, index = "j")
   })
   expect_identical(got, ref)
+  withr::with_options(list(scipen = -10), {
+    pw <- f(x_i^100000 + y_j)$formula
+  })
+  expect_identical(pw, "Sum_Reduction((Pow(v0, 100000) + v1), 1)")
   expect_close(got, matrix(cr_N * exp(0.5), cr_M, 1), 1e-12)
   expect_close(got2, 1.5 * cr_X * cr_N + matrix(colSums(cr_Y), cr_M, 3,
                                                  byrow = TRUE), 1e-12)
