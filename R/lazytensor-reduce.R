@@ -533,7 +533,9 @@ lt_as_matrix_max <- 1e7
 #' problems: it is refused, with an error of class `rkeops_memory_error`,
 #' when M * N exceeds 1e7 (a LazyTensor is meant to stay symbolic). A
 #' missing index (no variable indexed by i, or by j) counts as one row (one
-#' column). `rowSums(K)`, `colSums(K)`, `rowMeans(K)` and `colMeans(K)` are
+#' column); `as.array(K)` is the same matrix, and base functions that
+#' convert their argument with `as.matrix()` (`apply()`, `scale()`) work on
+#' such a small K. `rowSums(K)`, `colSums(K)`, `rowMeans(K)` and `colMeans(K)` are
 #' the reductions `sum(K, index = "j")`, ... of a LazyTensor of dimension 1,
 #' as vectors (named by the row names of the data).
 #'
@@ -552,9 +554,9 @@ lt_as_matrix_max <- 1e7
 #' colMeans(K)
 NULL
 
-#' @rdname LazyTensor-as.matrix
-#' @export
-setMethod("as.matrix", "LazyTensor", function(x, ...) {
+# one function for the S4 method and the S3 method (base functions such as
+# apply() call base::as.matrix, which dispatches S3)
+lt_as_matrix <- function(x, ...) {
   if (x@dim != 1L)
     lt_dim_error(sprintf(paste0("as.matrix(K) needs K of inner dimension 1, ",
                                 "not %d (select a component: K[, k])"), x@dim),
@@ -588,7 +590,20 @@ setMethod("as.matrix", "LazyTensor", function(x, ...) {
   out <- matrix(as.double(r), M, N)
   if (!is.null(rows) || !is.null(cols)) dimnames(out) <- list(rows, cols)
   out
-})
+}
+
+#' @rdname LazyTensor-as.matrix
+#' @export
+setMethod("as.matrix", "LazyTensor", lt_as_matrix)
+
+#' @rdname LazyTensor-as.matrix
+#' @method as.matrix LazyTensor
+#' @export
+as.matrix.LazyTensor <- function(x, ...) lt_as_matrix(x, ...)
+
+#' @rdname LazyTensor-as.matrix
+#' @export
+as.array.LazyTensor <- function(x, ...) lt_as_matrix(x, ...)
 
 lt_margin <- function(x, index, mean, na.rm, dims, what) {
   if (!identical(na.rm, FALSE) || !identical(as.numeric(dims), 1))

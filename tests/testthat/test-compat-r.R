@@ -177,6 +177,9 @@ test_that("as.matrix materialises a small K, refuses a large one", {
   dimnames(ref) <- list(letters[1:7], LETTERS[1:5])
   expect_close(as.matrix(K), ref, 1e-12)
   expect_identical(dimnames(as.matrix(K)), dimnames(ref))
+  # base functions that call base::as.matrix (S3) see the same matrix
+  expect_equal(apply(K, 1, max), apply(ref, 1, max), tolerance = 1e-12)
+  expect_close(as.array(K), ref, 1e-12)
   # a missing index is one row / column
   expect_close(as.matrix(sqnorm2(Vi(cr_X))), matrix(rowSums(cr_X^2)), 1e-12)
   big <- exp(-sqdist(Vi(matrix(0, 4000, 1)), Vj(matrix(0, 3000, 1))))
