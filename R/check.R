@@ -85,7 +85,9 @@ check_rkeops <- function(verbose = TRUE) {
 rk_check_hints <- function(desc, cfg) {
   out <- character()
   nvrtc <- grep("^NVRTC:", desc, value = TRUE)
-  if (length(nvrtc) && grepl("^NVRTC: not available", nvrtc[1L])) {
+  # (the engine's message may already say how to get it: then no hint)
+  if (length(nvrtc) && grepl("^NVRTC: not available", nvrtc[1L]) &&
+      !grepl("CUDA_HOME", nvrtc[1L], fixed = TRUE)) {
     out <- c(out, paste0(
       "NVRTC (libnvrtc.so, the CUDA runtime compiler) comes with the CUDA ",
       "toolkit (Debian/Ubuntu: the nvidia-cuda-toolkit package; NVIDIA's ",

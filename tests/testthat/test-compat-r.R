@@ -426,6 +426,12 @@ test_that("check_rkeops() states each reason once and computes", {
     list(gpu_count = 0L, gpu_why = "no CUDA driver: libcuda.so.1 missing"))
   expect_length(hints, 2L)
   expect_match(hints[1], "CUDA_HOME")
+  # the engine's own message already says how to get NVRTC: not repeated
+  hints2 <- rkeops:::rk_check_hints(
+    c("NVRTC: not available (not found; install NVRTC ... set CUDA_HOME)"),
+    list(gpu_count = 0L, gpu_why = "no CUDA driver: libcuda.so.1 missing"))
+  expect_length(hints2, 1L)
+  expect_match(hints2, "libcuda.so.1")
   expect_length(rkeops:::rk_check_hints("NVRTC: 12.0 (libnvrtc.so)",
                                         list(gpu_count = 1L, gpu_why = "")), 0L)
   expect_identical(capture.output(check_rkeops(verbose = FALSE)), character())
