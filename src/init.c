@@ -21,6 +21,11 @@ SEXP ffi_stats(void);
 SEXP ffi_config(void);
 SEXP ffi_formula_info(SEXP ptr);
 SEXP ffi_ptr_is_null(SEXP ptr);
+/* defined in ffi-solve.c (solve(), kernel_logdet()) */
+SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
+               SEXP options);
+SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
+                SEXP options);
 /* defined in ffi-cuda.c (owned by the CUDA backend) */
 SEXP ffi_cuda_meminfo(SEXP device);
 void rk_ffi_init(DllInfo *dll);
@@ -59,6 +64,8 @@ static const R_CallMethodDef call_methods[] = {
     {"ffi_be_host", RK_FN(&ffi_be_host), 1},
     {"ffi_be_key", RK_FN(&ffi_be_key), 2},
     {"ffi_nvrtc_compile_text", RK_FN(&ffi_nvrtc_compile_text), 3},
+    {"ffi_solve", RK_FN(&ffi_solve), 7},
+    {"ffi_logdet", RK_FN(&ffi_logdet), 6},
     {NULL, NULL, 0}};
 
 #define RK_CCALLABLE(name) R_RegisterCCallable("rkeops", #name, RK_FN(&name))

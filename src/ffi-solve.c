@@ -1,0 +1,402 @@
+/*
+ * ffi-solve.c -- the .Call glue of solve() and kernel_logdet() (R/solve.R).
+ *
+ * R hands over three things built from one LazyTensor K: the block-product
+ * formula Sum_Reduction(K * b_j, 1) with its inputs (b_j, a Vj of dimension
+ * ncol(b), is replaced by the iterate at each product), the column formula
+ * Sum_Reduction(K, 1) with its inputs (its j-variables are replaced by one
+ * point for the pivoted Cholesky columns K[, p]), and the diagonal K_ii.
+ * The solver (solve-cg.c) sees them as callbacks over the public run path
+ * (rk_formula_run): no formula is parsed or compiled during the iteration,
+ * the compiled kernels come from the cache.
+ *
+ * Everything the glue allocates is R_alloc'ed or an R object, so an R error
+ * reclaims it; the engine frees its own memory (the preconditioner) before
+ * ffi_abort() is called.  Progress lines go to R's stderr with REprintf
+ * (\r-updated); interrupts are checked between iterations through the
+ * options' callback (R_ToplevelExec, never a longjmp out of the engine).
+ */
+#include <R.h>
+#include <Rinternals.h>
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "ffi.h"
+#include "solve.h"
+
+/* ---- unpacking -------------------------------------------------------------- */
+
+static SEXP list_get(SEXP list, const char *name) {
+  SEXP nms = getAttrib(list, R_NamesSymbol);
+  if (nms == R_NilValue)
+    return R_NilValue;
+  for (R_xlen_t i = 0; i < XLENGTH(list); i++)
+    if (strcmp(CHAR(STRING_ELT(nms, i)), name) == 0)
+      return VECTOR_ELT(list, i);
+  return R_NilValue;
+}
+
+static void NORET solve_abortf(int code, const char *msg) {
+  rk_error e;
+  ffi_err_init(&e);
+  e.code = code;
+  snprintf(e.msg, sizeof e.msg, "%s", msg);
+  ffi_abort(&e, NULL, NULL);
+}
+
+static double num1(SEXP l, const char *name) {
+  SEXP x = list_get(l, name);
+  if (TYPEOF(x) != REALSXP && TYPEOF(x) != INTSXP)
+    solve_abortf(RK_EINTERNAL, "solve: a control value is missing");
+  return asReal(x);
+}
+
+/* a double matrix as an rk_input (layout COL) */
+static void as_input(SEXP x, rk_input *in) {
+  if (TYPEOF(x) != REALSXP)
+    solve_abortf(RK_EINPUT, "solve: an input is not a double matrix");
+  SEXP dim = getAttrib(x, R_DimSymbol);
+  if (TYPEOF(dim) == INTSXP && XLENGTH(dim) == 2) {
+    in->nrow = INTEGER(dim)[0];
+    in->ncol = INTEGER(dim)[1];
+  } else {
+    in->nrow = XLENGTH(x);
+    in->ncol = 1;
+  }
+  in->data = REAL(x);
+  in->layout = RK_LAYOUT_COL;
+}
+
+/* one kernel: formula + inputs (+ which inputs are replaced) */
+typedef struct kernel_ctx {
+  rk_formula *f;
+  const char *text;
+  rk_options o;  /* working precision */
+  rk_options o64; /* float64 */
+  rk_input *in;   /* inputs as given */
+  rk_input *cur;  /* inputs of the current call */
+  int nin;
+  int bpos;       /* block product: position of b_j */
+  int *jpos;      /* columns: positions of the j-variables */
+  int nj;
+  double *rowbuf; /* columns: one point of each j-variable */
+} kernel_ctx;
+
+static void kernel_unpack(SEXP spec, kernel_ctx *k, const rk_options *o) {
+  memset(k, 0, sizeof *k);
+  SEXP ptr = list_get(spec, "ptr"), inputs = list_get(spec, "inputs");
+  k->f = ffi_formula(ptr);
+  k->text = ffi_formula_text(ptr);
+  if (TYPEOF(inputs) != VECSXP ||
+      XLENGTH(inputs) != rk_formula_nvars(k->f))
+    solve_abortf(RK_EINTERNAL, "solve: the kernel inputs do not match");
+  k->nin = (int)XLENGTH(inputs);
+  k->in = (rk_input *)R_alloc(k->nin > 0 ? k->nin : 1, sizeof *k->in);
+  k->cur = (rk_input *)R_alloc(k->nin > 0 ? k->nin : 1, sizeof *k->cur);
+  for (int v = 0; v < k->nin; v++)
+    as_input(VECTOR_ELT(inputs, v), &k->in[v]);
+  memcpy(k->cur, k->in, (size_t)k->nin * sizeof *k->in);
+  k->o = *o;
+  k->o64 = *o;
+  k->o64.precision = 64;
+  k->bpos = -1;
+}
+
+static int kernel_product(kernel_ctx *k, const rk_options *o, const double *x,
+                          double *y, int64_t n, int ncol, rk_error *e) {
+  k->cur[k->bpos].data = x;
+  k->cur[k->bpos].nrow = n;
+  k->cur[k->bpos].ncol = ncol;
+  return rk_formula_run(k->f, o, k->cur, k->nin, y, e);
+}
+
+static int apply_work(void *ctx, const double *x, double *y, int64_t n,
+                      int ncol, rk_error *e) {
+  kernel_ctx *k = ctx;
+  return kernel_product(k, &k->o, x, y, n, ncol, e);
+}
+
+static int apply_exact(void *ctx, const double *x, double *y, int64_t n,
+                       int ncol, rk_error *e) {
+  kernel_ctx *k = ctx;
+  return kernel_product(k, &k->o64, x, y, n, ncol, e);
+}
+
+static int column(void *ctx, int64_t p, double *col, int64_t n, rk_error *e) {
+  kernel_ctx *k = ctx;
+  double *buf = k->rowbuf;
+  for (int t = 0; t < k->nj; t++) {
+    int v = k->jpos[t];
+    const rk_input *src = &k->in[v];
+    for (int64_t c = 0; c < src->ncol; c++)
+      buf[c] = src->data[c * src->nrow + p];
+    k->cur[v].data = buf;
+    k->cur[v].nrow = 1;
+    k->cur[v].ncol = src->ncol;
+    buf += src->ncol;
+  }
+  (void)n;
+  return rk_formula_run(k->f, &k->o, k->cur, k->nin, col, e);
+}
+
+static void column_setup(kernel_ctx *k) {
+  int nj = 0;
+  int64_t tot = 0;
+  k->jpos = (int *)R_alloc(k->nin > 0 ? k->nin : 1, sizeof *k->jpos);
+  for (int v = 0; v < k->nin; v++)
+    if (rk_formula_var_cat(k->f, v) == RK_CAT_J &&
+        rk_formula_var_dim(k->f, v) > 0) {
+      k->jpos[nj++] = v;
+      tot += k->in[v].ncol;
+    }
+  k->nj = nj;
+  k->rowbuf = (double *)R_alloc(tot > 0 ? (size_t)tot : 1, sizeof(double));
+}
+
+/* ---- progress ---------------------------------------------------------------- */
+
+typedef struct progress_data {
+  const char *what;
+} progress_data;
+
+static void progress(void *data, int iter, double resid, double elapsed,
+                     int done) {
+  progress_data *pd = data;
+  REprintf("\r%s: iteration %d, residual %.2e, %.1f s%s", pd->what, iter,
+           resid, elapsed, done ? "\n" : "   ");
+}
+
+/* ---- shared set-up ------------------------------------------------------------- */
+
+typedef struct solve_setup {
+  rk_options o;
+  ffi_msgbuf mb;
+  kernel_ctx mv, col;
+  rk_sop A;
+  rk_solve_ctl ctl;
+  progress_data pd;
+  int precond, rank;
+  int64_t n;
+} solve_setup;
+
+static void setup(solve_setup *s, SEXP mv, SEXP col, SEXP diag, SEXP ctl,
+                  SEXP options, int64_t n, int ncol, const char *what) {
+  memset(s, 0, sizeof *s);
+  ffi_options(options, &s->o, &s->mb);
+  s->n = n;
+  kernel_unpack(mv, &s->mv, &s->o);
+  s->mv.bpos = (int)num1(mv, "bpos");
+  if (s->mv.bpos < 0 || s->mv.bpos >= s->mv.nin ||
+      rk_formula_var_cat(s->mv.f, s->mv.bpos) != RK_CAT_J ||
+      rk_formula_var_dim(s->mv.f, s->mv.bpos) != ncol ||
+      rk_formula_outdim(s->mv.f) != ncol)
+    solve_abortf(RK_EINTERNAL, "solve: the block product does not match b");
+  s->precond = (int)num1(ctl, "precond");
+  s->rank = (int)num1(ctl, "rank");
+  if (col != R_NilValue) {
+    kernel_unpack(col, &s->col, &s->o);
+    column_setup(&s->col);
+  }
+  rk_sop *A = &s->A;
+  A->n = n;
+  A->alpha = num1(ctl, "alpha");
+  A->apply = apply_work;
+  A->apply_ctx = &s->mv;
+  A->working32 = s->o.precision == 32;
+  A->exact = A->working32 ? apply_exact : NULL;
+  A->exact_ctx = &s->mv;
+  A->column = col != R_NilValue ? column : NULL;
+  A->column_ctx = &s->col;
+  if (diag != R_NilValue) {
+    if (TYPEOF(diag) != REALSXP || XLENGTH(diag) != n)
+      solve_abortf(RK_EINTERNAL, "solve: the diagonal does not match");
+    A->diag = REAL(diag);
+  }
+  rk_solve_ctl *c = &s->ctl;
+  c->tol = num1(ctl, "tol");
+  double mi = num1(ctl, "maxit");
+  c->maxit = mi > INT_MAX ? INT_MAX : (int)mi;
+  c->nthreads = s->o.nthreads;
+  c->interrupted = s->o.interrupted;
+  c->interrupt_data = s->o.interrupt_data;
+  s->pd.what = what;
+  c->progress = progress;
+  c->progress_data = &s->pd;
+  c->progress_always = asLogical(list_get(ctl, "progress")) == TRUE;
+  c->progress_after = num1(ctl, "progress_after");
+}
+
+static void NORET fail(solve_setup *s, rk_error *e) {
+  ffi_abort(e, NULL, s->mb.buf);
+}
+
+static SEXP named_list(int n, const char *const *names) {
+  SEXP res = PROTECT(allocVector(VECSXP, n)); /* 1 */
+  SEXP nms = PROTECT(allocVector(STRSXP, n)); /* 2 */
+  for (int i = 0; i < n; i++)
+    SET_STRING_ELT(nms, i, mkChar(names[i]));
+  setAttrib(res, R_NamesSymbol, nms);
+  UNPROTECT(2);
+  return res;
+}
+
+static SEXP precond_info(const rk_precond *P) {
+  static const char *const f[] = {"rank", "shift", "trace_left", "logdet"};
+  SEXP res = PROTECT(named_list(4, f)); /* 1 */
+  SET_VECTOR_ELT(res, 0, ScalarInteger(P->rank));
+  SET_VECTOR_ELT(res, 1, ScalarReal(P->shift));
+  SET_VECTOR_ELT(res, 2, ScalarReal(P->trace_left));
+  SET_VECTOR_ELT(res, 3, ScalarReal(P->logdet));
+  UNPROTECT(1);
+  return res;
+}
+
+static int64_t matrix_rows(SEXP x, int *ncol, const char *what) {
+  SEXP dim = getAttrib(x, R_DimSymbol);
+  if (TYPEOF(x) != REALSXP || TYPEOF(dim) != INTSXP || XLENGTH(dim) != 2) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "solve: `%s` must be a double matrix", what);
+    solve_abortf(RK_EINTERNAL, msg);
+  }
+  *ncol = INTEGER(dim)[1];
+  return INTEGER(dim)[0];
+}
+
+/* ffi_solve(mv, col, diag, b, x0, ctl, options): list(x, iterations,
+   residual, products, exact_products, cycles, converged, switched64,
+   precond).  mv = list(ptr, inputs, bpos); col = list(ptr, inputs) or NULL;
+   diag = K_ii or NULL; ctl = list(alpha, tol, maxit, precond, rank,
+   progress, progress_after). */
+SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
+               SEXP options) {
+  int ncol;
+  int64_t n = matrix_rows(b, &ncol, "b");
+  solve_setup s;
+  setup(&s, mv, col, diag, ctl, options, n, ncol, "rkeops solve");
+
+  static const char *const f[] = {"x",          "iterations", "residual",
+                                  "products",   "exact_products", "cycles",
+                                  "converged",  "switched64", "precond"};
+  SEXP res = PROTECT(named_list(9, f)); /* 1 */
+  SEXP x = allocMatrix(REALSXP, (int)n, ncol);
+  SET_VECTOR_ELT(res, 0, x);
+  SEXP its = allocVector(INTSXP, ncol);
+  SET_VECTOR_ELT(res, 1, its);
+  SEXP rel = allocVector(REALSXP, ncol);
+  SET_VECTOR_ELT(res, 2, rel);
+  size_t nn = (size_t)n * ncol;
+  if (x0 != R_NilValue) {
+    int c0;
+    if (matrix_rows(x0, &c0, "x0") != n || c0 != ncol)
+      solve_abortf(RK_EINTERNAL, "solve: x0 does not match b");
+    memcpy(REAL(x), REAL(x0), nn * sizeof(double));
+  } else {
+    memset(REAL(x), 0, nn * sizeof(double));
+  }
+
+  rk_error e;
+  ffi_err_init(&e);
+  rk_precond P;
+  if (rk_precond_build(&P, &s.A, s.precond, s.rank, 0, s.o.nthreads, &s.ctl,
+                       &e) != RK_OK)
+    fail(&s, &e);
+  rk_solve_out out;
+  memset(&out, 0, sizeof out);
+  out.iters = INTEGER(its);
+  out.resid = REAL(rel);
+  int rc = rk_pcg(&s.A, &P, REAL(b), REAL(x), ncol, &s.ctl, &out, &e);
+  SEXP pinfo = PROTECT(precond_info(&P)); /* 2 */
+  rk_precond_free(&P);
+  if (rc != RK_OK)
+    fail(&s, &e);
+  SET_VECTOR_ELT(res, 3, ScalarInteger(out.products));
+  SET_VECTOR_ELT(res, 4, ScalarInteger(out.exact_products));
+  SET_VECTOR_ELT(res, 5, ScalarInteger(out.cycles));
+  SET_VECTOR_ELT(res, 6, ScalarLogical(out.converged));
+  SET_VECTOR_ELT(res, 7, ScalarLogical(out.switched64));
+  SET_VECTOR_ELT(res, 8, pinfo);
+  UNPROTECT(2);
+  return res;
+}
+
+/* ffi_logdet(mv, col, diag, w, ctl, options): stochastic Lanczos quadrature.
+   w: n x probes Rademacher vectors.  The probes are z = S w (S S^T = P),
+   the right-hand sides of a preconditioned CG whose Lanczos matrices give
+   w^T log(S^-1 A S^-T) w ~ ||w||^2 e1^T log(T) e1.  Returns list(quad (per
+   probe), precond (with logdet = log det P), iterations, residual, z,
+   solves, pinv_z); z, solves and pinv_z only when ctl$keep is TRUE. */
+SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
+                SEXP options) {
+  int ncol;
+  int64_t n = matrix_rows(w, &ncol, "w");
+  solve_setup s;
+  setup(&s, mv, col, diag, ctl, options, n, ncol, "rkeops logdet");
+  int keep = asLogical(list_get(ctl, "keep")) == TRUE;
+  int cap = s.ctl.maxit;
+  static const char *const f[] = {"quad", "precond", "iterations", "residual",
+                                  "z",    "solves",  "pinv_z",     "ok"};
+  SEXP res = PROTECT(named_list(8, f)); /* 1 */
+  SEXP quad = allocVector(REALSXP, ncol);
+  SET_VECTOR_ELT(res, 0, quad);
+  SEXP its = allocVector(INTSXP, ncol);
+  SET_VECTOR_ELT(res, 2, its);
+  SEXP rel = allocVector(REALSXP, ncol);
+  SET_VECTOR_ELT(res, 3, rel);
+  SEXP z = allocMatrix(REALSXP, (int)n, ncol);
+  SET_VECTOR_ELT(res, 4, z);
+  SEXP x = allocMatrix(REALSXP, (int)n, ncol);
+  SET_VECTOR_ELT(res, 5, x);
+  SEXP pz = keep ? allocMatrix(REALSXP, (int)n, ncol) : R_NilValue;
+  SET_VECTOR_ELT(res, 6, pz);
+  SEXP ok = allocVector(LGLSXP, ncol);
+  SET_VECTOR_ELT(res, 7, ok);
+  size_t nn = (size_t)n * ncol;
+  memset(REAL(x), 0, nn * sizeof(double));
+  double *ca = (double *)R_alloc((size_t)cap * ncol, sizeof(double));
+  double *cb = (double *)R_alloc((size_t)cap * ncol, sizeof(double));
+  int *nc = (int *)R_alloc(ncol > 0 ? ncol : 1, sizeof(int));
+
+  rk_error e;
+  ffi_err_init(&e);
+  rk_precond P;
+  if (rk_precond_build(&P, &s.A, s.precond, s.rank, 1, s.o.nthreads, &s.ctl,
+                       &e) != RK_OK)
+    fail(&s, &e);
+  int rc = rk_precond_sqrt(&P, REAL(w), REAL(z), ncol, &e);
+  if (rc == RK_OK && keep)
+    rc = rk_precond_apply(&P, REAL(z), REAL(pz), ncol, &e);
+  rk_solve_out out;
+  memset(&out, 0, sizeof out);
+  out.iters = INTEGER(its);
+  out.resid = REAL(rel);
+  out.cg_alpha = ca;
+  out.cg_beta = cb;
+  out.ncoef = nc;
+  out.cap = cap;
+  if (rc == RK_OK)
+    rc = rk_pcg(&s.A, &P, REAL(z), REAL(x), ncol, &s.ctl, &out, &e);
+  SEXP pinfo = PROTECT(precond_info(&P)); /* 2 */
+  rk_precond_free(&P);
+  if (rc != RK_OK)
+    fail(&s, &e);
+  SET_VECTOR_ELT(res, 1, pinfo);
+  const double *W = REAL(w);
+  for (int c = 0; c < ncol; c++) {
+    int good;
+    double q = rk_slq_quadrature(nc[c], ca + (size_t)c * cap,
+                                 cb + (size_t)c * cap, &good);
+    double ww = 0;
+    for (int64_t i = 0; i < n; i++)
+      ww += W[(size_t)c * n + i] * W[(size_t)c * n + i];
+    REAL(quad)[c] = ww * q;
+    LOGICAL(ok)[c] = good;
+  }
+  if (!keep) {
+    SET_VECTOR_ELT(res, 4, R_NilValue);
+    SET_VECTOR_ELT(res, 5, R_NilValue);
+  }
+  UNPROTECT(2);
+  return res;
+}

@@ -1,0 +1,473 @@
+/*
+ * solve-precond.c -- preconditioners for (alpha I + K) x = b.
+ *
+ * "jacobi":  P = diag(alpha + K_ii).
+ * "pivchol": P = shift I + L L^T with L the partial pivoted Cholesky
+ *   factor of K (greedy on the remaining diagonal; each step needs one
+ *   kernel column K[, p], through the rk_sop column callback) and shift =
+ *   alpha (or, when alpha = 0, the mean remaining diagonal).  Applied by
+ *   the Woodbury identity
+ *     P^-1 r = (r - L C^-1 L^T r) / shift,   C = shift I_r + L^T L,
+ *   with C factored once; log det P = (n - r) log shift + log det C.
+ *   Its square root (for the probes of the log-determinant) is
+ *     S = sqrt(shift) (I + L Y L^T / shift),  Y = V diag(1/(1+sqrt(1+s))) V^T
+ *   with G = L^T L / shift = V diag(s) V^T: S is symmetric and S S^T = P.
+ *
+ * Rank rule when rank = NULL (rank < 0 here): columns are added until the
+ * trace left, tr(K - L L^T), is at most 1000 alpha (so that the
+ * preconditioned system's condition number is at most about 1000 and CG
+ * needs a few dozen iterations), or, with alpha = 0, at most 1e-8 tr(K);
+ * or until doubling the rank from k/2 to k (k >= 32) removed less than 10%
+ * of the trace (K is not low-rank: more columns would not pay); or until
+ * the largest remaining diagonal is negligible (1e-13 of the largest, 1e-7
+ * in float32); or at rank min(n, 1024, 2^27 / n) (L at most 1 GiB).
+ */
+#include "solve.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define RK_PIVCHOL_RANK_MAX 1024
+#define RK_PIVCHOL_TRACE_FACTOR 1000.0
+
+static int nthreads_of(int nt) {
+  if (nt > 0)
+    return nt;
+  return rk_ncpu();
+}
+
+void rk_precond_free(rk_precond *P) {
+  free(P->dinv);
+  free(P->L);
+  free(P->C);
+  free(P->piv);
+  free(P->Y);
+  memset(P, 0, sizeof *P);
+}
+
+static int build_jacobi(rk_precond *P, const rk_sop *A, rk_error *e) {
+  int64_t n = A->n;
+  P->dinv = malloc((size_t)(n > 0 ? n : 1) * sizeof *P->dinv);
+  if (P->dinv == NULL)
+    return rk_err(e, RK_ENOMEM, -1, "out of memory (Jacobi preconditioner)");
+  double ld = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double a = A->alpha + A->diag[i];
+    if (!(a > 0) || !isfinite(a))
+      return rk_err(e, RK_EVALUE, -1,
+                    "alpha I + K is not positive definite: its diagonal is "
+                    "%g at row %lld",
+                    a, (long long)i + 1);
+    P->dinv[i] = 1.0 / a;
+    ld += log(a);
+  }
+  P->logdet = ld;
+  return RK_OK;
+}
+
+/* the automatic maximum rank for n points */
+static int auto_rank_max(int64_t n) {
+  int64_t r = RK_PIVCHOL_RANK_MAX;
+  int64_t mem = ((int64_t)1 << 27) / (n > 0 ? n : 1);
+  if (mem < r)
+    r = mem;
+  if (r > n)
+    r = n;
+  if (r < 1)
+    r = 1;
+  return (int)r;
+}
+
+/* C = shift I + L^T L (upper triangle filled, then mirrored) */
+static int gram(const double *L, int64_t n, int r, double shift, double *C,
+                int nt) {
+  size_t rr = (size_t)r * r;
+  double *acc = calloc((size_t)nt * rr, sizeof *acc);
+  if (acc == NULL)
+    return -1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+  {
+#ifdef _OPENMP
+    double *a = acc + (size_t)omp_get_thread_num() * rr;
+#pragma omp for schedule(static)
+#else
+    double *a = acc;
+#endif
+    for (int64_t i = 0; i < n; i++) {
+      const double *Li = L + i * r;
+      for (int k = 0; k < r; k++) {
+        double lk = Li[k];
+        if (lk == 0.0)
+          continue;
+        double *ck = a + (size_t)k * r;
+        for (int j = 0; j <= k; j++)
+          ck[j] += lk * Li[j];
+      }
+    }
+  }
+  for (int k = 0; k < r; k++)
+    for (int j = 0; j <= k; j++) {
+      double s = 0;
+      for (int t = 0; t < nt; t++)
+        s += acc[(size_t)t * rr + (size_t)k * r + j];
+      if (j == k)
+        s += shift;
+      C[(size_t)k * r + j] = s;
+      C[(size_t)j * r + k] = s;
+    }
+  free(acc);
+  return 0;
+}
+
+static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
+                         int want_sqrt, const rk_solve_ctl *ctl,
+                         rk_error *e) {
+  int64_t n = A->n;
+  int nt = P->nthreads;
+  int autor = rank < 0;
+  int rmax = autor ? auto_rank_max(n) : (rank > n ? (int)n : rank);
+  if (A->column == NULL && rmax > 0)
+    return rk_err(e, RK_EINTERNAL, -1, "pivchol: no kernel columns");
+  double *d = malloc((size_t)(n > 0 ? n : 1) * sizeof *d);
+  double *col = malloc((size_t)(n > 0 ? n : 1) * sizeof *col);
+  double *hist = malloc((size_t)(rmax + 1) * sizeof *hist);
+  unsigned char *done = calloc((size_t)(n > 0 ? n : 1), 1);
+  P->L = malloc((size_t)(n > 0 ? n : 1) * (size_t)(rmax > 0 ? rmax : 1) *
+                sizeof *P->L);
+  P->piv = malloc((size_t)(rmax > 0 ? rmax : 1) * sizeof *P->piv);
+  int rc = RK_OK;
+  if (!d || !col || !hist || !done || !P->L || !P->piv) {
+    rc = rk_err(e, RK_ENOMEM, -1,
+                "out of memory for the pivoted Cholesky preconditioner "
+                "(%lld x %d)",
+                (long long)n, rmax);
+    goto out;
+  }
+  double tr = 0, maxd = 0;
+  for (int64_t i = 0; i < n; i++) {
+    d[i] = A->diag[i];
+    if (!(d[i] >= 0) || !isfinite(d[i])) {
+      rc = rk_err(e, RK_EVALUE, -1,
+                  "K is not positive semi-definite: K[%lld, %lld] = %g",
+                  (long long)i + 1, (long long)i + 1, d[i]);
+      goto out;
+    }
+    tr += d[i];
+    if (d[i] > maxd)
+      maxd = d[i];
+  }
+  double tr0 = tr, tiny = maxd * (A->working32 ? 1e-7 : 1e-13);
+  hist[0] = tr;
+  int k = 0;
+  double *L = P->L;
+  for (; k < rmax; k++) {
+    int64_t p = -1;
+    double dp = 0;
+    for (int64_t i = 0; i < n; i++)
+      if (!done[i] && d[i] > dp) {
+        dp = d[i];
+        p = i;
+      }
+    if (p < 0 || !(dp > tiny))
+      break;
+    rc = A->column(A->column_ctx, p, col, n, e);
+    if (rc != RK_OK)
+      goto out;
+    double s = 1.0 / sqrt(dp);
+    const double *Lp = L + p * rmax;
+    double trk = 0;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : trk)
+#endif
+    for (int64_t i = 0; i < n; i++) {
+      double *Li = L + i * rmax;
+      if (done[i] || i == p) {
+        Li[k] = 0;
+        continue;
+      }
+      double v = col[i];
+      for (int j = 0; j < k; j++)
+        v -= Li[j] * Lp[j];
+      v *= s;
+      Li[k] = v;
+      double di = d[i] - v * v;
+      d[i] = di > 0 ? di : 0;
+      trk += d[i];
+    }
+    L[p * rmax + k] = sqrt(dp);
+    d[p] = 0;
+    done[p] = 1;
+    P->piv[k] = p;
+    tr = trk;
+    hist[k + 1] = tr;
+    if ((k & 15) == 15 && ctl && ctl->interrupted &&
+        ctl->interrupted(ctl->interrupt_data)) {
+      rc = rk_err(e, RK_EINTERRUPT, -1, "interrupted");
+      goto out;
+    }
+    if (autor) {
+      int r1 = k + 1;
+      if (A->alpha > 0 && tr <= RK_PIVCHOL_TRACE_FACTOR * A->alpha) {
+        k++;
+        break;
+      }
+      if (A->alpha <= 0 && tr <= 1e-8 * tr0) {
+        k++;
+        break;
+      }
+      if (r1 >= 32 && tr > 0.9 * hist[r1 / 2]) {
+        k++;
+        break;
+      }
+    }
+  }
+  int r = k;
+  P->rank = r;
+  P->trace_left = tr;
+  P->shift = A->alpha > 0 ? A->alpha : tr / (double)(n > 0 ? n : 1);
+  if (!(P->shift > maxd * 1e-14))
+    P->shift = maxd > 0 ? maxd * 1e-14 : 1e-300;
+  /* compact L to stride r (rows move forward: memmove is safe) */
+  if (r < rmax)
+    for (int64_t i = 0; i < n; i++)
+      memmove(L + i * r, L + i * rmax, (size_t)r * sizeof *L);
+  if (r == 0) {
+    P->logdet = (double)n * log(P->shift);
+    goto out;
+  }
+  P->C = malloc((size_t)r * r * sizeof *P->C);
+  if (P->C == NULL || gram(L, n, r, P->shift, P->C, nt) != 0) {
+    rc = rk_err(e, RK_ENOMEM, -1, "out of memory (pivoted Cholesky core)");
+    goto out;
+  }
+  double *G = NULL;
+  if (want_sqrt) {
+    G = malloc((size_t)r * r * sizeof *G);
+    if (G == NULL) {
+      rc = rk_err(e, RK_ENOMEM, -1, "out of memory (pivoted Cholesky core)");
+      goto out;
+    }
+    memcpy(G, P->C, (size_t)r * r * sizeof *G);
+  }
+  if (rk_chol(r, P->C) != 0) {
+    free(G);
+    rc = rk_err(e, RK_EVALUE, -1,
+                "the pivoted Cholesky preconditioner is not positive "
+                "definite (shift %g)",
+                P->shift);
+    goto out;
+  }
+  double ld = (double)(n - r) * log(P->shift);
+  for (int j = 0; j < r; j++)
+    ld += 2.0 * log(P->C[(size_t)j * r + j]);
+  P->logdet = ld;
+  if (want_sqrt) {
+    /* G = (C - shift I) / shift = V diag(s) V^T; Y = V diag(f(s)) V^T */
+    double *V = malloc((size_t)r * r * sizeof *V);
+    double *w = malloc((size_t)r * sizeof *w);
+    P->Y = malloc((size_t)r * r * sizeof *P->Y);
+    if (V && w && P->Y) {
+      for (size_t t = 0; t < (size_t)r * r; t++)
+        G[t] /= P->shift;
+      for (int j = 0; j < r; j++)
+        G[(size_t)j * r + j] -= 1.0;
+      if (rk_eig_sym(r, G, w, V) != 0) {
+        rc = rk_err(e, RK_EINTERNAL, -1,
+                    "eigen decomposition of the preconditioner core failed");
+      } else {
+        for (int j = 0; j < r; j++) {
+          double s = w[j] > 0 ? w[j] : 0;
+          w[j] = 1.0 / (1.0 + sqrt(1.0 + s));
+        }
+        for (int a = 0; a < r; a++)
+          for (int b = 0; b < r; b++) {
+            double s = 0;
+            for (int j = 0; j < r; j++)
+              s += V[(size_t)j * r + a] * w[j] * V[(size_t)j * r + b];
+            P->Y[(size_t)b * r + a] = s;
+          }
+      }
+    } else {
+      rc = rk_err(e, RK_ENOMEM, -1, "out of memory (preconditioner root)");
+    }
+    free(V);
+    free(w);
+    free(G);
+  }
+out:
+  free(d);
+  free(col);
+  free(hist);
+  free(done);
+  return rc;
+}
+
+int rk_precond_build(rk_precond *P, const rk_sop *A, int kind, int rank,
+                     int want_sqrt, int nthreads, const rk_solve_ctl *ctl,
+                     rk_error *e) {
+  memset(P, 0, sizeof *P);
+  P->kind = kind;
+  P->n = A->n;
+  P->nthreads = nthreads_of(nthreads);
+  int rc;
+  switch (kind) {
+  case RK_PRECOND_NONE:
+    return RK_OK;
+  case RK_PRECOND_JACOBI:
+    rc = A->diag ? build_jacobi(P, A, e)
+                 : rk_err(e, RK_EINTERNAL, -1, "jacobi: no diagonal");
+    break;
+  case RK_PRECOND_PIVCHOL:
+    rc = A->diag ? build_pivchol(P, A, rank, want_sqrt, ctl, e)
+                 : rk_err(e, RK_EINTERNAL, -1, "pivchol: no diagonal");
+    break;
+  default:
+    rc = rk_err(e, RK_EVALUE, -1, "unknown preconditioner %d", kind);
+  }
+  if (rc != RK_OK)
+    rk_precond_free(P);
+  return rc;
+}
+
+/* t = L^T r (rank x ncol, column-major) */
+static int lt_times(const rk_precond *P, const double *r, double *t,
+                    int ncol) {
+  int64_t n = P->n;
+  int rk = P->rank, nt = P->nthreads;
+  size_t m = (size_t)rk * ncol;
+  double *acc = calloc((size_t)nt * m, sizeof *acc);
+  if (acc == NULL)
+    return -1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+  {
+#ifdef _OPENMP
+    double *a = acc + (size_t)omp_get_thread_num() * m;
+#pragma omp for schedule(static)
+#else
+    double *a = acc;
+#endif
+    for (int64_t i = 0; i < n; i++) {
+      const double *Li = P->L + i * rk;
+      for (int c = 0; c < ncol; c++) {
+        double ri = r[(size_t)c * n + i];
+        if (ri == 0.0)
+          continue;
+        double *ac = a + (size_t)c * rk;
+        for (int k = 0; k < rk; k++)
+          ac[k] += Li[k] * ri;
+      }
+    }
+  }
+  for (size_t j = 0; j < m; j++) {
+    double s = 0;
+    for (int th = 0; th < nt; th++)
+      s += acc[(size_t)th * m + j];
+    t[j] = s;
+  }
+  free(acc);
+  return 0;
+}
+
+/* z = a * (r + b * L t) */
+static void l_times_add(const rk_precond *P, const double *r,
+                        const double *t, double a, double b, double *z,
+                        int ncol) {
+  int64_t n = P->n;
+  int rk = P->rank;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(P->nthreads) schedule(static)
+#endif
+  for (int64_t i = 0; i < n; i++) {
+    const double *Li = P->L + i * rk;
+    for (int c = 0; c < ncol; c++) {
+      const double *tc = t + (size_t)c * rk;
+      double s = 0;
+      for (int k = 0; k < rk; k++)
+        s += Li[k] * tc[k];
+      z[(size_t)c * n + i] = a * (r[(size_t)c * n + i] + b * s);
+    }
+  }
+}
+
+int rk_precond_apply(const rk_precond *P, const double *r, double *z,
+                     int ncol, rk_error *e) {
+  int64_t n = P->n;
+  size_t nn = (size_t)n * ncol;
+  if (P->kind == RK_PRECOND_NONE) {
+    if (z != r)
+      memcpy(z, r, nn * sizeof *z);
+    return RK_OK;
+  }
+  if (P->kind == RK_PRECOND_JACOBI) {
+    for (int c = 0; c < ncol; c++)
+      for (int64_t i = 0; i < n; i++)
+        z[(size_t)c * n + i] = P->dinv[i] * r[(size_t)c * n + i];
+    return RK_OK;
+  }
+  int rk = P->rank;
+  if (rk == 0) {
+    for (size_t t = 0; t < nn; t++)
+      z[t] = r[t] / P->shift;
+    return RK_OK;
+  }
+  double *t = malloc((size_t)rk * ncol * sizeof *t);
+  if (t == NULL || lt_times(P, r, t, ncol) != 0) {
+    free(t);
+    return rk_err(e, RK_ENOMEM, -1, "out of memory (preconditioner)");
+  }
+  for (int c = 0; c < ncol; c++)
+    rk_chol_solve(rk, P->C, t + (size_t)c * rk);
+  l_times_add(P, r, t, 1.0 / P->shift, -1.0, z, ncol);
+  free(t);
+  return RK_OK;
+}
+
+int rk_precond_sqrt(const rk_precond *P, const double *w, double *z,
+                    int ncol, rk_error *e) {
+  int64_t n = P->n;
+  size_t nn = (size_t)n * ncol;
+  if (P->kind == RK_PRECOND_NONE) {
+    if (z != w)
+      memcpy(z, w, nn * sizeof *z);
+    return RK_OK;
+  }
+  if (P->kind == RK_PRECOND_JACOBI) {
+    for (int c = 0; c < ncol; c++)
+      for (int64_t i = 0; i < n; i++)
+        z[(size_t)c * n + i] = w[(size_t)c * n + i] / sqrt(P->dinv[i]);
+    return RK_OK;
+  }
+  int rk = P->rank;
+  double rs = sqrt(P->shift);
+  if (rk == 0) {
+    for (size_t t = 0; t < nn; t++)
+      z[t] = rs * w[t];
+    return RK_OK;
+  }
+  if (P->Y == NULL)
+    return rk_err(e, RK_EINTERNAL, -1, "preconditioner built without root");
+  double *t = malloc((size_t)2 * rk * ncol * sizeof *t);
+  if (t == NULL || lt_times(P, w, t, ncol) != 0) {
+    free(t);
+    return rk_err(e, RK_ENOMEM, -1, "out of memory (preconditioner)");
+  }
+  double *u = t + (size_t)rk * ncol;
+  for (int c = 0; c < ncol; c++)
+    for (int a = 0; a < rk; a++) {
+      double s = 0;
+      for (int b = 0; b < rk; b++)
+        s += P->Y[(size_t)b * rk + a] * t[(size_t)c * rk + b];
+      u[(size_t)c * rk + a] = s;
+    }
+  l_times_add(P, w, u, rs, 1.0 / P->shift, z, ncol);
+  free(t);
+  return RK_OK;
+}

@@ -1,0 +1,151 @@
+/*
+ * solve.h -- linear systems (alpha I + K) x = b with a symbolic kernel
+ * matrix K: preconditioned conjugate gradients (solve-cg.c), the
+ * preconditioners (solve-precond.c), small dense eigen solvers
+ * (solve-eig.c) and stochastic Lanczos quadrature for log det(alpha I + K).
+ *
+ * The solver never sees a formula: it talks to the kernel through
+ * callbacks (rk_sop), so any backend that can multiply K by a block of
+ * vectors plugs in.  The R glue (ffi-solve.c) builds them over the public
+ * run path.  No R headers here.
+ */
+#ifndef RK_SOLVE_H
+#define RK_SOLVE_H
+
+#include "rk.h"
+
+/* y = K x for a block of ncol vectors (n x ncol, column-major doubles).
+   Returns RK_OK or an error code with e filled. */
+typedef int (*rk_apply_fn)(void *ctx, const double *x, double *y, int64_t n,
+                           int ncol, rk_error *e);
+/* col[0..n-1] = K[, p] (0-based column p) */
+typedef int (*rk_column_fn)(void *ctx, int64_t p, double *col, int64_t n,
+                            rk_error *e);
+
+/* the operator alpha I + K */
+typedef struct rk_sop {
+  int64_t n;
+  double alpha;
+  rk_apply_fn apply; /* K x in the working precision                    */
+  void *apply_ctx;
+  rk_apply_fn exact; /* K x in float64; NULL: `apply` is already float64  */
+  void *exact_ctx;
+  rk_column_fn column; /* kernel columns (pivchol); may be NULL otherwise */
+  void *column_ctx;
+  const double *diag; /* K_ii (jacobi, pivchol); may be NULL for "none"   */
+  int working32;      /* the working precision is float32                */
+} rk_sop;
+
+enum rk_precond_kind {
+  RK_PRECOND_NONE = 0,
+  RK_PRECOND_JACOBI = 1,
+  RK_PRECOND_PIVCHOL = 2
+};
+
+/* A preconditioner P ~ alpha I + K.
+   jacobi:  P = diag(alpha + K_ii).
+   pivchol: P = shift I + L L^T, L (n x rank) the partial pivoted Cholesky
+            factor of K, shift = alpha (alpha > 0) or the mean remaining
+            diagonal (alpha = 0); applied through the Woodbury identity with
+            C = shift I_r + L^T L factored once (Cholesky). */
+typedef struct rk_precond {
+  int kind;
+  int64_t n;
+  int rank;
+  double shift;
+  double *dinv; /* jacobi: 1 / (alpha + K_ii)                          */
+  double *L;    /* pivchol: n x rank, row-major (L[i * rank + k])       */
+  double *C;    /* pivchol: rank x rank Cholesky factor of C (upper, col-major) */
+  int64_t *piv; /* pivchol: the pivots, in order                        */
+  double trace_left; /* pivchol: trace of K - L L^T                     */
+  double logdet;     /* log det(P)                                      */
+  /* square root S (S S^T = P) for the log-determinant probes: pivchol:
+     S = sqrt(shift) (I + L Y L^T / shift), Y = V diag(f) V^T (rank x rank) */
+  double *Y;
+  int nthreads;
+} rk_precond;
+
+/* what stops, reports and interrupts a solve */
+typedef struct rk_solve_ctl {
+  double tol;   /* relative residual per column                       */
+  int maxit;    /* total iterations (kernel products) at most          */
+  int nthreads; /* host threads for vector work (<= 0: all)             */
+  /* non-zero: stop with RK_EINTERRUPT (checked between iterations)     */
+  int (*interrupted)(void *data);
+  void *interrupt_data;
+  /* progress: called between iterations when `progress_always`, or once
+     the solve has run longer than `progress_after` seconds; done = 1 on
+     the last call */
+  void (*progress)(void *data, int iter, double resid, double elapsed,
+                   int done);
+  void *progress_data;
+  int progress_always;
+  double progress_after;
+} rk_solve_ctl;
+
+/* what a solve returns besides x */
+typedef struct rk_solve_out {
+  int *iters;      /* ncol: iterations each column took               */
+  double *resid;   /* ncol: final relative residual (float64 product)   */
+  int products;    /* kernel products in the working precision          */
+  int exact_products; /* float64 products (residuals, refinement)       */
+  int cycles;      /* refinement cycles                                 */
+  int converged;   /* all columns reached tol                           */
+  int switched64;  /* float32 refinement stalled: switched to float64   */
+  /* Lanczos coefficients of the first cycle, for log-determinants: when
+     cg_alpha != NULL, cg_alpha[c * cap + k] / cg_beta[...] receive the CG
+     step lengths alpha_k and ratios beta_k of column c (k < cap), and
+     ncoef[c] their count */
+  double *cg_alpha, *cg_beta;
+  int *ncoef;
+  int cap;
+} rk_solve_out;
+
+/* Build the preconditioner.  rank < 0: chosen by the rule of
+   solve-precond.c (rk_precond_build documents it). */
+int rk_precond_build(rk_precond *P, const rk_sop *A, int kind, int rank,
+                     int want_sqrt, int nthreads, const rk_solve_ctl *ctl,
+                     rk_error *e);
+void rk_precond_free(rk_precond *P);
+/* z = P^-1 r for ncol columns (n x ncol, column-major); RK_OK or
+   RK_ENOMEM */
+int rk_precond_apply(const rk_precond *P, const double *r, double *z,
+                     int ncol, rk_error *e);
+/* z = S w with S S^T = P (needs want_sqrt at build) */
+int rk_precond_sqrt(const rk_precond *P, const double *w, double *z,
+                    int ncol, rk_error *e);
+
+/* Solve (alpha I + K) x = b for ncol right-hand sides; x holds the
+   starting point (x0, or zeros) on entry and the solution on return.
+   Returns RK_OK (also when maxit was reached: see out->converged),
+   RK_EVALUE when alpha I + K is found not positive definite,
+   RK_EINTERRUPT, or the error of a kernel product. */
+int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
+           int ncol, const rk_solve_ctl *ctl, rk_solve_out *out,
+           rk_error *e);
+
+/* ---- dense helpers (solve-eig.c) ---------------------------------------- */
+
+/* Symmetric tridiagonal eigenvalues by implicit QL with Wilkinson shifts:
+   d[0..n-1] diagonal (eigenvalues on return), off[0..n-2] off-diagonal
+   (destroyed).  Each rotation is applied to the columns of Z (nz rows, n
+   columns, column-major, leading dimension nz): start from Z = e1^T (nz =
+   1) for the first components of the eigenvectors, or from the
+   Householder Q for all of them.  Returns 0, or -1 when QL did not
+   converge. */
+int rk_eig_tridiag(int n, double *d, double *off, double *Z, int nz);
+/* Symmetric eigen decomposition of the n x n column-major A (destroyed):
+   w eigenvalues, V eigenvectors (columns).  Returns 0 or -1. */
+int rk_eig_sym(int n, double *A, double *w, double *V);
+/* Cholesky A = R^T R of the n x n column-major A in place (upper triangle
+   R).  Returns 0, or k + 1 when the k-th pivot is not positive. */
+int rk_chol(int n, double *A);
+/* solve R^T R x = b in place (R from rk_chol), for one vector */
+void rk_chol_solve(int n, const double *R, double *b);
+
+/* e1^T log(T) e1 for the k x k Lanczos matrix T of CG coefficients
+   (alpha[0..k-1], beta[0..k-2]); -1 status in *ok when QL failed */
+double rk_slq_quadrature(int k, const double *alpha, const double *beta,
+                         int *ok);
+
+#endif /* RK_SOLVE_H */
