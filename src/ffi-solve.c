@@ -69,90 +69,23 @@ static void as_input(SEXP x, rk_input *in) {
   in->layout = RK_LAYOUT_COL;
 }
 
-/* one kernel: formula + inputs (+ which inputs are replaced) */
-typedef struct kernel_ctx {
+/* a formula and its inputs, list(ptr, inputs), as engine descriptors */
+typedef struct kernel_spec {
   rk_formula *f;
-  const char *text;
-  rk_options o;  /* working precision */
-  rk_options o64; /* float64 */
-  rk_input *in;   /* inputs as given */
-  rk_input *cur;  /* inputs of the current call */
+  rk_input *in;
   int nin;
-  int bpos;       /* block product: position of b_j */
-  int *jpos;      /* columns: positions of the j-variables */
-  int nj;
-  double *rowbuf; /* columns: one point of each j-variable */
-} kernel_ctx;
+} kernel_spec;
 
-static void kernel_unpack(SEXP spec, kernel_ctx *k, const rk_options *o) {
-  memset(k, 0, sizeof *k);
+static void kernel_unpack(SEXP spec, kernel_spec *k) {
   SEXP ptr = list_get(spec, "ptr"), inputs = list_get(spec, "inputs");
   k->f = ffi_formula(ptr);
-  k->text = ffi_formula_text(ptr);
   if (TYPEOF(inputs) != VECSXP ||
       XLENGTH(inputs) != rk_formula_nvars(k->f))
     solve_abortf(RK_EINTERNAL, "solve: the kernel inputs do not match");
   k->nin = (int)XLENGTH(inputs);
   k->in = (rk_input *)R_alloc(k->nin > 0 ? k->nin : 1, sizeof *k->in);
-  k->cur = (rk_input *)R_alloc(k->nin > 0 ? k->nin : 1, sizeof *k->cur);
   for (int v = 0; v < k->nin; v++)
     as_input(VECTOR_ELT(inputs, v), &k->in[v]);
-  memcpy(k->cur, k->in, (size_t)k->nin * sizeof *k->in);
-  k->o = *o;
-  k->o64 = *o;
-  k->o64.precision = 64;
-  k->bpos = -1;
-}
-
-static int kernel_product(kernel_ctx *k, const rk_options *o, const double *x,
-                          double *y, int64_t n, int ncol, rk_error *e) {
-  k->cur[k->bpos].data = x;
-  k->cur[k->bpos].nrow = n;
-  k->cur[k->bpos].ncol = ncol;
-  return rk_formula_run(k->f, o, k->cur, k->nin, y, e);
-}
-
-static int apply_work(void *ctx, const double *x, double *y, int64_t n,
-                      int ncol, rk_error *e) {
-  kernel_ctx *k = ctx;
-  return kernel_product(k, &k->o, x, y, n, ncol, e);
-}
-
-static int apply_exact(void *ctx, const double *x, double *y, int64_t n,
-                       int ncol, rk_error *e) {
-  kernel_ctx *k = ctx;
-  return kernel_product(k, &k->o64, x, y, n, ncol, e);
-}
-
-static int column(void *ctx, int64_t p, double *col, int64_t n, rk_error *e) {
-  kernel_ctx *k = ctx;
-  double *buf = k->rowbuf;
-  for (int t = 0; t < k->nj; t++) {
-    int v = k->jpos[t];
-    const rk_input *src = &k->in[v];
-    for (int64_t c = 0; c < src->ncol; c++)
-      buf[c] = src->data[c * src->nrow + p];
-    k->cur[v].data = buf;
-    k->cur[v].nrow = 1;
-    k->cur[v].ncol = src->ncol;
-    buf += src->ncol;
-  }
-  (void)n;
-  return rk_formula_run(k->f, &k->o, k->cur, k->nin, col, e);
-}
-
-static void column_setup(kernel_ctx *k) {
-  int nj = 0;
-  int64_t tot = 0;
-  k->jpos = (int *)R_alloc(k->nin > 0 ? k->nin : 1, sizeof *k->jpos);
-  for (int v = 0; v < k->nin; v++)
-    if (rk_formula_var_cat(k->f, v) == RK_CAT_J &&
-        rk_formula_var_dim(k->f, v) > 0) {
-      k->jpos[nj++] = v;
-      tot += k->in[v].ncol;
-    }
-  k->nj = nj;
-  k->rowbuf = (double *)R_alloc(tot > 0 ? (size_t)tot : 1, sizeof(double));
 }
 
 /* ---- progress ---------------------------------------------------------------- */
@@ -173,7 +106,9 @@ static void progress(void *data, int iter, double resid, double elapsed,
 typedef struct solve_setup {
   rk_options o;
   ffi_msgbuf mb;
-  kernel_ctx mv, col;
+  kernel_spec mv, col;
+  int bpos;
+  rk_solve_kernels kern; /* engine memory: freed by solve_done() */
   rk_sop A;
   rk_solve_ctl ctl;
   progress_data pd;
@@ -181,34 +116,26 @@ typedef struct solve_setup {
   int64_t n;
 } solve_setup;
 
+/* unpack everything (R errors possible), then acquire the engine's part */
 static void setup(solve_setup *s, SEXP mv, SEXP col, SEXP diag, SEXP ctl,
                   SEXP options, int64_t n, int ncol, const char *what) {
   memset(s, 0, sizeof *s);
   ffi_options(options, &s->o, &s->mb);
   s->n = n;
-  kernel_unpack(mv, &s->mv, &s->o);
-  s->mv.bpos = (int)num1(mv, "bpos");
-  if (s->mv.bpos < 0 || s->mv.bpos >= s->mv.nin ||
-      rk_formula_var_cat(s->mv.f, s->mv.bpos) != RK_CAT_J ||
-      rk_formula_var_dim(s->mv.f, s->mv.bpos) != ncol ||
+  kernel_unpack(mv, &s->mv);
+  s->bpos = (int)num1(mv, "bpos");
+  if (s->bpos < 0 || s->bpos >= s->mv.nin ||
+      rk_formula_var_cat(s->mv.f, s->bpos) != RK_CAT_J ||
+      rk_formula_var_dim(s->mv.f, s->bpos) != ncol ||
       rk_formula_outdim(s->mv.f) != ncol)
     solve_abortf(RK_EINTERNAL, "solve: the block product does not match b");
   s->precond = (int)num1(ctl, "precond");
   s->rank = (int)num1(ctl, "rank");
-  if (col != R_NilValue) {
-    kernel_unpack(col, &s->col, &s->o);
-    column_setup(&s->col);
-  }
+  if (col != R_NilValue)
+    kernel_unpack(col, &s->col);
   rk_sop *A = &s->A;
   A->n = n;
   A->alpha = num1(ctl, "alpha");
-  A->apply = apply_work;
-  A->apply_ctx = &s->mv;
-  A->working32 = s->o.precision == 32;
-  A->exact = A->working32 ? apply_exact : NULL;
-  A->exact_ctx = &s->mv;
-  A->column = col != R_NilValue ? column : NULL;
-  A->column_ctx = &s->col;
   if (diag != R_NilValue) {
     if (TYPEOF(diag) != REALSXP || XLENGTH(diag) != n)
       solve_abortf(RK_EINTERNAL, "solve: the diagonal does not match");
@@ -228,8 +155,23 @@ static void setup(solve_setup *s, SEXP mv, SEXP col, SEXP diag, SEXP ctl,
   c->progress_after = num1(ctl, "progress_after");
 }
 
-static void NORET fail(solve_setup *s, rk_error *e) {
-  ffi_abort(e, NULL, s->mb.buf);
+/* Acquire the engine's memory: called after every R allocation, and
+   released by solve_done() on every path. */
+static void solve_acquire(solve_setup *s) {
+  rk_error e;
+  ffi_err_init(&e);
+  if (rk_solve_kernels_init(&s->kern, s->mv.f, s->mv.in, s->mv.nin, s->bpos,
+                            s->col.f, s->col.in, s->col.nin, &s->o,
+                            &e) != RK_OK)
+    ffi_abort(&e, NULL, NULL); /* init freed what it had taken */
+  rk_solve_kernels_sop(&s->kern, &s->A);
+}
+
+/* release the engine's memory; then raise e when rc is an error */
+static void solve_done(solve_setup *s, int rc, rk_error *e) {
+  rk_solve_kernels_free(&s->kern);
+  if (rc != RK_OK)
+    ffi_abort(e, NULL, s->mb.buf);
 }
 
 static SEXP named_list(int n, const char *const *names) {
@@ -299,18 +241,20 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   rk_error e;
   ffi_err_init(&e);
   rk_precond P;
-  if (rk_precond_build(&P, &s.A, s.precond, s.rank, 0, s.o.nthreads, &s.ctl,
-                       &e) != RK_OK)
-    fail(&s, &e);
+  solve_acquire(&s);
+  int rc = rk_precond_build(&P, &s.A, s.precond, s.rank, 0, s.o.nthreads,
+                            &s.ctl, &e);
+  if (rc != RK_OK)
+    solve_done(&s, rc, &e);
   rk_solve_out out;
   memset(&out, 0, sizeof out);
   out.iters = INTEGER(its);
   out.resid = REAL(rel);
-  int rc = rk_pcg(&s.A, &P, REAL(b), REAL(x), ncol, &s.ctl, &out, &e);
-  SEXP pinfo = PROTECT(precond_info(&P)); /* 2 */
+  rc = rk_pcg(&s.A, &P, REAL(b), REAL(x), ncol, &s.ctl, &out, &e);
+  rk_precond pscal = P; /* its scalars, for the result */
   rk_precond_free(&P);
-  if (rc != RK_OK)
-    fail(&s, &e);
+  solve_done(&s, rc, &e);
+  SEXP pinfo = PROTECT(precond_info(&pscal)); /* 2 */
   SET_VECTOR_ELT(res, 3, ScalarInteger(out.products));
   SET_VECTOR_ELT(res, 4, ScalarInteger(out.exact_products));
   SET_VECTOR_ELT(res, 5, ScalarInteger(out.cycles));
@@ -361,10 +305,12 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
   rk_error e;
   ffi_err_init(&e);
   rk_precond P;
-  if (rk_precond_build(&P, &s.A, s.precond, s.rank, 1, s.o.nthreads, &s.ctl,
-                       &e) != RK_OK)
-    fail(&s, &e);
-  int rc = rk_precond_sqrt(&P, REAL(w), REAL(z), ncol, &e);
+  solve_acquire(&s);
+  int rc = rk_precond_build(&P, &s.A, s.precond, s.rank, 1, s.o.nthreads,
+                            &s.ctl, &e);
+  if (rc != RK_OK)
+    solve_done(&s, rc, &e);
+  rc = rk_precond_sqrt(&P, REAL(w), REAL(z), ncol, &e);
   if (rc == RK_OK && keep)
     rc = rk_precond_apply(&P, REAL(z), REAL(pz), ncol, &e);
   rk_solve_out out;
@@ -377,10 +323,10 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
   out.cap = cap;
   if (rc == RK_OK)
     rc = rk_pcg(&s.A, &P, REAL(z), REAL(x), ncol, &s.ctl, &out, &e);
-  SEXP pinfo = PROTECT(precond_info(&P)); /* 2 */
+  rk_precond pscal = P; /* its scalars, for the result */
   rk_precond_free(&P);
-  if (rc != RK_OK)
-    fail(&s, &e);
+  solve_done(&s, rc, &e);
+  SEXP pinfo = PROTECT(precond_info(&pscal)); /* 2 */
   SET_VECTOR_ELT(res, 1, pinfo);
   const double *W = REAL(w);
   for (int c = 0; c < ncol; c++) {

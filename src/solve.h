@@ -124,6 +124,30 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
            int ncol, const rk_solve_ctl *ctl, rk_solve_out *out,
            rk_error *e);
 
+/* ---- kernel callbacks over compiled formulas (solve-kernel.c) ----------- */
+
+typedef struct rk_solve_kernels {
+  rk_formula *mv;  /* Sum_Reduction(K * b_j, 1)                          */
+  rk_input *mv_cur;
+  int mv_nin, bpos; /* bpos: position of b_j                             */
+  rk_formula *col; /* Sum_Reduction(K, 1), or NULL                        */
+  rk_input *col_in, *col_cur;
+  int col_nin;
+  int *jpos, nj;   /* the j-variables of col                             */
+  double *rowbuf;  /* one point of each of them                           */
+  rk_options o, o64; /* working precision, float64                       */
+} rk_solve_kernels;
+
+/* The inputs (mv_in, col_in) are copied as descriptors: their data must
+   outlive k, as must the formulas and the options' strings. */
+int rk_solve_kernels_init(rk_solve_kernels *k, rk_formula *mv,
+                          const rk_input *mv_in, int mv_nin, int bpos,
+                          rk_formula *col, const rk_input *col_in,
+                          int col_nin, const rk_options *o, rk_error *e);
+/* fill A's apply / exact / column callbacks and working32 */
+void rk_solve_kernels_sop(rk_solve_kernels *k, rk_sop *A);
+void rk_solve_kernels_free(rk_solve_kernels *k);
+
 /* ---- dense helpers (solve-eig.c) ---------------------------------------- */
 
 /* Symmetric tridiagonal eigenvalues by implicit QL with Wilkinson shifts:

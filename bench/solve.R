@@ -1,0 +1,146 @@
+# bench/solve.R -- solve() benchmark (a script, not a test).
+#
+#   Rscript bench/solve.R                  CPU, N = 2e4
+#   Rscript bench/solve.R gpu              GPU (device 0), N = 2e4, 5e4, 1e5
+#   options (name=value, comma-separated lists):
+#     sizes=2e3,5e3            problem sizes
+#     prec=float32,float64     precisions
+#     precond=none,pivchol     preconditioners (default none,jacobi,pivchol)
+#     systems=easy,hard        systems (default both)
+#     maxit=1000               iteration cap (default 2000 on the CPU, 10000
+#                              on the GPU; an unconverged run is marked)
+#     reps=3                   timed runs (median; default 1)
+#     dense=FALSE              skip the dense Cholesky solve (default: on the
+#                              CPU at N <= 2e4)
+#     anchors=ko.txt           lines "KO|DENSE <system> <dtype> <N> <s> <res>"
+#                              of ../shared/anchors/solve-anchors.py, run on
+#                              the same machine: printed with ratios
+#
+# Systems: (alpha I + K) x = b with K_ij = exp(-|x_i - x_j|^2 / (2 h^2)),
+# points uniform in the unit cube (D = 3), b uniform in [0, 1], one
+# right-hand side, tol = 1e-6 (relative residual):
+#   easy: h = 0.05, alpha = 1;   hard: h = 0.2, alpha = 1e-3.
+# Each timing follows a warm-up solve on the first 1000 points (kernels
+# compiled or loaded from the cache); it includes everything solve() does:
+# checks, diagonal, preconditioner set-up, iterations, the final residual.
+# The residual column is the true relative residual, from a float64 product.
+
+args <- commandArgs(TRUE)
+opt <- function(name, default) {
+  a <- grep(paste0("^", name, "="), args, value = TRUE)
+  if (!length(a)) return(default)
+  strsplit(sub(paste0("^", name, "="), "", a[length(a)]), ",")[[1]]
+}
+gpu <- "gpu" %in% args
+sizes <- as.numeric(opt("sizes", if (gpu) c(2e4, 5e4, 1e5) else 2e4))
+precs <- opt("prec", c("float32", "float64"))
+preconds <- opt("precond", c("none", "jacobi", "pivchol"))
+systems <- opt("systems", c("easy", "hard"))
+maxit <- as.integer(opt("maxit", if (gpu) 10000 else 2000))
+reps <- as.integer(opt("reps", 1))
+dense <- as.logical(opt("dense", !gpu))
+anchor_file <- opt("anchors", NULL)
+options(width = 200)
+
+suppressPackageStartupMessages(library(rkeops))
+if (gpu) rkeops_use_gpu(0) else rkeops_use_cpu()
+set_rkeops_cache_dir(file.path(tempdir(), "rkeops-bench-cache"))
+
+sys_par <- list(easy = c(h = 0.05, alpha = 1), hard = c(h = 0.2, alpha = 1e-3))
+
+points <- function(n) {
+  set.seed(0)
+  list(X = matrix(runif(n * 3), n, 3), b = runif(n))
+}
+kernel <- function(X, h) exp(-sqdist(Vi(X), Vj(X)) / (2 * h^2))
+
+anchors <- NULL
+if (!is.null(anchor_file)) {
+  l <- grep("^(KO|DENSE) ", readLines(anchor_file), value = TRUE)
+  l <- l[!grepl("failed", l)]
+  f <- do.call(rbind, strsplit(l, " +"))
+  anchors <- data.frame(what = f[, 1], system = f[, 2], prec = paste0(f[, 3]),
+                        N = as.numeric(f[, 4]), s = as.numeric(f[, 5]),
+                        stringsAsFactors = FALSE)
+}
+anchor <- function(what, system, prec, n) {
+  if (is.null(anchors)) return(NA_real_)
+  a <- anchors[anchors$what == what & anchors$system == system &
+                 anchors$prec == prec & anchors$N == n, "s"]
+  if (length(a)) a[1] else NA_real_
+}
+
+rows <- list()
+cat(sprintf("device: %s\n", if (gpu) {
+  cfg <- rkeops:::rk_config()$description
+  gl <- grep("GPU|device", strsplit(cfg, "\n")[[1]], value = TRUE)
+  paste(gl, collapse = "; ")
+} else {
+  paste(Sys.info()[["machine"]], parallel::detectCores(), "cores")
+}))
+
+for (sname in systems) {
+  h <- sys_par[[sname]][["h"]]
+  alpha <- sys_par[[sname]][["alpha"]]
+  for (n in sizes) {
+    d <- points(n)
+    K <- kernel(d$X, h)
+    for (prec in precs) {
+      set_rkeops_options(list(precision = prec))
+      for (pc in preconds) {
+        w <- points(1000)
+        suppressWarnings(solve(kernel(w$X, h), w$b, alpha = alpha,
+                               precond = pc, maxit = 50))
+        times <- numeric(reps)
+        for (r in seq_len(reps)) {
+          gc(FALSE)
+          conv <- TRUE
+          t0 <- proc.time()[[3]]
+          x <- withCallingHandlers(
+            solve(K, d$b, alpha = alpha, precond = pc, maxit = maxit),
+            rkeops_convergence_warning = function(w) {
+              conv <<- FALSE
+              invokeRestart("muffleWarning")
+            })
+          times[r] <- proc.time()[[3]] - t0
+        }
+        info <- attr(x, "precond")
+        t <- stats::median(times)
+        ko <- anchor("KO", sname, prec, n)
+        rows[[length(rows) + 1]] <- data.frame(
+          system = sname, N = n, prec = prec, precond = pc,
+          seconds = round(t, 3), iterations = attr(x, "iterations"),
+          residual = signif(attr(x, "residual"), 3),
+          converged = conv, rank = info$rank, cycles = info$cycles,
+          f64_products = info$exact_products,
+          keops_s = ko, ratio = round(ko / t, 2),
+          stringsAsFactors = FALSE)
+        print(rows[[length(rows)]], row.names = FALSE)
+      }
+    }
+    if (dense && n <= 2e4) {
+      # the dense Cholesky solve with R's BLAS / LAPACK, float64
+      gc(FALSE)
+      t0 <- proc.time()[[3]]
+      A <- exp(-as.matrix(stats::dist(d$X))^2 / (2 * h^2))
+      diag(A) <- diag(A) + alpha
+      R <- chol(A)
+      x <- backsolve(R, backsolve(R, d$b, transpose = TRUE))
+      t <- proc.time()[[3]] - t0
+      res <- sqrt(sum((A %*% x - d$b)^2)) / sqrt(sum(d$b^2))
+      rm(A, R)
+      rows[[length(rows) + 1]] <- data.frame(
+        system = sname, N = n, prec = "float64", precond = "dense chol",
+        seconds = round(t, 3), iterations = NA, residual = signif(res, 3),
+        converged = TRUE, rank = NA, cycles = NA, f64_products = NA,
+        keops_s = anchor("DENSE", sname, "float64", n), ratio = NA,
+        stringsAsFactors = FALSE)
+      print(rows[[length(rows)]], row.names = FALSE)
+    }
+  }
+}
+
+cat("\n== solve() benchmark ==\n")
+print(do.call(rbind, rows), row.names = FALSE)
+cat("\nBLAS:", sessionInfo()$BLAS, "\nLAPACK:", La_library(), "\n")
+cat("keops_s: KeOps 2.3 CG on the same machine (anchors=), ratio = keops_s / seconds\n")

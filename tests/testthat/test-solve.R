@@ -1,0 +1,310 @@
+# test-solve.R -- solve() and kernel_logdet() against dense R: base::solve()
+# and determinant() on the same kernel matrices built with dist().
+
+sv_points <- function(n, d = 3, seed = 1) {
+  set.seed(seed)
+  matrix(runif(n * d), n, d)
+}
+
+# the kernels, as LazyTensors and as dense matrices
+sv_kernels <- list(
+  gaussian = list(
+    lt = function(X, l) exp(-sqdist(Vi(X), Vj(X)) / (2 * l^2)),
+    dense = function(X, l) exp(-as.matrix(dist(X))^2 / (2 * l^2))
+  ),
+  exponential = list(
+    lt = function(X, l) exp(-norm2(Vi(X) - Vj(X)) / l),
+    dense = function(X, l) exp(-as.matrix(dist(X)) / l)
+  ),
+  matern32 = list(
+    lt = function(X, l) {
+      r <- norm2(Vi(X) - Vj(X)) * (sqrt(3) / l)
+      (1 + r) * exp(-r)
+    },
+    dense = function(X, l) {
+      r <- as.matrix(dist(X)) * (sqrt(3) / l)
+      (1 + r) * exp(-r)
+    }
+  )
+)
+
+rel_fro <- function(x, ref) sqrt(sum((x - ref)^2)) / sqrt(sum(ref^2))
+
+test_that("solve() matches base::solve() in float64 (kernels, alphas, RHS)", {
+  local_rk_cpu(prec = 64)
+  cases <- list(
+    list("gaussian", 400, 0.2, 1e-4, 1, "pivchol"),
+    list("gaussian", 300, 0.1, 10, 3, "none"),
+    list("exponential", 500, 0.3, 1e-2, 2, "pivchol"),
+    list("exponential", 200, 0.2, 1, 1, "jacobi"),
+    list("matern32", 600, 0.25, 1e-3, 3, "pivchol"),
+    list("matern32", 250, 0.1, 0.1, 1, "jacobi")
+  )
+  for (cs in cases) {
+    k <- sv_kernels[[cs[[1]]]]
+    n <- cs[[2]]
+    X <- sv_points(n)
+    b <- matrix(rnorm(n * cs[[5]]), n, cs[[5]])
+    A <- k$dense(X, cs[[3]]) + diag(cs[[4]], n)
+    ref <- solve(A, b)
+    x <- solve(k$lt(X, cs[[3]]), b, alpha = cs[[4]], tol = 1e-11,
+               precond = cs[[6]])
+    info <- paste(cs[[1]], n, cs[[4]], cs[[6]])
+    expect_equal(dim(x), dim(b))
+    expect_lt(rel_fro(x, ref), 1e-8, label = info)
+    expect_length(attr(x, "iterations"), cs[[5]])
+    expect_true(all(attr(x, "residual") <= 1e-11), label = info)
+    # the reported residual is the true one
+    r <- b - A %*% x
+    expect_equal(sqrt(colSums(r^2)) / sqrt(colSums(b^2)),
+                 attr(x, "residual"), tolerance = 1e-3, label = info)
+  }
+})
+
+test_that("solve() in float32 reaches 1e-5 relative error by refinement", {
+  local_rk_cpu(prec = 32)
+  for (cs in list(list("gaussian", 500, 0.2, 1e-3, 2, "pivchol"),
+                  list("matern32", 300, 0.2, 1e-2, 1, "jacobi"),
+                  list("exponential", 300, 0.1, 1, 1, "none"))) {
+    k <- sv_kernels[[cs[[1]]]]
+    n <- cs[[2]]
+    X <- sv_points(n, seed = 2)
+    b <- matrix(runif(n * cs[[5]]), n, cs[[5]])
+    ref <- solve(k$dense(X, cs[[3]]) + diag(cs[[4]], n), b)
+    x <- solve(k$lt(X, cs[[3]]), b, alpha = cs[[4]], tol = 1e-9,
+               precond = cs[[6]])
+    expect_lt(rel_fro(x, ref), 1e-5, label = paste(cs[[1]], cs[[6]]))
+    expect_true(all(attr(x, "residual") <= 1e-9))
+    expect_gte(attr(x, "precond")$cycles, 2L) # refinement cycles ran
+  }
+})
+
+test_that("the hard system needs few iterations with pivchol, many without", {
+  local_rk_cpu(prec = 64)
+  n <- 1000
+  X <- sv_points(n, seed = 3)
+  b <- runif(n)
+  K <- sv_kernels$gaussian$lt(X, 0.2)
+  ref <- solve(sv_kernels$gaussian$dense(X, 0.2) + diag(1e-3, n), b)
+  xp <- solve(K, b, alpha = 1e-3, precond = "pivchol")
+  expect_lt(attr(xp, "iterations"), 40)
+  expect_gt(attr(xp, "precond")$rank, 0L)
+  expect_lte(attr(xp, "precond")$trace_left, 1000 * 1e-3)
+  expect_lt(attr(xp, "residual"), 1e-6)
+  expect_lt(rel_fro(xp, ref), 1e-3)
+  # ten times as many iterations without it are not enough
+  expect_warning(xn <- solve(K, b, alpha = 1e-3, precond = "none",
+                             maxit = 10 * attr(xp, "iterations")),
+                 class = "rkeops_convergence_warning")
+  expect_gt(attr(xn, "residual"), 1e-5)
+  # a fixed rank is honoured
+  x5 <- solve(K, b, alpha = 1e-3, precond = "pivchol", rank = 50)
+  expect_identical(attr(x5, "precond")$rank, 50L)
+  expect_lt(attr(x5, "residual"), 1e-6)
+})
+
+test_that("every preconditioner gives the same solution", {
+  local_rk_cpu(prec = 64)
+  n <- 300
+  X <- sv_points(n, seed = 4)
+  b <- matrix(rnorm(2 * n), n, 2)
+  # a narrow kernel with a varying diagonal, where Jacobi matters
+  w <- 1 + 5 * X[, 1]
+  K <- Vi(w) * exp(-sqdist(Vi(X), Vj(X)) / 0.002) * Vj(w)
+  Kd <- outer(w, w) * exp(-as.matrix(dist(X))^2 / 0.002)
+  ref <- solve(Kd + diag(0.05, n), b)
+  its <- c()
+  for (pc in c("none", "jacobi", "pivchol")) {
+    x <- solve(K, b, alpha = 0.05, precond = pc, tol = 1e-12)
+    expect_lt(rel_fro(x, ref), 1e-8, label = pc)
+    its[pc] <- max(attr(x, "iterations"))
+  }
+  expect_lt(its[["jacobi"]], its[["none"]])
+  expect_lt(its[["pivchol"]], its[["jacobi"]])
+})
+
+test_that("a warm start saves iterations", {
+  local_rk_cpu(prec = 64)
+  n <- 400
+  X <- sv_points(n, seed = 5)
+  K <- sv_kernels$matern32$lt(X, 0.2)
+  b <- runif(n)
+  x1 <- solve(K, b, alpha = 1e-2, precond = "none")
+  b2 <- b + 1e-4 * rnorm(n)
+  cold <- solve(K, b2, alpha = 1e-2, precond = "none")
+  warm <- solve(K, b2, alpha = 1e-2, precond = "none", x0 = x1)
+  expect_lt(attr(warm, "iterations"), attr(cold, "iterations"))
+  expect_lt(attr(warm, "residual"), 1e-6)
+  ref <- solve(sv_kernels$matern32$dense(X, 0.2) + diag(1e-2, n), b2)
+  expect_lt(rel_fro(warm, ref), 1e-4)
+  # an exact starting point needs no iteration
+  again <- solve(K, b2, alpha = 1e-2, x0 = warm, precond = "none")
+  expect_identical(attr(again, "iterations"), 0L)
+})
+
+test_that("maxit reached warns with rkeops_convergence_warning", {
+  local_rk_cpu(prec = 64)
+  n <- 300
+  X <- sv_points(n)
+  K <- sv_kernels$gaussian$lt(X, 0.3)
+  expect_warning(x <- solve(K, runif(n), alpha = 1e-5, maxit = 3,
+                            precond = "none"),
+                 class = "rkeops_convergence_warning")
+  expect_identical(attr(x, "iterations"), 3L)
+  expect_gt(attr(x, "residual"), 1e-6)
+})
+
+test_that("a zero right-hand side gives a zero column", {
+  local_rk_cpu(prec = 64)
+  n <- 200
+  X <- sv_points(n)
+  b <- cbind(0, runif(n))
+  x <- solve(sv_kernels$gaussian$lt(X, 0.2), b, alpha = 0.1)
+  expect_identical(x[, 1], rep(0, n))
+  expect_identical(attr(x, "iterations")[1], 0L)
+  ref <- solve(sv_kernels$gaussian$dense(X, 0.2) + diag(0.1, n), b[, 2])
+  expect_lt(rel_fro(x[, 2], ref), 1e-5)
+})
+
+test_that("bad inputs give classed errors", {
+  local_rk_cpu(prec = 64)
+  n <- 50
+  X <- sv_points(n)
+  K <- exp(-sqdist(Vi(X), Vj(X)) / 0.1)
+  b <- runif(n)
+  expect_error(solve(K, runif(n + 1), alpha = 1), class = "rkeops_dim_error")
+  expect_error(solve(K, b, alpha = -1), class = "rkeops_value_error")
+  expect_error(solve(K, b, alpha = NA), class = "rkeops_value_error")
+  expect_error(solve(K, c(b[-1], NA), alpha = 1), class = "rkeops_value_error")
+  expect_error(solve(K, c(b[-1], Inf), alpha = 1), class = "rkeops_value_error")
+  Xn <- X
+  Xn[3, 2] <- NaN
+  expect_error(solve(exp(-sqdist(Vi(Xn), Vj(Xn))), b, alpha = 1),
+               class = "rkeops_value_error")
+  expect_error(solve(K, b, alpha = 1, x0 = runif(n - 1)),
+               class = "rkeops_dim_error")
+  expect_error(solve(K, b, alpha = 1, precond = "ilu"),
+               class = "rkeops_value_error")
+  expect_error(solve(K, b, alpha = 1, tol = 0), class = "rkeops_value_error")
+  expect_error(solve(K, b, alpha = 1, rank = -2), class = "rkeops_value_error")
+  expect_error(solve(K), class = "rkeops_input_error")
+  # not square
+  Y <- sv_points(n + 5, seed = 9)
+  expect_error(solve(exp(-sqdist(Vi(X), Vj(Y))), b, alpha = 1),
+               class = "rkeops_symmetry_error")
+  # square, but other points on the j side
+  Y <- sv_points(n, seed = 9)
+  expect_error(solve(exp(-sqdist(Vi(X), Vj(Y))), b, alpha = 1),
+               class = "rkeops_symmetry_error")
+  # the same points, but a formula that is not symmetric
+  expect_error(solve(exp(-sqdist(Vi(X), Vj(X))) * Vi(X[, 1]), b, alpha = 1),
+               class = "rkeops_symmetry_error")
+  # declared not symmetric; not a scalar kernel
+  expect_error(solve(K, b, alpha = 1, symmetric = FALSE),
+               class = "rkeops_symmetry_error")
+  expect_error(solve(Vi(X) - Vj(X), b), class = "rkeops_dim_error")
+  # every error is an rkeops_error
+  expect_error(solve(K, b, alpha = -1), class = "rkeops_error")
+  # float64 CG meets negative curvature on an indefinite "kernel"
+  expect_error(solve(-K, b, precond = "none"), class = "rkeops_value_error")
+})
+
+test_that("symmetric = TRUE skips the checks of form", {
+  local_rk_cpu(prec = 64)
+  n <- 200
+  X <- sv_points(n)
+  # symmetric, but the i side holds 2 X and the j side X (doubled in the
+  # formula): not symmetric in form
+  K <- exp(-sqdist(Vi(2 * X), 2 * Vj(X)) / 0.4)
+  b <- runif(n)
+  expect_error(solve(K, b, alpha = 0.1), class = "rkeops_symmetry_error")
+  x <- solve(K, b, alpha = 0.1, symmetric = TRUE, precond = "pivchol")
+  ref <- solve(exp(-as.matrix(dist(X))^2 / 0.1) + diag(0.1, n), b)
+  expect_lt(rel_fro(x, ref), 1e-5)
+})
+
+test_that("verbosity shows a progress line; formula_only gives the formula", {
+  local_rk_cpu(prec = 64)
+  n <- 200
+  X <- sv_points(n)
+  K <- sv_kernels$gaussian$lt(X, 0.2)
+  rkeops_enable_verbosity()
+  out <- character()
+  con <- textConnection("out", "w", local = TRUE)
+  sink(con, type = "message")
+  x <- tryCatch(solve(K, runif(n), alpha = 0.01), finally = {
+    sink(type = "message")
+    close(con)
+  })
+  rkeops_disable_verbosity()
+  expect_true(any(grepl("rkeops solve: iteration [0-9]+, residual", out)))
+  set_rkeops_options(list(formula_only = TRUE))
+  f <- solve(K, runif(n), alpha = 0.01)
+  set_rkeops_options(list(formula_only = FALSE))
+  expect_type(f, "character")
+  expect_match(f, "^Sum_Reduction\\(")
+})
+
+test_that("kernel_logdet() is within 3 standard errors of determinant()", {
+  local_rk_cpu(prec = 64)
+  n <- 2000
+  X <- sv_points(n, seed = 6)
+  A <- sv_kernels$gaussian$dense(X, 0.2) + diag(1e-3, n)
+  ref <- as.numeric(determinant(A, logarithm = TRUE)$modulus)
+  set.seed(10)
+  ld <- kernel_logdet(sv_kernels$gaussian$lt(X, 0.2), alpha = 1e-3,
+                      probes = 30)
+  se <- attr(ld, "se")
+  expect_lt(abs(ld - ref), 3 * se)
+  expect_lt(se, 0.01 * abs(ref))
+  expect_gt(se, 0)
+  expect_length(attr(ld, "estimates"), 30)
+  # smaller problems, the other preconditioners and kernels
+  n <- 300
+  X <- sv_points(n, seed = 7)
+  for (cs in list(list("matern32", 0.2, 0.01, "none"),
+                  list("exponential", 0.3, 0.1, "jacobi"),
+                  list("gaussian", 0.1, 1e-2, "pivchol"))) {
+    k <- sv_kernels[[cs[[1]]]]
+    A <- k$dense(X, cs[[2]]) + diag(cs[[3]], n)
+    ref <- as.numeric(determinant(A, logarithm = TRUE)$modulus)
+    ld <- kernel_logdet(k$lt(X, cs[[2]]), alpha = cs[[3]], precond = cs[[4]])
+    expect_lt(abs(ld - ref), 3 * attr(ld, "se"), label = cs[[4]])
+  }
+  # the exact part: with a full-rank pivoted Cholesky, P = A up to rounding
+  n <- 60
+  X <- sv_points(n, seed = 8)
+  A <- sv_kernels$gaussian$dense(X, 0.3) + diag(0.1, n)
+  ld <- kernel_logdet(sv_kernels$gaussian$lt(X, 0.3), alpha = 0.1,
+                      rank = n)
+  expect_equal(attr(ld, "precond_logdet"),
+               as.numeric(determinant(A)$modulus), tolerance = 1e-8)
+  expect_equal(as.numeric(ld), as.numeric(determinant(A)$modulus),
+               tolerance = 1e-8)
+})
+
+test_that("kernel_logdet() probes estimate traces of A^-1 B", {
+  local_rk_cpu(prec = 64)
+  n <- 300
+  X <- sv_points(n, seed = 11)
+  Kd <- sv_kernels$gaussian$dense(X, 0.2)
+  A <- Kd + diag(1e-2, n)
+  # B = dK/dl for K = exp(-r^2 / (2 l^2)): K * r^2 / l^3
+  B <- Kd * as.matrix(dist(X))^2 / 0.2^3
+  ref <- sum(diag(solve(A, B)))
+  set.seed(12)
+  for (pc in c("pivchol", "none")) {
+    ld <- kernel_logdet(sv_kernels$gaussian$lt(X, 0.2), alpha = 1e-2,
+                        probes = 40, precond = pc, return_probes = TRUE)
+    pr <- attr(ld, "probes")
+    expect_equal(dim(pr$z), c(n, 40L))
+    # the solves solve A u = z
+    expect_lt(rel_fro(A %*% pr$solves, pr$z), 1e-5)
+    est <- colSums(pr$solves * (B %*% pr$pinv_z))
+    expect_lt(abs(mean(est) - ref), 3 * sd(est) / sqrt(40), label = pc)
+  }
+  expect_null(attr(kernel_logdet(sv_kernels$gaussian$lt(X, 0.2), alpha = 0.1),
+                   "probes"))
+  expect_error(kernel_logdet(sv_kernels$gaussian$lt(X, 0.2), probes = 1),
+               class = "rkeops_value_error")
+})
