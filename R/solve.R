@@ -282,7 +282,7 @@ sv_common <- function(alpha, tol, rank) {
 #'   input, bad options, `alpha I + K` not positive definite).
 #' @seealso [kernel_logdet()], [LazyTensor()]
 #' @name solve-LazyTensor
-#' @aliases solve,LazyTensor-method
+#' @aliases solve,LazyTensor-method solve
 #' @examples
 #' set.seed(1)
 #' X <- matrix(runif(300), 100, 3)

@@ -81,7 +81,7 @@ test_that("solve() in float32 reaches 1e-5 relative error by refinement", {
 
 test_that("the hard system needs few iterations with pivchol, many without", {
   local_rk_cpu(prec = 64)
-  n <- 1000
+  n <- 800
   X <- sv_points(n, seed = 3)
   b <- runif(n)
   K <- sv_kernels$gaussian$lt(X, 0.2)
