@@ -238,7 +238,7 @@ sv_common <- function(alpha, tol, rank) {
 #'   `rank = NULL` grows `L` until the trace left, `tr(K - L L^T)`, is at most
 #'   `1000 * alpha` (with `alpha = 0`: `1e-8` of `tr(K)`), or until doubling
 #'   the rank removed less than 10% of the trace left (`K` is not low-rank),
-#'   or to `min(n, 1024, 2^27 / n)` columns (`L` at most 1 GiB).
+#'   or to `min(n, 1024, 2^26 / n)` columns (`L` at most 512 MiB).
 #'
 #' **Precision**: iterates, residuals and the preconditioner are always in
 #' float64. With `rkeops_use_float32()`, kernel products are in float32 and

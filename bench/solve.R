@@ -12,6 +12,9 @@
 #     reps=3                   timed runs (median; default 1)
 #     dense=FALSE              skip the dense Cholesky solve (default: on the
 #                              CPU at N <= 2e4)
+#     dense_max=600            a dense solve predicted (cubically, from a
+#                              timing at N = 4000) to take longer is not run:
+#                              the estimate is printed, marked "~"
 #     anchors=ko.txt           lines "KO|DENSE <system> <dtype> <N> <s> <res>"
 #                              of ../shared/anchors/solve-anchors.py, run on
 #                              the same machine: printed with ratios
@@ -39,6 +42,7 @@ systems <- opt("systems", c("easy", "hard"))
 maxit <- as.integer(opt("maxit", if (gpu) 10000 else 2000))
 reps <- as.integer(opt("reps", 1))
 dense <- as.logical(opt("dense", !gpu))
+dense_max <- as.numeric(opt("dense_max", 600))
 anchor_file <- opt("anchors", NULL)
 options(width = 200)
 
@@ -119,20 +123,32 @@ for (sname in systems) {
       }
     }
     if (dense && n <= 2e4) {
-      # the dense Cholesky solve with R's BLAS / LAPACK, float64
-      gc(FALSE)
-      t0 <- proc.time()[[3]]
-      A <- exp(-as.matrix(stats::dist(d$X))^2 / (2 * h^2))
-      diag(A) <- diag(A) + alpha
-      R <- chol(A)
-      x <- backsolve(R, backsolve(R, d$b, transpose = TRUE))
-      t <- proc.time()[[3]] - t0
-      res <- sqrt(sum((A %*% x - d$b)^2)) / sqrt(sum(d$b^2))
-      rm(A, R)
+      # the dense Cholesky solve with R's BLAS / LAPACK, float64.  Timed at
+      # min(n, 4000) first; when the cubic extrapolation to n exceeds
+      # dense_max seconds (reference BLAS), the estimate is printed ("~").
+      dense_chol <- function(X, b) {
+        gc(FALSE)
+        t0 <- proc.time()[[3]]
+        A <- exp(-as.matrix(stats::dist(X))^2 / (2 * h^2))
+        diag(A) <- diag(A) + alpha
+        R <- chol(A)
+        x <- backsolve(R, backsolve(R, b, transpose = TRUE))
+        t <- proc.time()[[3]] - t0
+        res <- sqrt(sum((A %*% x - b)^2)) / sqrt(sum(b^2))
+        list(t = t, res = res)
+      }
+      n0 <- min(n, 4000)
+      r0 <- dense_chol(d$X[seq_len(n0), , drop = FALSE], d$b[seq_len(n0)])
+      pred <- r0$t * (n / n0)^3
+      est <- n > n0 && pred > dense_max
+      r1 <- if (n == n0) r0 else if (est) list(t = pred, res = NA) else
+        dense_chol(d$X, d$b)
       rows[[length(rows) + 1]] <- data.frame(
-        system = sname, N = n, prec = "float64", precond = "dense chol",
-        seconds = round(t, 3), iterations = NA, residual = signif(res, 3),
-        converged = TRUE, rank = NA, cycles = NA, f64_products = NA,
+        system = sname, N = n, prec = "float64",
+        precond = if (est) "dense chol ~" else "dense chol",
+        seconds = round(r1$t, 3), iterations = NA,
+        residual = signif(r1$res, 3), converged = TRUE, rank = NA,
+        cycles = NA, f64_products = NA,
         keops_s = anchor("DENSE", sname, "float64", n), ratio = NA,
         stringsAsFactors = FALSE)
       print(rows[[length(rows)]], row.names = FALSE)
@@ -142,5 +158,6 @@ for (sname in systems) {
 
 cat("\n== solve() benchmark ==\n")
 print(do.call(rbind, rows), row.names = FALSE)
-cat("\nBLAS:", sessionInfo()$BLAS, "\nLAPACK:", La_library(), "\n")
+cat("\nBLAS:", sessionInfo()$BLAS, "(", extSoftVersion()[["BLAS"]], ")\nLAPACK:",
+    La_library(), "\n")
 cat("keops_s: KeOps 2.3 CG on the same machine (anchors=), ratio = keops_s / seconds\n")

@@ -20,7 +20,8 @@
  * or until doubling the rank from k/2 to k (k >= 32) removed less than 10%
  * of the trace (K is not low-rank: more columns would not pay); or until
  * the largest remaining diagonal is negligible (1e-13 of the largest, 1e-7
- * in float32); or at rank min(n, 1024, 2^27 / n) (L at most 1 GiB).
+ * in float32); or at rank min(n, 1024, 2^26 / n) (L at most 512 MiB,
+ * and the O(n rank^2) set-up and O(n rank) per iteration stay moderate).
  */
 #include "solve.h"
 
@@ -72,7 +73,7 @@ static int build_jacobi(rk_precond *P, const rk_sop *A, rk_error *e) {
 /* the automatic maximum rank for n points */
 static int auto_rank_max(int64_t n) {
   int64_t r = RK_PIVCHOL_RANK_MAX;
-  int64_t mem = ((int64_t)1 << 27) / (n > 0 ? n : 1);
+  int64_t mem = ((int64_t)1 << 26) / (n > 0 ? n : 1);
   if (mem < r)
     r = mem;
   if (r > n)
@@ -82,13 +83,16 @@ static int auto_rank_max(int64_t n) {
   return (int)r;
 }
 
-/* C = shift I + L^T L (upper triangle filled, then mirrored) */
+/* C = shift I + L^T L.  Rows go in blocks of RK_GRAM_ROWS so that row k of
+   the accumulator stays in cache while the block's rows update it. */
+#define RK_GRAM_ROWS 32
 static int gram(const double *L, int64_t n, int r, double shift, double *C,
                 int nt) {
   size_t rr = (size_t)r * r;
   double *acc = calloc((size_t)nt * rr, sizeof *acc);
   if (acc == NULL)
     return -1;
+  int64_t nblk = (n + RK_GRAM_ROWS - 1) / RK_GRAM_ROWS;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
@@ -99,15 +103,19 @@ static int gram(const double *L, int64_t n, int r, double shift, double *C,
 #else
     double *a = acc;
 #endif
-    for (int64_t i = 0; i < n; i++) {
-      const double *Li = L + i * r;
+    for (int64_t blk = 0; blk < nblk; blk++) {
+      int64_t i0 = blk * RK_GRAM_ROWS,
+              i1 = i0 + RK_GRAM_ROWS < n ? i0 + RK_GRAM_ROWS : n;
       for (int k = 0; k < r; k++) {
-        double lk = Li[k];
-        if (lk == 0.0)
-          continue;
         double *ck = a + (size_t)k * r;
-        for (int j = 0; j <= k; j++)
-          ck[j] += lk * Li[j];
+        for (int64_t i = i0; i < i1; i++) {
+          const double *Li = L + i * r;
+          double lk = Li[k];
+          if (lk == 0.0)
+            continue;
+          for (int j = 0; j <= k; j++)
+            ck[j] += lk * Li[j];
+        }
       }
     }
   }

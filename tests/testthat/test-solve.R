@@ -308,3 +308,29 @@ test_that("kernel_logdet() probes estimate traces of A^-1 B", {
   expect_error(kernel_logdet(sv_kernels$gaussian$lt(X, 0.2), probes = 1),
                class = "rkeops_value_error")
 })
+
+test_that("an interrupt stops a solve between iterations; the session goes on", {
+  skip_on_os("windows")
+  skip_on_cran()
+  local_rk_cpu(prec = 64)
+  n <- 1500
+  X <- sv_points(n, seed = 13)
+  K <- sv_kernels$gaussian$lt(X, 0.3)
+  b <- runif(n)
+  parent <- Sys.getpid()
+  job <- parallel::mcparallel({
+    Sys.sleep(1.5)
+    tools::pskill(parent, tools::SIGINT)
+  })
+  t0 <- proc.time()[[3]]
+  got <- tryCatch(solve(K, b, alpha = 1e-6, precond = "none", maxit = 3000),
+                  interrupt = function(e) "interrupted",
+                  rkeops_convergence_warning = function(w) "not interrupted")
+  parallel::mccollect(job)
+  expect_identical(got, "interrupted")
+  expect_lt(proc.time()[[3]] - t0, 30)
+  # the session and the kernel cache still work
+  x <- solve(K, b, alpha = 0.1, precond = "pivchol")
+  ref <- solve(sv_kernels$gaussian$dense(X, 0.3) + diag(0.1, n), b)
+  expect_lt(rel_fro(x, ref), 1e-5)
+})
