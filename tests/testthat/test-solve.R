@@ -334,3 +334,23 @@ test_that("an interrupt stops a solve between iterations; the session goes on", 
   ref <- solve(sv_kernels$gaussian$dense(X, 0.3) + diag(0.1, n), b)
   expect_lt(rel_fro(x, ref), 1e-5)
 })
+
+test_that("the kernels solve() runs compile with NVRTC (GPU path, no GPU needed)", {
+  desc <- tryCatch(rkeops:::rk_config()$description, error = function(e) "")
+  skip_if_not(any(grepl("^NVRTC: [0-9]", strsplit(desc, "\n")[[1]])),
+              "NVRTC not available")
+  X <- sv_points(20)
+  K <- sv_kernels$matern32$lt(X, 0.3)
+  parts <- list(
+    block = rkeops:::lt_reduction_parts(K * Vj(matrix(0, 20, 3)), "Sum", "j"),
+    column = rkeops:::lt_reduction_parts(K, "Sum", "j"),
+    diagonal = rkeops:::lt_reduction_parts(rkeops:::sv_diag_lt(K), "Sum", "j"))
+  for (nm in names(parts)) {
+    for (prec in c(32L, 64L)) {
+      expect_true(rkeops:::rk_nvrtc_check(parts[[nm]]$formula,
+                                          parts[[nm]]$args, precision = prec,
+                                          major = 9L, minor = 0L),
+                  label = paste(nm, prec))
+    }
+  }
+})
