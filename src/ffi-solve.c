@@ -6,9 +6,10 @@
  * ncol(b), is replaced by the iterate at each product), the column formula
  * Sum_Reduction(K, 1) with its inputs (its j-variables are replaced by one
  * point for the pivoted Cholesky columns K[, p]), and the diagonal K_ii.
- * The solver (solve-cg.c) sees them as callbacks over the public run path
- * (rk_formula_run): no formula is parsed or compiled during the iteration,
- * the compiled kernels come from the cache.
+ * The solver (solve-cg.c) sees them as callbacks over the backend's
+ * prepared operators (solve-kernel.c): no formula is parsed or compiled
+ * during the iteration and the point data are converted (on the GPU,
+ * uploaded) once.
  *
  * Everything the glue allocates is R_alloc'ed or an R object, so an R error
  * reclaims it; the engine frees its own memory (the preconditioner) before

@@ -124,22 +124,21 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
            int ncol, const rk_solve_ctl *ctl, rk_solve_out *out,
            rk_error *e);
 
-/* ---- kernel callbacks over compiled formulas (solve-kernel.c) ----------- */
+/* ---- kernel callbacks over prepared operators (solve-kernel.c) ---------- */
+
+struct rk_operator; /* be.h */
 
 typedef struct rk_solve_kernels {
-  rk_formula *mv;  /* Sum_Reduction(K * b_j, 1)                          */
-  rk_input *mv_cur;
-  int mv_nin, bpos; /* bpos: position of b_j                             */
-  rk_formula *col; /* Sum_Reduction(K, 1), or NULL                        */
-  rk_input *col_in, *col_cur;
-  int col_nin;
-  int *jpos, nj;   /* the j-variables of col                             */
-  double *rowbuf;  /* one point of each of them                           */
-  rk_options o, o64; /* working precision, float64                       */
+  struct rk_operator *mv_op;   /* Sum_Reduction(K * b_j, 1), working precision */
+  struct rk_operator *mv64_op; /* the same in float64 (float32 solves only)    */
+  struct rk_operator *col_op;  /* Sum_Reduction(K, 1), or NULL                 */
+  int bpos;                    /* position of b_j                              */
+  rk_options o, o64;           /* working precision, float64 (callbacks)       */
 } rk_solve_kernels;
 
-/* The inputs (mv_in, col_in) are copied as descriptors: their data must
-   outlive k, as must the formulas and the options' strings. */
+/* Prepare the operators (kernels fetched, data converted / bound once).
+   The inputs' data, the formulas and the options' strings must outlive k.
+   On failure nothing is held. */
 int rk_solve_kernels_init(rk_solve_kernels *k, rk_formula *mv,
                           const rk_input *mv_in, int mv_nin, int bpos,
                           rk_formula *col, const rk_input *col_in,
