@@ -121,6 +121,32 @@ void rk_kernel_key(const rk_backend_i *be, const rk_formula *f,
   rk_buf_puts(buf, f->canonical ? f->canonical : "");
 }
 
+/* ---- a refused cache directory ----------------------------------------------
+ * A cache directory that cannot be used safely (world-writable, another
+ * user's, read-only, on a full file system, under a missing HOME) is
+ * refused, and the kernel is compiled in a private temporary directory
+ * instead: the result is computed.  The refusal is said once per
+ * directory: rk_cache_notice hands the message to the glue, which warns. */
+
+static char refused_dir[1024];
+static char notice[1400];
+
+static void cache_refused(const char *dir, const char *why) {
+  if (strcmp(dir, refused_dir) == 0) return; /* said already */
+  snprintf(refused_dir, sizeof refused_dir, "%s", dir);
+  snprintf(notice, sizeof notice,
+           "%s; compiling in a private temporary directory instead (kernels "
+           "are not kept on disk)",
+           why);
+}
+
+int rk_cache_notice(char *buf, size_t size) {
+  if (!notice[0]) return 0;
+  if (buf && size) snprintf(buf, size, "%s", notice);
+  notice[0] = '\0';
+  return 1;
+}
+
 /* ---- the flow ------------------------------------------------------------- */
 
 typedef struct flow {
@@ -297,7 +323,15 @@ int rk_kernel_get(const rk_backend_i *be, const rk_formula *f,
     goto done;
   }
   w.dir = o->cache_dir && o->cache_dir[0] ? o->cache_dir : NULL;
-  if (w.dir && (rc = rk_cache_mkdir(w.dir, e)) != RK_OK) goto done;
+  if (w.dir) {
+    rk_error e2;
+    rk_err_clear(&e2);
+    if (rk_cache_mkdir(w.dir, &e2) != RK_OK) {
+      rk_say(o, "%s: compiling in a private temporary directory", e2.msg);
+      cache_refused(w.dir, e2.msg);
+      w.dir = NULL;
+    }
+  }
   k = w.dir ? flow_disk(&w) : NULL;
   if (k == NULL) {
     k = flow_compile(&w, e);

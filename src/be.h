@@ -174,6 +174,9 @@ int rk_inputs_check(const rk_formula *f, const rk_input *in, int nin,
                     int64_t *ni, int64_t *nj, rk_error *e);
 /* the backend of the options, or the CPU when that one is not usable */
 const rk_backend_i *rk_backend_pick(const rk_options *o);
+/* the message of a cache directory refused since the last call (once per
+   directory), into buf: 1, else 0 (the glue warns with it) */
+int rk_cache_notice(char *buf, size_t size);
 /* the thread count of a CPU run: o->nthreads, else every processor */
 int rk_nthreads(const rk_options *o);
 /* the configuration of code generation for these options: the

@@ -287,3 +287,9 @@ SEXP ffi_nvrtc_compile_text(SEXP src, SEXP major, SEXP minor) {
   if (rc != RK_OK) ffi_abort(&e, NULL, NULL);
   return Rf_ScalarLogical(TRUE);
 }
+
+void ffi_cache_notice(void) {
+  char msg[1400];
+  if (rk_cache_notice(msg, sizeof msg))
+    Rf_warningcall(R_NilValue, "rkeops: %s", msg);
+}

@@ -394,6 +394,7 @@ SEXP ffi_run(SEXP ptr, SEXP inputs, SEXP options, SEXP inner_dim_is_row) {
     if (rk_formula_run(f, &o, in, nv, REAL(res), &e) != RK_OK)
       ffi_abort(&e, ftext, mb.buf);
   }
+  ffi_cache_notice();
   res = ffi_with_messages(res, &mb);
   UNPROTECT(1);
   return res;
@@ -410,6 +411,7 @@ SEXP ffi_prepare(SEXP ptr, SEXP options) {
   int compiled = 0;
   if (rk_formula_prepare(f, &o, &compiled, &e) != RK_OK)
     ffi_abort(&e, ffi_formula_text(ptr), mb.buf);
+  ffi_cache_notice();
   return ffi_with_messages(ScalarLogical(compiled != 0), &mb);
 }
 

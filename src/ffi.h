@@ -28,5 +28,9 @@ void ffi_options(SEXP options, rk_options *o, ffi_msgbuf *mb);
 rk_formula *ffi_formula(SEXP ptr);
 const char *ffi_formula_text(SEXP ptr);
 SEXP ffi_with_messages(SEXP x, const ffi_msgbuf *mb);
+/* warn (once per directory) when the engine refused the cache directory
+   and compiled in a private temporary one (ffi-backend.c); call after the
+   engine returned */
+void ffi_cache_notice(void);
 
 #endif /* RK_FFI_H */

@@ -157,3 +157,24 @@ test_that("without a driver, the reason quoted is libcuda.so.1's", {
               "the driver library is there")
   expect_match(cfg$gpu_why, "(libcuda.so.1: ", fixed = TRUE)
 })
+
+test_that("a refused cache directory: said once, and the result is computed", {
+  local_rk_cpu_only()
+  skip_on_os("windows")
+  dir <- withr::local_tempdir()
+  Sys.chmod(dir, "0777", use_umask = FALSE) # writable by others: refused
+  set_rkeops_options(list(cache_dir = dir))
+  X <- rdata(20, 2); Y <- rdata(30, 2)
+  f <- "Sum_Reduction(Exp(-SqDist(x, y)), 1)"
+  op <- keops_kernel(f, c("x=Vi(2)", "y=Vj(2)"))
+  expect_warning(r <- op(list(X, Y)), "writable by others")
+  D <- outer(rowSums(X^2), rowSums(Y^2), "+") - 2 * X %*% t(Y)
+  expect_close(r, rowSums(exp(-D)), 1e-12, "refused cache dir")
+  expect_length(list.files(dir), 0L) # nothing written there
+  # a second kernel in the same directory: computed, not said again
+  n0 <- rkeops:::rk_stats()[["compiles"]]
+  op2 <- keops_kernel("Max_Reduction(SqDist(x, y), 1)", c("x=Vi(2)", "y=Vj(2)"))
+  expect_warning(r2 <- op2(list(X, Y)), NA)
+  expect_identical(rkeops:::rk_stats()[["compiles"]], n0 + 1) # it did compile
+  expect_close(r2, apply(D, 1, max), 1e-12, "refused cache dir, second kernel")
+})
