@@ -135,7 +135,7 @@ static void cache_refused(const char *dir, const char *why) {
   if (strcmp(dir, refused_dir) == 0) return; /* said already */
   snprintf(refused_dir, sizeof refused_dir, "%s", dir);
   snprintf(notice, sizeof notice,
-           "%s; compiling in a private temporary directory instead (kernels "
+           "%.1200s; compiling in a private temporary directory instead (kernels "
            "are not kept on disk)",
            why);
 }
