@@ -174,7 +174,7 @@ int rk_inputs_check(const rk_formula *f, const rk_input *in, int nin,
                     int64_t *ni, int64_t *nj, rk_error *e);
 /* the backend of the options, or the CPU when that one is not usable */
 const rk_backend_i *rk_backend_pick(const rk_options *o);
-/* the thread count of a CPU run: o->nthreads, else every processor */
+/* the thread count of a CPU run: rk_threads_get (threads.c) */
 int rk_nthreads(const rk_options *o);
 /* the configuration of code generation for these options: the
    developer knobs read from the environment (run.c, the border) */
