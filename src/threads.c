@@ -190,10 +190,12 @@ void rk_formula_cost(const rk_formula *f, double *pair_cost,
   if (pair_cost)
     *pair_cost = cost;
   /* the generated kernel keeps at most a value per component of each node
-     for two rows at a time (vectors of 32 bytes: rk_v), and the reduction
-     states (value and index): twice that, and 256 KiB for the rest */
+     for two rows at a time (vectors of 32 bytes: rk_v), and reduction
+     states on the stack (cg-reduce.c rk_cg_red_decl: value, compensation
+     and index arrays of outdim x K, up to 4 live copies): twice that, and
+     256 KiB for the rest */
   if (stack_bytes) {
-    double b = (comps * 2 * 32 + red * 2 * 16) * 2 + 256.0 * 1024;
+    double b = (comps * 2 * 32 + red * 4 * 24) * 2 + 256.0 * 1024;
     *stack_bytes = b > 1e15 ? (size_t)1e15 : (size_t)b;
   }
 }
