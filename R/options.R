@@ -117,9 +117,34 @@ rk_check_option <- function(name, value) {
       if (!is.null(value) && !rk_is_count(value, min = 1)) {
         rk_bad_option(name, "NULL (all cores) or a positive integer")
       }
-      if (is.null(value)) NULL else as.integer(value)
+      if (is.null(value)) NULL else rk_cap_ncore(as.integer(value))
     }
   )
+}
+
+# the thread count the engine's getter (src/threads.c) decides for `ncore`
+# (NULL: the default), the limit that applied, the cores available, and
+# what the last CPU reduction really used
+rk_threads_info <- function(ncore = NULL) {
+  .Call(ffi_threads_info, if (is.null(ncore)) 0L else as.integer(ncore))
+}
+
+# more threads than cores only slows down (and a huge count exhausted
+# memory): at most the cores this process may run on, with a warning
+rk_cap_ncore <- function(n) {
+  avail <- rk_threads_info()$available
+  if (n > avail) {
+    rk_warn(
+      "rkeops_threads_warning",
+      sprintf(
+        "ncore = %d is more than the %d core%s available: using %d thread%s",
+        n, avail, if (avail == 1L) "" else "s", avail,
+        if (avail == 1L) "" else "s"
+      )
+    )
+    n <- avail
+  }
+  n
 }
 
 #' Set and get rkeops options
@@ -138,11 +163,31 @@ rk_check_option <- function(name, value) {
 #' * `cache_dir`: directory of the disk cache of compiled kernels.
 #' * `formula_only`: `TRUE` to make LazyTensor reductions return the formula
 #'   they would compute instead of computing it.
-#' * `ncore`: number of CPU threads; `NULL` uses all cores.
+#' * `ncore`: the largest number of CPU threads; `NULL` for the default
+#'   (see "Threads" below).
 #' * `sum_scheme`: the summation scheme of LazyTensor sums (`sum()` and
 #'   `mean()` over an index, `K %*% B`) when the call gives none: `"auto"`
 #'   (default), `"direct_sum"`, `"block_sum"` or `"kahan_scheme"` (see
 #'   [keops_kernel()], whose own `sum_scheme` argument is not affected).
+#'
+#' @section Threads:
+#' A CPU reduction runs on at most `ncore` threads when `ncore` is set, else
+#' on `OMP_NUM_THREADS` threads when that environment variable is set (its
+#' first number), else on every core the process may run on (its CPU
+#' affinity).  In every case the count is at most the cores available (a
+#' larger `ncore` is lowered, with a warning of class
+#' `rkeops_threads_warning`), at most `OMP_THREAD_LIMIT`, and at most 2
+#' when `_R_CHECK_LIMIT_CORES_` is true (as under `R CMD check --as-cran`).
+#' A small reduction runs on fewer threads, one thread per 1e7 units of
+#' estimated work (about a few milliseconds), so that threads are not
+#' woken for nothing; a 300 x 300 LogSumExp runs on one.  The threads wait
+#' without spinning between reductions.
+#'
+#' A forked process (`parallel::mclapply()`, `parallel::mcparallel()`,
+#' future's multicore, doParallel on Unix) runs its reductions on one
+#' thread: the number of processes, `mc.cores`, is then the number of
+#' cores used.  `mc.cores` is not a thread count and does not limit the
+#' threads of the main process.
 #'
 #' @param options a named list of option values.
 #' @param name `NULL` for all options, or the name of one option.
@@ -226,12 +271,15 @@ get_rkeops_options <- function(name = NULL) {
 #'
 #' `rkeops_use_gpu()` computes on a GPU (when none is usable it warns, with
 #' the reason, and stays on the CPU); `rkeops_use_cpu()` computes on the
-#' CPU with `ncore` OpenMP threads.  `rkeops_use_float32()` and
+#' CPU with at most `ncore` threads.  `rkeops_use_float32()` and
 #' `rkeops_use_float64()` choose the precision of the computation (inputs
 #' and results stay double in R).
 #'
 #' @param device the CUDA device number, counted from 0.
-#' @param ncore number of CPU threads; `NULL` for all cores.
+#' @param ncore the largest number of CPU threads; `NULL` for the default
+#'   (`OMP_NUM_THREADS`, else every available core; see the Threads section
+#'   of [set_rkeops_options()]).  More than the cores available is lowered
+#'   to that, with a warning of class `rkeops_threads_warning`.
 #' @return The previous options, invisibly.
 #' @seealso [set_rkeops_options()]
 #' @examples

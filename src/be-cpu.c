@@ -1,12 +1,13 @@
 /*
  * be-cpu.c -- the CPU backend (one row of the backend table, be.h): the
  * generated C (cg-cpu.c) compiled by the system C compiler into a shared
- * object, dlopen'ed, and run with OpenMP threads in chunks of rows, with
- * interrupt checks between chunks.
+ * object, dlopen'ed, and run by rkeops' thread pool (threads.c) in chunks
+ * of rows, with interrupt checks between chunks.
  *
  * Compiling: the generated source goes to a unique temporary .c file in
  * the working directory given by the kernel flow (be-kernel.c), `cc
- * <flags> -o tmp.so tmp.c` runs through /bin/sh with stdout and stderr
+ * <flags> -o tmp.so tmp.c` runs through /bin/sh (be-cpu-cc.c: a child in
+ * its own process group, killed on an interrupt) with stdout and stderr
  * sent to a log; the flow then seals, loads and installs the object.  The
  * formula text never appears on the command line, only quoted file names.
  * The target (part of the kernel key) is the compiler, its flags and the
@@ -15,23 +16,17 @@
 #define _GNU_SOURCE
 #include "be.h"
 #include "rk-config.h"
+#include "threads.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-extern char **environ;
 
 const char *rk_cpu_compiler(void) {
   return RK_CC;
@@ -54,17 +49,15 @@ static size_t cpu_describe(char *buf, size_t size) {
   rk_buf_init(&b);
   rk_buf_printf(&b, "C compiler: %s\n", rk_cpu_compiler());
   rk_buf_printf(&b, "kernel flags: %s\n", rk_cpu_cflags());
-  if (RK_HAVE_OPENMP) {
-#ifdef _OPENMP
-    int nt = omp_get_max_threads();
-#else
-    int nt = rk_ncpu();
-#endif
-    rk_buf_printf(&b, "OpenMP: yes (%s), %d threads\n", rk_cpu_openmp_flags(),
-                  nt);
-  } else {
-    rk_buf_puts(&b, "OpenMP: no (kernels run single-threaded)\n");
-  }
+  const char *why;
+  int nt = rk_threads_get(0, &why), na = rk_threads_avail();
+  rk_buf_printf(&b, "threads: %d by default (%s), %d core%s available%s\n",
+                nt, why, na, na == 1 ? "" : "s",
+                rk_threads_forked() ? "; forked process: 1 thread" : "");
+  if (RK_HAVE_OPENMP)
+    rk_buf_printf(&b, "OpenMP: yes (%s)\n", rk_cpu_openmp_flags());
+  else
+    rk_buf_puts(&b, "OpenMP: no (not needed: the threads are rkeops' own)\n");
   size_t len = b.len;
   if (buf && size > 0) snprintf(buf, size, "%s", b.s ? b.s : "");
   rk_buf_free(&b);
@@ -82,7 +75,10 @@ static int cpu_target(const rk_options *o, rk_target *t, rk_error *e) {
 
 static int cpu_source(const rk_formula *f, const rk_cg_config *c,
                       const char *key, rk_buf *out, rk_error *e) {
-  return rk_cg_cpu_source(f, c, key, out, e);
+  /* a kernel that would need more stack than a thread can have is refused
+     before it is compiled (threads.c) */
+  int rc = rk_cpu_stack_check(f, e);
+  return rc != RK_OK ? rc : rk_cg_cpu_source(f, c, key, out, e);
 }
 
 /* append s to b as one single-quoted shell word */
@@ -132,8 +128,10 @@ static void read_log(const char *path, char *log, size_t size) {
   fclose(fp);
 }
 
-/* run the compiler; 0 = success, else the exit status (or -1) */
-static int run_compiler(const char *src, const char *obj, const char *logp) {
+/* run the compiler (be-cpu-cc.c: a child in its own process group that
+   an interrupt kills) */
+static int run_compiler(const char *src, const char *obj, const char *logp,
+                        const rk_options *o, rk_error *e) {
   rk_buf cmd;
   rk_buf_init(&cmd);
   rk_buf_printf(&cmd, "%s %s %s -o ", RK_CC, RK_KERNEL_CFLAGS, RK_OPENMP_FLAGS);
@@ -141,31 +139,10 @@ static int run_compiler(const char *src, const char *obj, const char *logp) {
   rk_buf_putc(&cmd, ' ');
   shell_quote(&cmd, src);
   rk_buf_puts(&cmd, " -lm");
-  if (cmd.oom) {
-    rk_buf_free(&cmd);
-    return -1;
-  }
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, logp, O_WRONLY | O_CREAT | O_TRUNC,
-                                   0600);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  char *argv[] = {"sh", "-c", cmd.s, NULL};
-  pid_t pid;
-  int rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
+  int rc = cmd.oom ? rk_err(e, RK_ENOMEM, -1, "out of memory")
+                   : rk_cc_run(cmd.s, logp, o, e);
   rk_buf_free(&cmd);
-  if (rc != 0)
-    return -1;
-  int status;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR)
-      return -1;
-  }
-  if (WIFEXITED(status))
-    return WEXITSTATUS(status);
-  return -1;
+  return rc;
 }
 
 /* compile src in dir into img->path (a temporary .so, not yet sealed);
@@ -193,14 +170,22 @@ static int cpu_compile(const rk_options *o, const rk_target *t,
     goto done;
   }
   rk_say(o, "compiling a CPU kernel (%s) ...", cpath.s);
-  int status = run_compiler(cpath.s, opath.s, lpath.s);
-  if (status != 0) {
+  rc = run_compiler(cpath.s, opath.s, lpath.s, o, e);
+  if (rc != RK_OK) {
+    unlink(opath.s);
+    if (rc != RK_ECOMPILE || strncmp(e->msg, "exit status", 11) != 0) {
+      /* interrupted, killed by a signal, not started: no file is left */
+      unlink(cpath.s);
+      unlink(lpath.s);
+      goto done;
+    }
+    char how[64];
+    snprintf(how, sizeof how, "%.40s", e->msg);
     rc = rk_err(e, RK_ECOMPILE, -1,
-                "the C compiler failed (%s %d) on the generated kernel %s",
-                status < 0 ? "could not run:" : "exit status", status, cpath.s);
+                "the C compiler failed (%s) on the generated kernel %s", how,
+                cpath.s);
     read_log(lpath.s, e->log, sizeof e->log);
     snprintf(e->path, sizeof e->path, "%s", cpath.s);
-    unlink(opath.s);
     unlink(lpath.s);
     goto done; /* the source stays for the user to look at */
   }
@@ -264,50 +249,55 @@ static double now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-#define RK_CHUNK_SECONDS 0.25 /* target time of one chunk            */
-#define RK_CHUNK_MAX_SECONDS 1.0 /* interrupts are seen within this  */
-#define RK_CHUNK_ROWS_PER_THREAD 1024
+/* one block of rows: one call of the kernel on one thread of the pool
+   (threads.c); out and st are indexed from the block's first row */
+typedef struct cpu_block {
+  rk_cpu_entry fn;
+  const rk_data *d;
+  const rk_span *s;
+} cpu_block;
 
-/* Rows of [r0, r1) in chunks of about RK_CHUNK_SECONDS each, sized from
-   the measured speed of the previous chunk, and of at least
-   RK_CHUNK_ROWS_PER_THREAD rows per thread unless that would take longer
-   than RK_CHUNK_MAX_SECONDS: the kernel splits a chunk into blocks of rows
-   that share each tile of the reduction variables, and blocks of a few rows
-   would copy the tiles over and over (kNN D = 50 at 1e5 was 3.5 times
-   slower with 75 ms chunks). */
+static int cpu_block_run(void *ctx, int64_t a, int64_t b) {
+  const cpu_block *c = ctx;
+  const rk_span *s = c->s;
+  int64_t off = a - s->r0;
+  return c->fn(a, b, s->j0, s->j1, c->d->vars, c->d->ld,
+               s->out ? s->out + off : NULL, s->ldo,
+               s->st ? s->st + off : NULL, s->ldst, s->mode, 1);
+}
+
+/* Rows of [r0, r1) in chunks sized by the estimated, then measured, work
+   (threads.c rk_chunk_*), each chunk run by the thread pool in blocks;
+   the interrupt callback is polled between chunks, so that it is seen
+   within about a second whatever the formula costs per pair.  Small
+   problems run on one thread (rk_threads_for_work). */
 static int cpu_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
                    const rk_data *d, const rk_span *s, rk_error *e) {
-  (void)f;
-  rk_cpu_entry fn;
-  memcpy(&fn, &k->fn, sizeof fn);
-  int nthreads = s->nthreads > 0 ? s->nthreads : 1;
-  int64_t nred = s->j1 - s->j0;
-  double pairs = 5e6 * nthreads; /* first guess: pair evaluations */
-  int64_t rows = (int64_t)(pairs / (double)(nred > 0 ? nred : 1));
-  int64_t minrows = 4 * (int64_t)nthreads;
+  cpu_block cb;
+  memcpy(&cb.fn, &k->fn, sizeof cb.fn);
+  cb.d = d;
+  cb.s = s;
+  double cost;
+  size_t stack;
+  rk_formula_cost(f, &cost, &stack); /* stack: checked by cpu_source */
+  rk_chunker c;
+  rk_chunk_start(&c, s->nthreads > 0 ? s->nthreads : 1, s->r1 - s->r0,
+                 s->j1 - s->j0, cost);
   for (int64_t r0 = s->r0; r0 < s->r1;) {
-    if (rows < minrows) rows = minrows;
-    int64_t r1 = s->r1 - r0 < rows ? s->r1 : r0 + rows;
+    int64_t r1 = r0 + rk_chunk_rows(&c, s->r1 - r0);
     double t0 = now();
-    int64_t off = r0 - s->r0;
-    if (fn(r0, r1, s->j0, s->j1, d->vars, d->ld, s->out ? s->out + off : NULL,
-           s->ldo, s->st ? s->st + off : NULL, s->ldst, s->mode,
-           nthreads) != 0)
+    int rc = rk_par_rows(c.nthreads, r0, r1, rk_chunk_grain(&c, r1 - r0),
+                         stack, cpu_block_run, &cb);
+    if (rc == -2)
+      return rk_err(e, RK_ENOMEM, -1,
+                    "no thread with %.0f MiB of stack could be created for "
+                    "the CPU kernel", (double)stack / 1048576.0);
+    if (rc != 0)
       return rk_err(e, RK_ENOMEM, -1, "out of memory in the CPU kernel");
-    double dt = now() - t0;
-    int64_t done = r1 - r0;
+    rk_chunk_done(&c, r1 - r0, now() - t0);
     r0 = r1;
     if (r0 < s->r1 && o->interrupted && o->interrupted(o->interrupt_data))
       return rk_err(e, RK_EINTERRUPT, -1, "interrupted");
-    double rate = (double)done / (dt > 1e-6 ? dt : 1e-6); /* rows / s */
-    double want = rate * RK_CHUNK_SECONDS;
-    double floor_rows = (double)RK_CHUNK_ROWS_PER_THREAD * nthreads;
-    if (floor_rows > rate * RK_CHUNK_MAX_SECONDS)
-      floor_rows = rate * RK_CHUNK_MAX_SECONDS;
-    if (want < floor_rows) want = floor_rows;
-    if (want > 8.0 * (double)done + (double)floor_rows)
-      want = 8.0 * (double)done + (double)floor_rows;
-    rows = (int64_t)want + 1;
   }
   return RK_OK;
 }

@@ -18,6 +18,7 @@
 #include "be-cuda-load.h"
 #include "be.h"
 #include "cg.h"
+#include "threads.h"
 
 /* save a failed source for the user to look at; its path goes to e->path */
 static void save_source(const char *src, const char *name, rk_error *e) {
@@ -81,8 +82,9 @@ int rk_nvrtc_target(int major, int minor, char *buf, size_t size) {
   return 1;
 }
 
-int rk_nvrtc_compile(const char *src, const char *name, int major, int minor,
-                     void **image, size_t *size, int *is_cubin, rk_error *e) {
+static int nvrtc_compile_now(const char *src, const char *name, int major,
+                             int minor, void **image, size_t *size,
+                             int *is_cubin, rk_error *e) {
   char why[1024];
   *image = NULL;
   *size = 0;
@@ -145,6 +147,71 @@ int rk_nvrtc_compile(const char *src, const char *name, int major, int minor,
   *size = n;
   *is_cubin = cubin;
   return RK_OK;
+}
+
+/* ---- NVRTC in a thread that an interrupt abandons ---------------------------
+ * nvrtcCompileProgram cannot be stopped and may take minutes on a large
+ * formula: it runs in a thread of its own (threads.c, rk_run_abandonable)
+ * while the caller's interrupt callback is polled.  On an interrupt the
+ * call returns RK_EINTERRUPT at once; the thread finishes the compile and
+ * frees everything (the job owns copies of its inputs). */
+typedef struct nvrtc_job {
+  char *src, *name;
+  int major, minor, cubin, rc;
+  void *image;
+  size_t size;
+  rk_error e;
+} nvrtc_job;
+
+static int nvrtc_job_run(void *ctx) {
+  nvrtc_job *j = ctx;
+  rk_err_clear(&j->e);
+  j->rc = nvrtc_compile_now(j->src, j->name, j->major, j->minor, &j->image,
+                            &j->size, &j->cubin, &j->e);
+  return j->rc;
+}
+
+static void nvrtc_job_free(void *ctx) {
+  nvrtc_job *j = ctx;
+  free(j->image);
+  free(j->src);
+  free(j->name);
+  free(j);
+}
+
+int rk_nvrtc_compile(const char *src, const char *name, int major, int minor,
+                     void **image, size_t *size, int *is_cubin, rk_error *e) {
+  char why[1024];
+  *image = NULL;
+  *size = 0;
+  *is_cubin = 0;
+  if (!rk_nvrtc_load(why, sizeof why)) /* dlopen on the calling thread */
+    return rk_err(e, RK_EUNSUPPORTED, -1, "%s", why);
+  nvrtc_job *j = calloc(1, sizeof *j);
+  if (j)
+    j->src = strdup(src), j->name = strdup(name);
+  if (j == NULL || j->src == NULL || j->name == NULL) {
+    if (j)
+      nvrtc_job_free(j);
+    return nvrtc_compile_now(src, name, major, minor, image, size, is_cubin,
+                             e);
+  }
+  j->major = major;
+  j->minor = minor;
+  int res = 0;
+  if (rk_run_abandonable(nvrtc_job_run, nvrtc_job_free, j, &res) == 1)
+    return rk_err(e, RK_EINTERRUPT, -1, "interrupted while compiling (NVRTC)");
+  if (e)
+    *e = j->e;
+  if (j->rc == RK_OK) {
+    *image = j->image;
+    *size = j->size;
+    *is_cubin = j->cubin;
+    j->image = NULL;
+  }
+  int rc = j->rc;
+  nvrtc_job_free(j);
+  return rc;
 }
 
 int rk_formula_nvrtc_check(rk_formula *f, int precision, int major, int minor,

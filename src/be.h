@@ -177,7 +177,7 @@ const rk_backend_i *rk_backend_pick(const rk_options *o);
 /* the message of a cache directory refused since the last call (once per
    directory), into buf: 1, else 0 (the glue warns with it) */
 int rk_cache_notice(char *buf, size_t size);
-/* the thread count of a CPU run: o->nthreads, else every processor */
+/* the thread count of a CPU run: rk_threads_get (threads.c) */
 int rk_nthreads(const rk_options *o);
 /* the configuration of code generation for these options: the
    developer knobs read from the environment (run.c, the border) */

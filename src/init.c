@@ -39,6 +39,9 @@ SEXP ffi_be_arena(SEXP ptr, SEXP options, SEXP n);
 SEXP ffi_be_host(SEXP value);
 SEXP ffi_be_key(SEXP ptr, SEXP options);
 SEXP ffi_nvrtc_compile_text(SEXP src, SEXP major, SEXP minor);
+/* defined in ffi-threads.c / threads.c (threads) */
+SEXP ffi_threads_info(SEXP ncore);
+void rk_threads_init(void);
 
 /* through void (*)(void), the generic function pointer type, so that
    -Wcast-function-type stays quiet */
@@ -66,6 +69,7 @@ static const R_CallMethodDef call_methods[] = {
     {"ffi_nvrtc_compile_text", RK_FN(&ffi_nvrtc_compile_text), 3},
     {"ffi_solve", RK_FN(&ffi_solve), 7},
     {"ffi_logdet", RK_FN(&ffi_logdet), 6},
+    {"ffi_threads_info", RK_FN(&ffi_threads_info), 1},
     {NULL, NULL, 0}};
 
 #define RK_CCALLABLE(name) R_RegisterCCallable("rkeops", #name, RK_FN(&name))
@@ -106,4 +110,5 @@ void R_init_rkeops(DllInfo *dll) {
   R_forceSymbols(dll, TRUE);
   register_c_api();
   rk_ffi_init(dll);
+  rk_threads_init(); /* the fork handler, once */
 }

@@ -9,6 +9,7 @@
 #include "be.h"
 #include "cg.h"
 #include "rk-config.h"
+#include "threads.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -296,7 +297,7 @@ const rk_backend_i *rk_backend_pick(const rk_options *o) {
 }
 
 int rk_nthreads(const rk_options *o) {
-  return o->nthreads > 0 ? o->nthreads : rk_ncpu();
+  return rk_threads_get(o->nthreads, NULL); /* threads.c: the one getter */
 }
 
 int rk_formula_run(rk_formula *f, const rk_options *o, const rk_input *in,
@@ -320,6 +321,7 @@ int rk_formula_run(rk_formula *f, const rk_options *o, const rk_input *in,
   if (out == NULL && nout > 0 && f->outdim > 0)
     return rk_err(err, RK_EINPUT, -1, "no output buffer");
   rk_data d;
+  rk_call_begin(o); /* NVRTC polls the interrupt callback through it */
   rc = rk_data_prepare(f, in, o->precision, ni, nj, &d, err);
   const rk_backend_i *be = rk_backend_pick(o);
   rk_cg_config cfg;
@@ -332,6 +334,7 @@ int rk_formula_run(rk_formula *f, const rk_options *o, const rk_input *in,
     rc = be->run(k, f, o, &d, &s, err);
   }
   rk_data_free(&d);
+  rk_call_end();
   return rc;
 }
 
@@ -343,7 +346,10 @@ int rk_formula_prepare(rk_formula *f, const rk_options *o, int *compiled,
   rk_cg_config cfg;
   rk_cg_config_env(&cfg, o->precision);
   rk_kernel *k;
-  return rk_kernel_get(rk_backend_pick(o), f, o, &cfg, &k, compiled, err);
+  rk_call_begin(o);
+  int rc = rk_kernel_get(rk_backend_pick(o), f, o, &cfg, &k, compiled, err);
+  rk_call_end();
+  return rc;
 }
 
 int64_t rk_formula_source(rk_formula *f, const rk_options *o, char *buf,

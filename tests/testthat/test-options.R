@@ -125,6 +125,19 @@ test_that("ncore is honoured (same result with 1 and all threads)", {
   rkeops_use_cpu()
   r2 <- op(list(x, y))
   expect_equal(r1, r2, tolerance = 1e-13)
+  # the threads the kernel really ran on (counted by the pool, src/threads.c)
+  used <- function() rkeops:::rk_threads_info()$last_used
+  expect_identical(used(), 1L) # 150 x 100: too small for a second thread
+  x <- matrix(rnorm(6000), 3000, 2)
+  y <- matrix(rnorm(4000), 2000, 2)
+  ref <- rowSums(exp(-(outer(x[, 1], y[, 1], "-")^2 + outer(x[, 2], y[, 2], "-")^2)))
+  rkeops_use_cpu(ncore = 1)
+  expect_equal(op(list(x, y))[, 1], ref, tolerance = 1e-12)
+  expect_identical(used(), 1L)
+  n <- min(2L, rkeops:::rk_threads_info()$available)
+  rkeops_use_cpu(ncore = n)
+  expect_equal(op(list(x, y))[, 1], ref, tolerance = 1e-12)
+  expect_identical(used(), n)
 })
 
 test_that("cache directory helpers", {
