@@ -25,7 +25,7 @@
  * The results are ordinary formulas, so every construction nests: Grad of
  * Grad, Hessian-vector products Diff(Grad(f, v, 1), v, u), ...
  */
-#include "ir.h"
+#include "ad.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -314,7 +314,7 @@ const rk_node *rk_ad_grad(rk_ctx *c, const rk_node *f, const rk_node *v,
       continue;
     if (rk_is_zero(cot[k]))
       continue;
-    rk_vjp_fn rule = rk_ops[n->op].vjp;
+    rk_vjp_fn rule = rk_ad_rules[n->op];
     for (int i = 0; i < n->nargs; i++) {
       const rk_node *x = n->args[i];
       int xi = ad_map_get(&map, x);

@@ -9,15 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ad-rules.h"
-#include "cg.h"
 #include "ir-check.h"
 
 /* ---- the tables ---------------------------------------------------------- */
 
 const rk_opinfo rk_ops[RK_OP__COUNT] = {
 #define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn)                     \
-  [RK_OP_##E] = {name, na, nip, dimfn, emitfn, cexpr, vjpfn},
+  [RK_OP_##E] = {name, na, nip, dimfn, cexpr},
 #include "ops.def"
 #undef X
 };
@@ -50,6 +48,7 @@ struct rk_ctx {
   const rk_node **tab; /* hash-cons buckets (malloc'ed), chained by next */
   size_t nbuckets;
   int nnodes;
+  rk_expand_fn expand; /* Grad & co; NULL: refused */
 };
 
 rk_ctx *rk_ctx_new(void) {
@@ -77,6 +76,8 @@ void rk_ctx_free(rk_ctx *c) {
 rk_arena *rk_ctx_arena(rk_ctx *c) { return c->arena; }
 
 int rk_ctx_nnodes(const rk_ctx *c) { return c->nnodes; }
+
+void rk_ctx_set_expand(rk_ctx *c, rk_expand_fn fn) { c->expand = fn; }
 
 static uint64_t rk_ir_hash(int op, int dim, const rk_node *const *args,
                            int nargs, const int *ip, int nip, double dp) {
@@ -223,8 +224,16 @@ const rk_node *rk_build(rk_ctx *c, int op, const rk_node *const *args,
     return NULL;
   }
   if (op == RK_OP_GRAD || op == RK_OP_DIFF || op == RK_OP_LAPLACIAN ||
-      op == RK_OP_DIVERGENCE)
-    return rk_ad_expand(c, op, a, err);
+      op == RK_OP_DIVERGENCE) {
+    if (c->expand == NULL) {
+      rk_err(err, RK_EUNSUPPORTED, -1,
+             "%s: differentiation is not available here (no expander in "
+             "this context: see rk_ctx_set_expand)",
+             oi->name);
+      return NULL;
+    }
+    return c->expand(c, op, a, err);
+  }
 
   const rk_node *n = rk_simplify(c, op, a, nargs, p, nip, dp, dim);
   if (n == NULL)
