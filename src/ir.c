@@ -173,7 +173,9 @@ static void rk_ir_name_error(int op, rk_error *e) {
     return;
   char reason[sizeof e->msg];
   memcpy(reason, e->msg, sizeof reason);
-  snprintf(e->msg, sizeof e->msg, "%s: %.4000s", rk_ops[op].name, reason);
+  if (snprintf(e->msg, sizeof e->msg, "%s: %.*s", rk_ops[op].name,
+               rk_utf8_prefix(reason, 4000), reason) >= (int)sizeof e->msg)
+    rk_utf8_trim_end(e->msg);
 }
 
 const rk_node *rk_build(rk_ctx *c, int op, const rk_node *const *args,
