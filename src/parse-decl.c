@@ -195,7 +195,7 @@ int rk_parse_decl(rk_parser *P, int k, rk_arena *arena) {
   if (rk_lex(s, &tk, &ntk, &le) != RK_OK)
     return decl_err(P, k, le.code == RK_ENOMEM ? RK_ENOMEM : RK_EPARSE,
                     "unexpected character at offset %d", le.pos);
-  rk_decl d;
+  rk_decl d = {NULL, 0, -1, 0, {0, 0, 0}, 0};
   int pos = 0, dim = 0, cat = 0;
   int code = decl_head(P, k, tk, ntk, &d);
   if (code == RK_OK)
