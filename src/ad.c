@@ -22,6 +22,9 @@
  *                     seeds fold away and the sum is computed on scalars.
  *   Laplacian(f, v)   (dim f = 1) Divergence(Grad(f, v, 1), v), the trace
  *                     of the Hessian.
+ * Each operation may add at most RK_AD_MAX_NODES nodes (ad.h); the cost
+ * of a Divergence is linear in the dimension because rk_topo and the maps
+ * here cost the nodes of the one component being differentiated.
  * The results are ordinary formulas, so every construction nests: Grad of
  * Grad, Hessian-vector products Diff(Grad(f, v, 1), v, u), ...
  */
@@ -381,8 +384,24 @@ static const rk_node *ad_diff(rk_ctx *c, const rk_node *f, const rk_node *v,
   return rk_ad_grad(c, h, w, u, e);
 }
 
+/* RK_AD_MAX_NODES: refuse when the operation `name`, which began with
+   `start` nodes in the context, has made more than the budget */
+static int ad_over_budget(rk_ctx *c, int start, const char *name, int dim,
+                          rk_error *e) {
+  int made = rk_ctx_nnodes(c) - start;
+  if (made <= RK_AD_MAX_NODES)
+    return 0;
+  ad_fail(e, RK_EUNSUPPORTED,
+          "%s: differentiation would add more than %d nodes to the formula "
+          "(the limit RK_AD_MAX_NODES), with a variable of dimension %d: "
+          "use a smaller dimension, or split the formula",
+          name, RK_AD_MAX_NODES, dim);
+  return 1;
+}
+
 static const rk_node *ad_divergence(rk_ctx *c, const rk_node *f,
-                                    const rk_node *v, rk_error *e) {
+                                    const rk_node *v, int start,
+                                    const char *name, rk_error *e) {
   if (f->dim != v->dim)
     return ad_fail(e, RK_EDIM,
                    "Divergence: the formula has dimension "
@@ -402,6 +421,8 @@ static const rk_node *ad_divergence(rk_ctx *c, const rk_node *f,
     sum = sum ? rk_op2(c, RK_OP_ADD, sum, dk, e) : dk;
     if (sum == NULL)
       return ad_oom(e);
+    if (ad_over_budget(c, start, name, v->dim, e)) /* one per component */
+      return NULL;
   }
   return sum;
 }
@@ -418,18 +439,23 @@ const rk_node *rk_ad_expand(rk_ctx *c, int op, const rk_node *const *args,
                    "%s: the second argument must be a "
                    "variable, not %s",
                    name, rk_ops[args[1]->op].name);
+  int start = rk_ctx_nnodes(c);
+  const rk_node *r;
   switch (op) {
   case RK_OP_GRAD:
-    return rk_ad_grad(c, args[0], args[1], args[2], e);
+    r = rk_ad_grad(c, args[0], args[1], args[2], e);
+    break;
   case RK_OP_DIFF:
     if (args[2]->dim != args[1]->dim)
       return ad_fail(e, RK_EDIM,
                      "Diff: the direction has dimension %d, "
                      "the variable %d",
                      args[2]->dim, args[1]->dim);
-    return ad_diff(c, args[0], args[1], args[2], e);
+    r = ad_diff(c, args[0], args[1], args[2], e);
+    break;
   case RK_OP_DIVERGENCE:
-    return ad_divergence(c, args[0], args[1], e);
+    r = ad_divergence(c, args[0], args[1], start, name, e);
+    break;
   case RK_OP_LAPLACIAN: {
     if (args[0]->dim != 1)
       return ad_fail(e, RK_EDIM,
@@ -438,7 +464,8 @@ const rk_node *rk_ad_expand(rk_ctx *c, int op, const rk_node *const *args,
                      args[0]->dim);
     const rk_node *one = rk_intcst(c, 1);
     const rk_node *gr = one ? rk_ad_grad(c, args[0], args[1], one, e) : NULL;
-    return gr ? ad_divergence(c, gr, args[1], e) : ad_oom(e);
+    r = gr ? ad_divergence(c, gr, args[1], start, name, e) : ad_oom(e);
+    break;
   }
   default:
     return ad_fail(e, RK_EINTERNAL,
@@ -446,4 +473,8 @@ const rk_node *rk_ad_expand(rk_ctx *c, int op, const rk_node *const *args,
                    "differentiation operation",
                    name);
   }
+  /* reverse mode is linear in the formula: checked once, at the end */
+  if (r != NULL && ad_over_budget(c, start, name, args[1]->dim, e))
+    return NULL;
+  return r;
 }

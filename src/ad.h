@@ -22,8 +22,18 @@ typedef const rk_node *(*rk_vjp_fn)(rk_ctx *c, const rk_node *n, int argi,
 /* the derivative rule of every op, indexed by enum rk_op (ad-rules.c) */
 extern const rk_vjp_fn rk_ad_rules[];
 
+/* The budget of one differentiation operation: the number of IR nodes
+   that one Grad, Diff, Divergence or Laplacian may add to the formula.
+   Reverse mode costs a constant factor of the formula's size, but a
+   Divergence or a Laplacian in dimension d makes one scalar formula per
+   component (about 15 nodes a component for Laplacian(Exp(-SqDist(x,y)),x),
+   so dimension 3000 fits and 10000 does not).  Beyond it the operation is
+   refused with RK_EUNSUPPORTED and a message naming the limit, rather than
+   building a formula that would take minutes to compile. */
+#define RK_AD_MAX_NODES 50000
+
 /* Expand GRAD / DIFF / LAPLACIAN / DIVERGENCE applied to args (an
-   rk_expand_fn, see ir.h). */
+   rk_expand_fn, see ir.h), within RK_AD_MAX_NODES new nodes. */
 const rk_node *rk_ad_expand(rk_ctx *c, int op, const rk_node *const *args,
                             rk_error *e);
 /* reverse mode: cotangent of variable v (a Var node) given cotangent g of f */
