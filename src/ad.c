@@ -83,7 +83,8 @@ static const rk_node *ad_fail(rk_error *e, int code, const char *fmt, ...) {
     e->code = code;
     e->pos = -1;
     va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    if (vsnprintf(e->msg, sizeof e->msg, fmt, ap) >= (int)sizeof e->msg)
+      rk_utf8_trim_end(e->msg);
     va_end(ap);
   }
   return NULL;
