@@ -40,7 +40,8 @@ int rk_parse_var_slot(rk_parser *P, int pos) {
 /* the declaration k quoted in messages: at most 200 bytes, cut on a
    UTF-8 character boundary */
 #define DECL_QUOTE_MAX 200
-#define DECL_QUOTE(s) rk_utf8_prefix((s), DECL_QUOTE_MAX), (s)
+#define DECL_QUOTE(s)                                                        \
+  rk_utf8_prefix((s) ? (s) : "", DECL_QUOTE_MAX), ((s) ? (s) : "")
 
 static int decl_err(rk_parser *P, int k, int code, const char *fmt, ...)
 #ifdef __GNUC__
