@@ -469,3 +469,13 @@ const rk_node *rk_vjp_tensorprod(rk_ctx *c, const rk_node *n, int argi,
     return F2(MATVECMULT, g, X1);
   return F2(VECMATMULT, X0, g);
 }
+
+/* ---- the table: one rule per op, by enum rk_op ------------------------- */
+
+const rk_vjp_fn rk_ad_rules[] = {
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn) vjpfn,
+#include "ops.def"
+#undef X
+};
+_Static_assert(sizeof rk_ad_rules / sizeof rk_ad_rules[0] == RK_OP__COUNT,
+               "rk_ad_rules needs one rule per row of ops.def");

@@ -6,9 +6,9 @@
 #ifndef RK_AD_RULES_H
 #define RK_AD_RULES_H
 
-#include "ir.h"
+#include "ad.h"
 
-/* the function type behind rk_vjp_fn (ir.h) */
+/* the function type behind rk_vjp_fn (ad.h) */
 typedef const rk_node *rk_vjp_rule(rk_ctx *c, const rk_node *n, int argi,
                                    const rk_node *g, rk_error *e);
 

@@ -22,10 +22,13 @@
  *                     seeds fold away and the sum is computed on scalars.
  *   Laplacian(f, v)   (dim f = 1) Divergence(Grad(f, v, 1), v), the trace
  *                     of the Hessian.
+ * Each operation may add at most RK_AD_MAX_NODES nodes (ad.h); the cost
+ * of a Divergence is linear in the dimension because rk_topo and the maps
+ * here cost the nodes of the one component being differentiated.
  * The results are ordinary formulas, so every construction nests: Grad of
  * Grad, Hessian-vector products Diff(Grad(f, v, 1), v, u), ...
  */
-#include "ir.h"
+#include "ad.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,7 +83,8 @@ static const rk_node *ad_fail(rk_error *e, int code, const char *fmt, ...) {
     e->code = code;
     e->pos = -1;
     va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    if (vsnprintf(e->msg, sizeof e->msg, fmt, ap) >= (int)sizeof e->msg)
+      rk_utf8_trim_end(e->msg);
     va_end(ap);
   }
   return NULL;
@@ -314,7 +318,7 @@ const rk_node *rk_ad_grad(rk_ctx *c, const rk_node *f, const rk_node *v,
       continue;
     if (rk_is_zero(cot[k]))
       continue;
-    rk_vjp_fn rule = rk_ops[n->op].vjp;
+    rk_vjp_fn rule = rk_ad_rules[n->op];
     for (int i = 0; i < n->nargs; i++) {
       const rk_node *x = n->args[i];
       int xi = ad_map_get(&map, x);
@@ -381,8 +385,159 @@ static const rk_node *ad_diff(rk_ctx *c, const rk_node *f, const rk_node *v,
   return rk_ad_grad(c, h, w, u, e);
 }
 
+/* RK_AD_MAX_NODES: refuse when the operation `name`, which began with
+   `start` nodes in the context, has made more than the budget */
+static int ad_over_budget(rk_ctx *c, int start, const char *name, int dim,
+                          rk_error *e) {
+  int made = rk_ctx_nnodes(c) - start;
+  if (made <= RK_AD_MAX_NODES)
+    return 0;
+  ad_fail(e, RK_EUNSUPPORTED,
+          "%s: differentiation would add more than %d nodes to the formula "
+          "(the limit RK_AD_MAX_NODES), with a variable of dimension %d: "
+          "use a smaller dimension, or split the formula",
+          name, RK_AD_MAX_NODES, dim);
+  return 1;
+}
+
+/* ---- Divergence by structured Jacobians ----------------------------------
+   For a field built from v with elementwise operations (a dimension-1
+   operand broadcasting) the Jacobian of every node n of dimension d = dim v
+   has the form J(n) = diag(a) + sum_i b_i c_i^T, where each c_i is the
+   gradient of a scalar node s_i (dimension 1, broadcast into n) and a, b_i
+   have dimension d, or 1 for a constant vector (a = 1: the identity):
+     J(v) = diag(1);  J(op(u, w, s)) = sum over the arguments of
+     diag(op'_u) J(u) + ... + op'_s grad(s)^T,
+   the products diag(op'_u) x being the op's own VJP rule applied to x
+   (elementwise rules are componentwise and broadcast a dimension-1 x).
+   The divergence is the trace, Sum(a) + sum_i (b_i | c_i) (d a and
+   b_i Sum(c_i) for dimension-1 a and b_i): a few nodes of dimension d whatever d,
+   instead of one scalar formula per component.  Any other operation of
+   dimension d on the way (Concat, Extract, MatVecMult, ...) makes
+   ad_divergence fall back on components (NULL with no error here). */
+
+#define AD_SJ_MAXTERMS 16
+
+typedef struct ad_sj {
+  int ok;            /* the structure above holds for this node       */
+  const rk_node *a;  /* NULL: no diagonal part                        */
+  int nt;
+  const rk_node *b[AD_SJ_MAXTERMS], *cv[AD_SJ_MAXTERMS];
+  const rk_node *grad; /* dimension-1 nodes: their gradient (lazily)  */
+} ad_sj;
+
+/* J += (b, cv), merging terms of the same gradient; 0 when full */
+static int ad_sj_term(rk_ctx *c, ad_sj *j, const rk_node *b,
+                      const rk_node *cv, rk_error *e) {
+  for (int i = 0; i < j->nt; i++)
+    if (j->cv[i] == cv)
+      return (j->b[i] = rk_op2(c, RK_OP_ADD, j->b[i], b, e)) != NULL;
+  if (j->nt == AD_SJ_MAXTERMS)
+    return 0;
+  j->b[j->nt] = b;
+  j->cv[j->nt++] = cv;
+  return 1;
+}
+
+/* the trace of J(f), or NULL: out of memory (e set) or no structure */
+static const rk_node *ad_divergence_sj(rk_ctx *c, const rk_node *f,
+                                       const rk_node *v, rk_error *e) {
+  const rk_node **topo = NULL;
+  int nt = rk_topo(c, &f, 1, &topo), d = v->dim;
+  if (nt <= 0 || topo == NULL)
+    return ad_oom(e);
+  rk_arena *ar = rk_ctx_arena(c);
+  ad_map map;
+  ad_sj *J = rk_arena_alloc(ar, (size_t)nt * sizeof *J);
+  char *dep = rk_arena_alloc(ar, (size_t)nt);
+  const rk_node *one = rk_intcst(c, 1);
+  if (J == NULL || dep == NULL || one == NULL ||
+      !ad_map_init(&map, ar, nt))
+    return ad_oom(e);
+  for (int k = 0; k < nt; k++) {
+    const rk_node *n = topo[k];
+    ad_map_put(&map, n, k);
+    dep[k] = n == v;
+    for (int i = 0; i < n->nargs && !dep[k]; i++)
+      dep[k] = dep[ad_map_get(&map, n->args[i])];
+    ad_sj *j = &J[k];
+    j->ok = 1; /* zero when independent of v, a scalar otherwise */
+    if (!dep[k] || n->dim == 1)
+      continue;
+    if (n == v) {
+      j->a = one;
+      continue;
+    }
+    j->ok = n->dim == d && rk_ops[n->op].cexpr != NULL;
+    for (int i = 0; i < n->nargs && j->ok; i++) {
+      const rk_node *x = n->args[i];
+      int xi = ad_map_get(&map, x);
+      if (!dep[xi])
+        continue;
+      const ad_sj *jx = &J[xi];
+      if (x->dim == 1) { /* broadcast scalar s: op'_s grad(s)^T */
+        ad_sj *js = &J[xi];
+        if (js->grad == NULL && (js->grad = rk_ad_grad(c, x, v, one, e)) == NULL)
+          return NULL;
+        const rk_node *b = rk_ad_rules[n->op](c, n, i, one, e);
+        if (b == NULL)
+          return NULL;
+        if (rk_is_zero(b))
+          continue;
+        j->ok = (b->dim == d || b->dim == 1) && ad_sj_term(c, j, b, js->grad, e);
+        continue;
+      }
+      if (!jx->ok || x->dim != d) {
+        j->ok = 0;
+        break;
+      }
+      /* diag(op'_x) J(x): the rule applied to a and to each b */
+      if (jx->a != NULL) {
+        const rk_node *a = rk_ad_rules[n->op](c, n, i, jx->a, e);
+        if (a == NULL)
+          return NULL;
+        if (!rk_is_zero(a)) {
+          if (a->dim != d && a->dim != 1) {
+            j->ok = 0;
+            break;
+          }
+          j->a = j->a ? rk_op2(c, RK_OP_ADD, j->a, a, e) : a;
+          if (j->a == NULL)
+            return ad_oom(e);
+        }
+      }
+      for (int t = 0; t < jx->nt && j->ok; t++) {
+        const rk_node *b = rk_ad_rules[n->op](c, n, i, jx->b[t], e);
+        if (b == NULL)
+          return NULL;
+        if (!rk_is_zero(b))
+          j->ok = (b->dim == d || b->dim == 1) &&
+                  ad_sj_term(c, j, b, jx->cv[t], e);
+      }
+    }
+    if (e != NULL && e->code != RK_OK)
+      return NULL;
+  }
+  const ad_sj *jf = &J[ad_map_get(&map, f)];
+  if (!jf->ok)
+    return NULL; /* no error set: the caller falls back */
+  const rk_node *tr =
+      jf->a == NULL  ? rk_zero(c, 1)
+      : jf->a->dim == 1 ? rk_op2(c, RK_OP_MULT, rk_intcst(c, d), jf->a, e)
+                        : rk_op1(c, RK_OP_SUM, jf->a, e);
+  for (int t = 0; t < jf->nt && tr; t++) {
+    const rk_node *b = jf->b[t], *cv = jf->cv[t];
+    tr = rk_op2(c, RK_OP_ADD, tr,
+                b->dim == 1 ? rk_op2(c, RK_OP_MULT, b, rk_op1(c, RK_OP_SUM, cv, e), e)
+                            : rk_op2(c, RK_OP_SCALPROD, b, cv, e),
+                e);
+  }
+  return tr ? tr : ad_oom(e);
+}
+
 static const rk_node *ad_divergence(rk_ctx *c, const rk_node *f,
-                                    const rk_node *v, rk_error *e) {
+                                    const rk_node *v, int start,
+                                    const char *name, rk_error *e) {
   if (f->dim != v->dim)
     return ad_fail(e, RK_EDIM,
                    "Divergence: the formula has dimension "
@@ -393,6 +548,10 @@ static const rk_node *ad_divergence(rk_ctx *c, const rk_node *f,
     return ad_oom(e);
   if (f->dim == 1)
     return rk_ad_grad(c, f, v, one, e);
+  int code = e ? e->code : RK_OK;
+  const rk_node *tr = ad_divergence_sj(c, f, v, e);
+  if (tr != NULL || (e != NULL && e->code != code))
+    return tr; /* the trace, or an error; else component by component */
   for (int k = 0; k < f->dim; k++) {
     const rk_node *fk = ad_elem(c, f, k, e);
     const rk_node *gk = fk ? rk_ad_grad(c, fk, v, one, e) : NULL;
@@ -402,6 +561,8 @@ static const rk_node *ad_divergence(rk_ctx *c, const rk_node *f,
     sum = sum ? rk_op2(c, RK_OP_ADD, sum, dk, e) : dk;
     if (sum == NULL)
       return ad_oom(e);
+    if (ad_over_budget(c, start, name, v->dim, e)) /* one per component */
+      return NULL;
   }
   return sum;
 }
@@ -418,18 +579,23 @@ const rk_node *rk_ad_expand(rk_ctx *c, int op, const rk_node *const *args,
                    "%s: the second argument must be a "
                    "variable, not %s",
                    name, rk_ops[args[1]->op].name);
+  int start = rk_ctx_nnodes(c);
+  const rk_node *r;
   switch (op) {
   case RK_OP_GRAD:
-    return rk_ad_grad(c, args[0], args[1], args[2], e);
+    r = rk_ad_grad(c, args[0], args[1], args[2], e);
+    break;
   case RK_OP_DIFF:
     if (args[2]->dim != args[1]->dim)
       return ad_fail(e, RK_EDIM,
                      "Diff: the direction has dimension %d, "
                      "the variable %d",
                      args[2]->dim, args[1]->dim);
-    return ad_diff(c, args[0], args[1], args[2], e);
+    r = ad_diff(c, args[0], args[1], args[2], e);
+    break;
   case RK_OP_DIVERGENCE:
-    return ad_divergence(c, args[0], args[1], e);
+    r = ad_divergence(c, args[0], args[1], start, name, e);
+    break;
   case RK_OP_LAPLACIAN: {
     if (args[0]->dim != 1)
       return ad_fail(e, RK_EDIM,
@@ -438,7 +604,8 @@ const rk_node *rk_ad_expand(rk_ctx *c, int op, const rk_node *const *args,
                      args[0]->dim);
     const rk_node *one = rk_intcst(c, 1);
     const rk_node *gr = one ? rk_ad_grad(c, args[0], args[1], one, e) : NULL;
-    return gr ? ad_divergence(c, gr, args[1], e) : ad_oom(e);
+    r = gr ? ad_divergence(c, gr, args[1], start, name, e) : ad_oom(e);
+    break;
   }
   default:
     return ad_fail(e, RK_EINTERNAL,
@@ -446,4 +613,8 @@ const rk_node *rk_ad_expand(rk_ctx *c, int op, const rk_node *const *args,
                    "differentiation operation",
                    name);
   }
+  /* reverse mode is linear in the formula: checked once, at the end */
+  if (r != NULL && ad_over_budget(c, start, name, args[1]->dim, e))
+    return NULL;
+  return r;
 }

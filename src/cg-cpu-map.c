@@ -119,7 +119,7 @@ static void row_names(rk_cg *g, const cpu_plan *p, const used_var *uv, int nu,
 static void emit_hoisted(rk_cg *g, const cpu_plan *p) {
   for (int i = 0; i < p->n; i++) {
     const rk_node *x = p->order[i];
-    if (p->cls[x->id] == CL_HOIST) rk_ops[x->op].emit(g, x);
+    if (p->cls[x->id] == CL_HOIST) rk_cg_emitters[x->op](g, x);
   }
   for (int i = 0; i < p->n; i++) {
     const rk_node *x = p->order[i], *b;
@@ -252,7 +252,7 @@ static void emit_group(rk_cg *g, const rk_formula *f, const cpu_plan *p,
       if (p->rcp[x->id])
         emit_rcp_divide(g, x);
       else
-        rk_ops[x->op].emit(g, x);
+        rk_cg_emitters[x->op](g, x);
     }
     if (fast) {
       for (int k = 0; k < d; k++) {

@@ -550,6 +550,17 @@ void rk_emit_tensorprod(rk_cg *g, const rk_node *n) {
   endb(g);
 }
 
+/* ---- the emitter table: one per op, by enum rk_op ------------------------ */
+
+const rk_emit_fn rk_cg_emitters[] = {
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn) emitfn,
+#include "ops.def"
+#undef X
+};
+_Static_assert(sizeof rk_cg_emitters / sizeof rk_cg_emitters[0] ==
+                   RK_OP__COUNT,
+               "rk_cg_emitters needs one emitter per row of ops.def");
+
 /* ---- the map -------------------------------------------------------------- */
 
 int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots,
@@ -560,7 +571,7 @@ int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots,
     return rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
   for (int i = 0; i < n; i++) {
     const rk_node *x = order[i];
-    rk_emit_fn fn = rk_ops[x->op].emit;
+    rk_emit_fn fn = rk_cg_emitters[x->op];
     if (!fn) {
       free(order);
       return rk_err(e, RK_EINTERNAL, -1,

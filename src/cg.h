@@ -68,6 +68,11 @@ void rk_cg_ref(rk_cg *g, const rk_node *n, const char *k);
 int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots,
                    int nroots, rk_error *e);
 
+/* the emitter of every op, indexed by enum rk_op (NULL: never emitted),
+   built from ops.def's EMITFN column (cg-expr.c) */
+typedef void (*rk_emit_fn)(rk_cg *g, const rk_node *n);
+extern const rk_emit_fn rk_cg_emitters[];
+
 /* the generic elementwise emitter and the special ones (ops.def EMITFN) */
 void rk_emit_leaf(rk_cg *g, const rk_node *n);
 void rk_emit_elem(rk_cg *g, const rk_node *n);

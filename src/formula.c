@@ -2,10 +2,13 @@
  * formula.c -- the public formula functions of rkeops.h: parse a
  * reduction into an rk_formula (parse.c), check the reduction's
  * dimensions, compute the output layout, the canonical text and the key.
+ * The one place that joins the IR layer (parse.h) and differentiation
+ * (ad.h): each formula's context gets rk_ad_expand as its expander.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "ad.h"
 #include "parse.h"
 
 /* output dimension of the reduction (red.def), or -1 with err set */
@@ -73,6 +76,7 @@ int rk_formula_parse(const char *formula, const char *const *args, int nargs,
     return rk_err(err, RK_ENOMEM, -1, "out of memory");
   }
   f->ctx = ctx;
+  rk_ctx_set_expand(ctx, rk_ad_expand);
   f->scheme = sum_scheme == RK_SCHEME_AUTO ? RK_SCHEME_BLOCK : sum_scheme;
   int redpos = 0;
   int code = rk_parse_formula(f, formula, args, nargs, &redpos, err);

@@ -26,6 +26,9 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
                SEXP options);
 SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
                 SEXP options);
+/* defined in ffi-internal.c (the package's own tests) */
+SEXP ffi_engine_tables(void);
+SEXP ffi_ctest(SEXP name, SEXP tmpdir);
 /* defined in ffi-cuda.c (owned by the CUDA backend) */
 SEXP ffi_cuda_meminfo(SEXP device);
 void rk_ffi_init(DllInfo *dll);
@@ -70,6 +73,8 @@ static const R_CallMethodDef call_methods[] = {
     {"ffi_solve", RK_FN(&ffi_solve), 7},
     {"ffi_logdet", RK_FN(&ffi_logdet), 6},
     {"ffi_threads_info", RK_FN(&ffi_threads_info), 1},
+    {"ffi_engine_tables", RK_FN(&ffi_engine_tables), 0},
+    {"ffi_ctest", RK_FN(&ffi_ctest), 2},
     {NULL, NULL, 0}};
 
 #define RK_CCALLABLE(name) R_RegisterCCallable("rkeops", #name, RK_FN(&name))

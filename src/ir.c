@@ -9,15 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ad-rules.h"
-#include "cg.h"
 #include "ir-check.h"
 
 /* ---- the tables ---------------------------------------------------------- */
 
 const rk_opinfo rk_ops[RK_OP__COUNT] = {
 #define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn)                     \
-  [RK_OP_##E] = {name, na, nip, dimfn, emitfn, cexpr, vjpfn},
+  [RK_OP_##E] = {name, na, nip, dimfn, cexpr},
 #include "ops.def"
 #undef X
 };
@@ -50,6 +48,7 @@ struct rk_ctx {
   const rk_node **tab; /* hash-cons buckets (malloc'ed), chained by next */
   size_t nbuckets;
   int nnodes;
+  rk_expand_fn expand; /* Grad & co; NULL: refused */
 };
 
 rk_ctx *rk_ctx_new(void) {
@@ -77,6 +76,8 @@ void rk_ctx_free(rk_ctx *c) {
 rk_arena *rk_ctx_arena(rk_ctx *c) { return c->arena; }
 
 int rk_ctx_nnodes(const rk_ctx *c) { return c->nnodes; }
+
+void rk_ctx_set_expand(rk_ctx *c, rk_expand_fn fn) { c->expand = fn; }
 
 static uint64_t rk_ir_hash(int op, int dim, const rk_node *const *args,
                            int nargs, const int *ip, int nip, double dp) {
@@ -172,7 +173,9 @@ static void rk_ir_name_error(int op, rk_error *e) {
     return;
   char reason[sizeof e->msg];
   memcpy(reason, e->msg, sizeof reason);
-  snprintf(e->msg, sizeof e->msg, "%s: %.4000s", rk_ops[op].name, reason);
+  if (snprintf(e->msg, sizeof e->msg, "%s: %.*s", rk_ops[op].name,
+               rk_utf8_prefix(reason, 4000), reason) >= (int)sizeof e->msg)
+    rk_utf8_trim_end(e->msg);
 }
 
 const rk_node *rk_build(rk_ctx *c, int op, const rk_node *const *args,
@@ -223,8 +226,16 @@ const rk_node *rk_build(rk_ctx *c, int op, const rk_node *const *args,
     return NULL;
   }
   if (op == RK_OP_GRAD || op == RK_OP_DIFF || op == RK_OP_LAPLACIAN ||
-      op == RK_OP_DIVERGENCE)
-    return rk_ad_expand(c, op, a, err);
+      op == RK_OP_DIVERGENCE) {
+    if (c->expand == NULL) {
+      rk_err(err, RK_EUNSUPPORTED, -1,
+             "%s: differentiation is not available here (no expander in "
+             "this context: see rk_ctx_set_expand)",
+             oi->name);
+      return NULL;
+    }
+    return c->expand(c, op, a, err);
+  }
 
   const rk_node *n = rk_simplify(c, op, a, nargs, p, nip, dp, dim);
   if (n == NULL)
@@ -308,48 +319,112 @@ int rk_is_cst(const rk_node *n, double *v) {
 }
 
 /* ---- topological order (iterative: formulas may be deep) ---------------------- */
+/* The cost is in the nodes reachable from the roots, not in the size of the
+   context: the AD driver orders one small formula per component of a
+   Divergence in a context that holds all the others (a Laplacian in
+   dimension d would otherwise cost d times the whole context). */
+
+typedef struct topo_set { /* open addressing on node pointers */
+  const rk_node **keys;
+  size_t mask, used;
+} topo_set;
+
+static size_t topo_slot(const topo_set *s, const rk_node *n) {
+  size_t i = (size_t)((uint64_t)n->id * 0x9E3779B97F4A7C15ULL >> 17) & s->mask;
+  while (s->keys[i] != NULL && s->keys[i] != n)
+    i = (i + 1) & s->mask;
+  return i;
+}
+
+/* 1 when n was not in the set (now added), 0 when it was, -1 when OOM */
+static int topo_add(topo_set *s, const rk_node *n) {
+  if (2 * (s->used + 1) > s->mask + 1) {
+    topo_set g = {calloc(2 * (s->mask + 1), sizeof *g.keys), 2 * s->mask + 1, 0};
+    if (g.keys == NULL)
+      return -1;
+    for (size_t i = 0; i <= s->mask; i++)
+      if (s->keys[i] != NULL)
+        g.keys[topo_slot(&g, s->keys[i])] = s->keys[i];
+    g.used = s->used;
+    free(s->keys);
+    *s = g;
+  }
+  size_t i = topo_slot(s, n);
+  if (s->keys[i] == n)
+    return 0;
+  s->keys[i] = n;
+  s->used++;
+  return 1;
+}
+
+/* grow a malloc'ed array of *cap elements of size sz to hold need */
+static int topo_grow(void *pp, size_t *cap, size_t need, size_t sz) {
+  void **p = pp;
+  if (need <= *cap)
+    return 1;
+  size_t nc = *cap ? *cap : 64;
+  while (nc < need)
+    nc *= 2;
+  void *q = realloc(*p, nc * sz);
+  if (q == NULL)
+    return 0;
+  *p = q;
+  *cap = nc;
+  return 1;
+}
 
 int rk_topo(rk_ctx *c, const rk_node *const *roots, int nroots,
             const rk_node ***out) {
-  int n = c->nnodes, count = 0;
-  const rk_node **order = rk_arena_alloc(c->arena, (size_t)(n + 1) * sizeof *order);
-  unsigned char *seen = calloc((size_t)n + 1, 1);
-  const rk_node **stack = malloc(((size_t)n + 1) * sizeof *stack);
-  int *next = malloc(((size_t)n + 1) * sizeof *next);
-  if (order == NULL || seen == NULL || stack == NULL || next == NULL) {
-    free(seen);
-    free(stack);
-    free(next);
-    *out = NULL;
-    return -1;
-  }
-  for (int r = 0; r < nroots; r++) {
-    if (roots[r] == NULL || seen[roots[r]->id])
+  topo_set seen = {calloc(64, sizeof(const rk_node *)), 63, 0};
+  const rk_node **order = NULL, **stack = NULL;
+  int *next = NULL;
+  size_t cap_order = 0, cap_stack = 0, cap_next = 0, count = 0;
+  int ok = seen.keys != NULL;
+  for (int r = 0; r < nroots && ok; r++) {
+    if (roots[r] == NULL)
       continue;
-    int sp = 0;
+    int added = topo_add(&seen, roots[r]);
+    if (added <= 0) {
+      ok = added == 0;
+      continue;
+    }
+    size_t sp = 0;
+    ok = topo_grow(&stack, &cap_stack, 1, sizeof *stack) &&
+         topo_grow(&next, &cap_next, 1, sizeof *next);
+    if (!ok)
+      break;
     stack[sp] = roots[r];
-    next[sp] = 0;
-    seen[roots[r]->id] = 1;
-    sp++;
-    while (sp > 0) {
+    next[sp++] = 0;
+    while (sp > 0 && ok) {
       const rk_node *t = stack[sp - 1];
       if (next[sp - 1] < t->nargs) {
         const rk_node *ch = t->args[next[sp - 1]++];
-        if (!seen[ch->id]) {
-          seen[ch->id] = 1;
+        int a = topo_add(&seen, ch);
+        if (a < 0 || (a > 0 && (!topo_grow(&stack, &cap_stack, sp + 1,
+                                           sizeof *stack) ||
+                                !topo_grow(&next, &cap_next, sp + 1,
+                                           sizeof *next)))) {
+          ok = 0;
+        } else if (a > 0) {
           stack[sp] = ch;
-          next[sp] = 0;
-          sp++;
+          next[sp++] = 0;
         }
       } else {
-        order[count++] = t;
+        ok = topo_grow(&order, &cap_order, count + 1, sizeof *order);
+        if (ok)
+          order[count++] = t;
         sp--;
       }
     }
   }
-  free(seen);
+  const rk_node **res =
+      ok ? rk_arena_alloc(c->arena, (count + 1) * sizeof *res) : NULL;
+  if (res != NULL && count > 0)
+    memcpy(res, order, count * sizeof *res);
+  free(seen.keys);
+  free(order);
   free(stack);
   free(next);
-  *out = order;
-  return count;
+  *out = res;
+  return res != NULL ? (int)count : -1;
 }

@@ -12,8 +12,15 @@
  *           ir-check.c (DIMFN functions: dimension rules)
  *           ir-simplify.c (rk_simplify: rewrites applied by rk_build)
  *           ir-format.c (canonical text)
- *           lex.c parse.c (formula text -> rk_formula)
- *           ad.c ad-rules.c (Grad, Diff, Laplacian, Divergence)
+ *           lex.c parse.c parse-decl.c (formula text -> rk_formula)
+ * These files are the IR layer: they compile and link alone
+ * (tools/ir-standalone.sh).  The layers above own their parallel tables,
+ * indexed by enum rk_op and built from the same ops.def rows:
+ *           ad.h ad.c ad-rules.c (Grad, Diff, Laplacian, Divergence; the
+ *                 derivative rules rk_ad_rules[])
+ *           cg.h cg-*.c (the emitters rk_cg_emitters[])
+ * The IR reaches differentiation only through the context's expander
+ * (rk_ctx_set_expand), which formula.c sets to rk_ad_expand.
  */
 #ifndef RK_IR_H
 #define RK_IR_H
@@ -67,10 +74,20 @@ void rk_ctx_free(rk_ctx *c);
 rk_arena *rk_ctx_arena(rk_ctx *c);
 int rk_ctx_nnodes(const rk_ctx *c);
 
+/* Expansion of GRAD / DIFF / LAPLACIAN / DIVERGENCE applied to args (their
+   dimensions already checked): returns the plain formula, or NULL with e
+   set.  rk_ad_expand (ad.h) is the one the engine uses. */
+typedef const rk_node *(*rk_expand_fn)(rk_ctx *c, int op,
+                                       const rk_node *const *args,
+                                       rk_error *e);
+/* the context's expander; NULL (the default) makes rk_build refuse the
+   differentiation operations with RK_EUNSUPPORTED */
+void rk_ctx_set_expand(rk_ctx *c, rk_expand_fn fn);
+
 /* The one constructor.  Checks arity and dimensions (error RK_EDIM with a
    message naming the op and the dimensions), simplifies, hash-conses.
    Returns NULL with err set on failure.  GRAD/DIFF/LAPLACIAN/DIVERGENCE are
-   expanded here by calling rk_ad_expand (ad.c). */
+   expanded here by the context's expander (rk_ctx_set_expand). */
 const rk_node *rk_build(rk_ctx *c, int op, const rk_node *const *args,
                         int nargs, const int *ip, int nip, double dp,
                         rk_error *err);
@@ -104,23 +121,15 @@ int rk_topo(rk_ctx *c, const rk_node *const *roots, int nroots,
 /* ---- the op table as data ---- */
 typedef int (*rk_dim_fn)(const rk_node *const *args, const int *ip,
                          rk_error *e); /* >= 1, or -1 with e set     */
-struct rk_cg;
-typedef void (*rk_emit_fn)(struct rk_cg *g, const rk_node *n);
-typedef const rk_node *(*rk_vjp_fn)(rk_ctx *c, const rk_node *n, int argi,
-                                    const rk_node *g, rk_error *e);
-/* vjp: the cotangent contribution to argument argi of n, given the
-   cotangent g of n (dimension n->dim).  Returns a node of dimension
-   args[argi]->dim (or n->dim when that argument broadcasts: the AD driver
-   then sums it), rk_zero(...) when the contribution is zero, or NULL with
-   err set when differentiation makes no sense. */
 
+/* the IR's columns of ops.def; the emitters (EMITFN) are in cg's table
+   rk_cg_emitters (cg.h), the derivative rules (VJPFN) in ad's table
+   rk_ad_rules (ad.h) */
 typedef struct rk_opinfo {
   const char *name;
   int nargs, nip;
   rk_dim_fn dim;
-  rk_emit_fn emit;
-  const char *cexpr;
-  rk_vjp_fn vjp;
+  const char *cexpr; /* non-NULL: an elementwise op (ops.def CEXPR) */
 } rk_opinfo;
 
 extern const rk_opinfo rk_ops[RK_OP__COUNT];
@@ -161,13 +170,5 @@ struct rk_formula {
 /* canonical text of a node / of a whole formula (ir-format.c) */
 void rk_format_node(rk_buf *b, const rk_node *n);
 void rk_format_formula(rk_buf *b, const rk_formula *f);
-
-/* ---- automatic differentiation (ad.c) ---- */
-/* Expand GRAD / DIFF / LAPLACIAN / DIVERGENCE applied to args. */
-const rk_node *rk_ad_expand(rk_ctx *c, int op, const rk_node *const *args,
-                            rk_error *e);
-/* reverse mode: cotangent of variable v (a Var node) given cotangent g of f */
-const rk_node *rk_ad_grad(rk_ctx *c, const rk_node *f, const rk_node *v,
-                          const rk_node *g, rk_error *e);
 
 #endif /* RK_IR_H */

@@ -81,7 +81,9 @@ int rk_parse_error(rk_error *e, int code, const char *src, int pos,
   e->code = code;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(e->msg, sizeof e->msg - 256, fmt, ap);
+  if (vsnprintf(e->msg, sizeof e->msg - 256, fmt, ap) >=
+      (int)sizeof e->msg - 256)
+    rk_utf8_trim_end(e->msg); /* room for the display, whole characters */
   va_end(ap);
   rk_parse_decorate(e, src, pos);
   return code;

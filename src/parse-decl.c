@@ -37,7 +37,12 @@ int rk_parse_var_slot(rk_parser *P, int pos) {
   return 1;
 }
 
-/* a Var(pos, dim, cat) written in the formula at byte tpos */
+/* the declaration k quoted in messages: at most 200 bytes, cut on a
+   UTF-8 character boundary */
+#define DECL_QUOTE_MAX 200
+#define DECL_QUOTE(s)                                                        \
+  rk_utf8_prefix((s) ? (s) : "", DECL_QUOTE_MAX), ((s) ? (s) : "")
+
 static int decl_err(rk_parser *P, int k, int code, const char *fmt, ...)
 #ifdef __GNUC__
     __attribute__((format(printf, 4, 5)))
@@ -49,11 +54,134 @@ static int decl_err(rk_parser *P, int k, int code, const char *fmt, ...) {
   char reason[512];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(reason, sizeof reason, fmt, ap);
+  if (vsnprintf(reason, sizeof reason, fmt, ap) >= (int)sizeof reason)
+    rk_utf8_trim_end(reason);
   va_end(ap);
-  rk_err(P->e, code, -1, "declaration \"%.200s\": %s", P->args[k], reason);
+  rk_err(P->e, code, -1, "declaration \"%.*s\": %s", DECL_QUOTE(P->args[k]),
+         reason);
   P->e->arg = k;
   return code;
+}
+
+static const char *const decl_usage =
+    "expected name=Vi(dim), Vj(dim), Pm(dim), Vi(pos,dim) ... or "
+    "Var(pos,dim,cat)";
+
+/* a declaration as written: name "=" kind "(" ints ")" */
+typedef struct rk_decl {
+  const char *name; /* into the declaration text, nl bytes */
+  int nl;
+  int cat;   /* from the kind Vi / Vj / Pm; -1 for Var */
+  int isvar; /* kind Var: (pos, dim, cat) */
+  int v[3], nv;
+} rk_decl;
+
+/* step 1: name "=" kind "(", the kind one of Vi, Vj, Pm, Var */
+static int decl_head(rk_parser *P, int k, const rk_token *tk, int ntk,
+                     rk_decl *d) {
+  const char *s = P->args[k];
+  if (ntk < 5 || tk[0].kind != RK_TK_IDENT || !is_punct(&tk[1], '=') ||
+      tk[2].kind != RK_TK_IDENT || !is_punct(&tk[3], '('))
+    return decl_err(P, k, RK_EPARSE, "%s", decl_usage);
+  const char *kind = s + tk[2].pos;
+  int kl = tk[2].len;
+  d->cat = -1;
+  for (int c = 0; c < 3; c++)
+    if (kl == 2 && memcmp(kind, rk_cat_name[c], 2) == 0)
+      d->cat = c;
+  d->isvar = kl == 3 && memcmp(kind, "Var", 3) == 0;
+  if (d->cat < 0 && !d->isvar)
+    return decl_err(P, k, RK_EPARSE,
+                    "unknown kind '%.*s' (expected Vi, Vj, Pm or Var)",
+                    kl > 40 ? 40 : kl, kind); /* a token: ASCII */
+  d->name = s + tk[0].pos;
+  d->nl = tk[0].len;
+  return RK_OK;
+}
+
+/* step 2: int ("," int)* ")" EOF, from token 4: one to three integers
+   (exactly three for Var) */
+static int decl_ints(rk_parser *P, int k, const rk_token *tk, rk_decl *d) {
+  int i;
+  d->nv = 0;
+  for (i = 4;; i++) {
+    int neg = 0;
+    if (is_punct(&tk[i], '-')) {
+      neg = 1;
+      i++;
+    }
+    if (tk[i].kind != RK_TK_NUM || !tk[i].isint || d->nv == 3 ||
+        tk[i].val > INT_MAX)
+      return decl_err(P, k, RK_EPARSE, "%s", decl_usage);
+    d->v[d->nv++] = (int)(neg ? -tk[i].val : tk[i].val);
+    i++;
+    if (is_punct(&tk[i], ')'))
+      break;
+    if (!is_punct(&tk[i], ','))
+      return decl_err(P, k, RK_EPARSE, "%s", decl_usage);
+  }
+  if (tk[i + 1].kind != RK_TK_EOF || (d->isvar && d->nv != 3) ||
+      (!d->isvar && d->nv > 2))
+    return decl_err(P, k, RK_EPARSE, "%s", decl_usage);
+  return RK_OK;
+}
+
+/* step 3: position, dimension and category, checked; a declaration
+   without a position takes its index k */
+static int decl_resolve(rk_parser *P, int k, const rk_decl *d, int *pos,
+                        int *dim, int *cat) {
+  if (d->isvar) {
+    *pos = d->v[0], *dim = d->v[1], *cat = d->v[2];
+  } else if (d->nv == 2) {
+    *pos = d->v[0], *dim = d->v[1], *cat = d->cat;
+  } else {
+    *pos = k, *dim = d->v[0], *cat = d->cat;
+  }
+  if (*pos < 0 || *pos > RK_PARSE_MAX_POS)
+    return decl_err(P, k, RK_EPARSE, "position %d must be between 0 and %d",
+                    *pos, RK_PARSE_MAX_POS);
+  if (*dim < 1 || *dim > 1000000)
+    return decl_err(P, k, RK_EPARSE,
+                    "dimension %d must be between 1 and 1000000", *dim);
+  if (*cat < 0 || *cat > 2)
+    return decl_err(P, k, RK_EPARSE,
+                    "category %d must be 0 (i), 1 (j) or 2 (parameter)",
+                    *cat);
+  return RK_OK;
+}
+
+/* step 4: enter the name and the position, refusing a name declared twice
+   and a position declared with another dimension or category */
+static int decl_register(rk_parser *P, int k, const rk_decl *d, int pos,
+                         int dim, int cat, rk_arena *arena) {
+  for (int j = 0; j < P->nnames; j++)
+    if (strlen(P->names[j].name) == (size_t)d->nl &&
+        memcmp(P->names[j].name, d->name, (size_t)d->nl) == 0)
+      return decl_err(P, k, RK_EPARSE,
+                      "the name '%.*s' is already declared by \"%.*s\"",
+                      d->nl > 60 ? 60 : d->nl, d->name, /* a token: ASCII */
+                      DECL_QUOTE(P->args[P->vars[P->names[j].pos].decl]));
+  if (!rk_parse_var_slot(P, pos))
+    return rk_err(P->e, RK_ENOMEM, -1, "out of memory");
+  rk_pvar *pv = &P->vars[pos];
+  if (pv->set && (pv->dim != dim || pv->cat != cat))
+    return decl_err(P, k, RK_EPARSE,
+                    "position %d is already declared by \"%.*s\" with a "
+                    "different dimension or category",
+                    pos, DECL_QUOTE(P->args[pv->decl]));
+  char *nm = rk_arena_alloc(arena, (size_t)d->nl + 1);
+  if (nm == NULL)
+    return rk_err(P->e, RK_ENOMEM, -1, "out of memory");
+  if (!pv->set) {
+    pv->set = 1;
+    pv->dim = dim;
+    pv->cat = cat;
+    pv->decl = k;
+  }
+  memcpy(nm, d->name, (size_t)d->nl);
+  P->names[P->nnames].name = nm;
+  P->names[P->nnames++].pos = pos;
+  return RK_OK;
 }
 
 /* decl = IDENT "=" ("Vi" | "Vj" | "Pm" | "Var") "(" int ("," int)* ")" */
@@ -68,113 +196,15 @@ int rk_parse_decl(rk_parser *P, int k, rk_arena *arena) {
   if (rk_lex(s, &tk, &ntk, &le) != RK_OK)
     return decl_err(P, k, le.code == RK_ENOMEM ? RK_ENOMEM : RK_EPARSE,
                     "unexpected character at offset %d", le.pos);
-  int code = RK_OK, v[3] = {0, 0, 0}, nv = 0, cat = -1, isvar = 0;
-  const char *usage = "expected name=Vi(dim), Vj(dim), Pm(dim), "
-                      "Vi(pos,dim) ... or Var(pos,dim,cat)";
-  int i = 0;
-  if (ntk < 5 || tk[0].kind != RK_TK_IDENT || !is_punct(&tk[1], '=') ||
-      tk[2].kind != RK_TK_IDENT || !is_punct(&tk[3], '(')) {
-    code = decl_err(P, k, RK_EPARSE, "%s", usage);
-    goto done;
-  }
-  const char *kind = s + tk[2].pos;
-  int kl = tk[2].len;
-  for (int c = 0; c < 3; c++)
-    if (kl == 2 && memcmp(kind, rk_cat_name[c], 2) == 0)
-      cat = c;
-  isvar = kl == 3 && memcmp(kind, "Var", 3) == 0;
-  if (cat < 0 && !isvar) {
-    code = decl_err(P, k, RK_EPARSE,
-                    "unknown kind '%.*s' (expected Vi, Vj, Pm or Var)",
-                    kl > 40 ? 40 : kl, kind);
-    goto done;
-  }
-  for (i = 4;; i++) {
-    int neg = 0;
-    if (is_punct(&tk[i], '-')) {
-      neg = 1;
-      i++;
-    }
-    if (tk[i].kind != RK_TK_NUM || !tk[i].isint || nv == 3 ||
-        tk[i].val > INT_MAX) {
-      code = decl_err(P, k, RK_EPARSE, "%s", usage);
-      goto done;
-    }
-    v[nv++] = (int)(neg ? -tk[i].val : tk[i].val);
-    i++;
-    if (is_punct(&tk[i], ')'))
-      break;
-    if (!is_punct(&tk[i], ',')) {
-      code = decl_err(P, k, RK_EPARSE, "%s", usage);
-      goto done;
-    }
-  }
-  if (tk[i + 1].kind != RK_TK_EOF || (isvar && nv != 3) ||
-      (!isvar && nv > 2)) {
-    code = decl_err(P, k, RK_EPARSE, "%s", usage);
-    goto done;
-  }
-  int pos, dim;
-  if (isvar) {
-    pos = v[0], dim = v[1], cat = v[2];
-  } else if (nv == 2) {
-    pos = v[0], dim = v[1];
-  } else {
-    pos = k, dim = v[0];
-  }
-  if (pos < 0 || pos > RK_PARSE_MAX_POS) {
-    code = decl_err(P, k, RK_EPARSE, "position %d must be between 0 and %d",
-                    pos, RK_PARSE_MAX_POS);
-    goto done;
-  }
-  if (dim < 1 || dim > 1000000) {
-    code = decl_err(P, k, RK_EPARSE,
-                    "dimension %d must be between 1 and 1000000", dim);
-    goto done;
-  }
-  if (cat < 0 || cat > 2) {
-    code = decl_err(P, k, RK_EPARSE,
-                    "category %d must be 0 (i), 1 (j) or 2 (parameter)", cat);
-    goto done;
-  }
-  const char *name = s + tk[0].pos;
-  int nl = tk[0].len;
-  for (int j = 0; j < P->nnames; j++)
-    if (strlen(P->names[j].name) == (size_t)nl &&
-        memcmp(P->names[j].name, name, (size_t)nl) == 0) {
-      code = decl_err(P, k, RK_EPARSE,
-                      "the name '%.*s' is already declared by \"%.200s\"",
-                      nl > 60 ? 60 : nl, name,
-                      P->args[P->vars[P->names[j].pos].decl]);
-      goto done;
-    }
-  if (!rk_parse_var_slot(P, pos)) {
-    code = rk_err(P->e, RK_ENOMEM, -1, "out of memory");
-    goto done;
-  }
-  rk_pvar *pv = &P->vars[pos];
-  if (pv->set && (pv->dim != dim || pv->cat != cat)) {
-    code = decl_err(P, k, RK_EPARSE,
-                    "position %d is already declared by \"%.200s\" with a "
-                    "different dimension or category",
-                    pos, P->args[pv->decl]);
-    goto done;
-  }
-  if (!pv->set) {
-    pv->set = 1;
-    pv->dim = dim;
-    pv->cat = cat;
-    pv->decl = k;
-  }
-  char *nm = rk_arena_alloc(arena, (size_t)nl + 1);
-  if (nm == NULL) {
-    code = rk_err(P->e, RK_ENOMEM, -1, "out of memory");
-    goto done;
-  }
-  memcpy(nm, name, (size_t)nl);
-  P->names[P->nnames].name = nm;
-  P->names[P->nnames++].pos = pos;
-done:
+  rk_decl d = {NULL, 0, -1, 0, {0, 0, 0}, 0};
+  int pos = 0, dim = 0, cat = 0;
+  int code = decl_head(P, k, tk, ntk, &d);
+  if (code == RK_OK)
+    code = decl_ints(P, k, tk, &d);
+  if (code == RK_OK)
+    code = decl_resolve(P, k, &d, &pos, &dim, &cat);
+  if (code == RK_OK)
+    code = decl_register(P, k, &d, pos, dim, cat, arena);
   free(tk);
   return code;
 }

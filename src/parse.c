@@ -51,7 +51,9 @@ static int perr(rk_parser *P, int code, int pos, const char *fmt, ...) {
     return code;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(P->e->msg, sizeof P->e->msg - 256, fmt, ap);
+  if (vsnprintf(P->e->msg, sizeof P->e->msg - 256, fmt, ap) >=
+      (int)sizeof P->e->msg - 256)
+    rk_utf8_trim_end(P->e->msg); /* room for the display, whole characters */
   va_end(ap);
   P->e->code = code;
   rk_parse_decorate(P->e, P->src, pos);
@@ -79,7 +81,10 @@ static const rk_node *build(rk_parser *P, int pos, int op,
                             const int *ip, int nip, double dp) {
   const rk_node *n = rk_build(P->ctx, op, args, nargs, ip, nip, dp, P->e);
   if (n == NULL && P->e != NULL) {
-    P->e->msg[sizeof P->e->msg - 256] = '\0';
+    if (strlen(P->e->msg) > sizeof P->e->msg - 256) { /* room for the display */
+      P->e->msg[sizeof P->e->msg - 256] = '\0';
+      rk_utf8_trim_end(P->e->msg);
+    }
     rk_parse_decorate(P->e, P->src, pos);
   }
   return n;
@@ -123,9 +128,10 @@ static const rk_node *use_var(rk_parser *P, int tpos, int pos, int dim,
   if (v->set && (v->dim != dim || v->cat != cat)) {
     if (v->decl >= 0)
       perr(P, RK_EVAR, tpos,
-           "Var(%d,%d,%d) does not match the declaration \"%.200s\" of "
+           "Var(%d,%d,%d) does not match the declaration \"%.*s\" of "
            "position %d",
-           pos, dim, cat, P->args[v->decl], pos);
+           pos, dim, cat, rk_utf8_prefix(P->args[v->decl], 200),
+           P->args[v->decl], pos);
     else
       perr(P, RK_EVAR, tpos,
            "Var(%d,%d,%d) does not match Var(%d,%d,%d) used before", pos, dim,

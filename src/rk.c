@@ -20,8 +20,10 @@ int rk_err(rk_error *e, int code, int pos, const char *fmt, ...) {
   e->pos = pos;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  int n = vsnprintf(e->msg, sizeof e->msg, fmt, ap);
   va_end(ap);
+  if (n >= (int)sizeof e->msg)
+    rk_utf8_trim_end(e->msg); /* cut on a character boundary */
   return code;
 }
 
@@ -34,6 +36,42 @@ void rk_err_clear(rk_error *e) {
   e->msg[0] = '\0';
   e->log[0] = '\0';
   e->path[0] = '\0';
+}
+
+/* ---- UTF-8 ---------------------------------------------------------------- */
+
+static int rk_utf8_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
+
+int rk_utf8_prefix(const char *s, int max) {
+  if (s == NULL || max <= 0)
+    return 0;
+  int n = 0;
+  while (n < max && s[n] != '\0')
+    n++;
+  if (s[n] == '\0')
+    return n; /* the whole string */
+  /* s[n] is the first byte left out: back up to the start of its
+     character when it continues one */
+  while (n > 0 && rk_utf8_cont((unsigned char)s[n]))
+    n--;
+  return n;
+}
+
+size_t rk_utf8_trim_end(char *s) {
+  size_t len = strlen(s), k = len, ncont = 0;
+  while (k > 0 && ncont < 4 && rk_utf8_cont((unsigned char)s[k - 1])) {
+    k--;
+    ncont++;
+  }
+  if (k == 0)
+    return len; /* only continuation bytes: not ours to judge */
+  unsigned char lead = (unsigned char)s[k - 1];
+  size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+  if (want > 1 && ncont + 1 < want) { /* the sequence was cut */
+    s[k - 1] = '\0';
+    return k - 1;
+  }
+  return len;
 }
 
 const char *rk_code_name(int code) {
@@ -262,7 +300,8 @@ void rk_say(const rk_options *o, const char *fmt, ...) {
   char msg[2048];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  if (vsnprintf(msg, sizeof msg, fmt, ap) >= (int)sizeof msg)
+    rk_utf8_trim_end(msg);
   va_end(ap);
   o->message(o->message_data, msg);
 }

@@ -21,6 +21,17 @@ int rk_err(rk_error *e, int code, int pos, const char *fmt, ...)
     ;
 void rk_err_clear(rk_error *e);
 
+/* ---- UTF-8: cutting text without splitting a character ------------------
+ * Messages quote user text (declarations, names) and are bounded by fixed
+ * buffers; a cut must fall on a character boundary, or R receives an
+ * invalid string. */
+/* the largest n <= max (and <= strlen(s)) such that s[0..n) ends on a
+   character boundary: printf("%.*s", rk_utf8_prefix(s, 200), s) */
+int rk_utf8_prefix(const char *s, int max);
+/* drop a truncated multi-byte sequence at the end of s (after a
+   vsnprintf that filled its buffer); returns the new length */
+size_t rk_utf8_trim_end(char *s);
+
 /* ---- growable string buffer ------------------------------------------ */
 typedef struct rk_buf {
   char *s;    /* always NUL-terminated once anything was appended */

@@ -130,3 +130,25 @@ test_that("bad arguments of keops_kernel()", {
   expect_error(keops_kernel("Sum_Reduction(x, 1)", args3, sum_scheme = "fast"),
                class = "rkeops_error")
 })
+
+test_that("a long declaration with multi-byte characters: the quoted part is cut on a character boundary", {
+  # 1 ASCII byte then 2-byte characters: the 200-byte quote would end in
+  # the middle of one
+  for (lead in c("a", "ab")) {
+    d <- paste0(lead, strrep("\u00e9", 150), "=Vi(3)")
+    e <- tryCatch(keops_kernel("Sum_Reduction(x, 1)", c("x=Vi(3)", d)),
+                  error = identity)
+    expect_s3_class(e, "rkeops_parse_error")
+    m <- conditionMessage(e)
+    expect_true(validUTF8(m))
+    # the longest whole-character prefix of at most 200 bytes is quoted
+    q <- paste0(lead, strrep("\u00e9", (200 - nchar(lead)) %/% 2))
+    expect_true(grepl(paste0("declaration \"", q, "\""), m, fixed = TRUE))
+  }
+  # 3-byte characters inside the parentheses
+  e <- tryCatch(keops_kernel("Sum_Reduction(x, 1)",
+                             paste0("x=Vi(", strrep("\u20ac", 100), ")")),
+                error = identity)
+  expect_s3_class(e, "rkeops_parse_error")
+  expect_true(validUTF8(conditionMessage(e)))
+})

@@ -1,0 +1,120 @@
+/*
+ * ffi-internal.c -- .Call entry points for the package's own tests (not
+ * part of the public API): the engine's op and reduction tables, and the
+ * C unit tests of ctests.c.  Same border rules as ffi.c: R headers here,
+ * plain C behind formula-tables.h and ctests.h.
+ */
+#include <R.h>
+#include <Rinternals.h>
+
+#include "ctests.h"
+#include "formula-tables.h"
+
+/* a named list from n SEXPs (each already protected by the caller) */
+static SEXP named_list(int n, const char *const *names, SEXP *vals) {
+  SEXP res = PROTECT(allocVector(VECSXP, n));  /* 1 */
+  SEXP nms = PROTECT(allocVector(STRSXP, n));  /* 2 */
+  for (int i = 0; i < n; i++) {
+    SET_VECTOR_ELT(res, i, vals[i]);
+    SET_STRING_ELT(nms, i, mkChar(names[i]));
+  }
+  setAttrib(res, R_NamesSymbol, nms);
+  UNPROTECT(2);
+  return res;
+}
+
+static SEXP ffi_op_table(void) {
+  int n = rk_table_nops();
+  SEXP name = PROTECT(allocVector(STRSXP, n));   /* 1 */
+  SEXP nargs = PROTECT(allocVector(INTSXP, n));  /* 2 */
+  SEXP nip = PROTECT(allocVector(INTSXP, n));    /* 3 */
+  SEXP leaf = PROTECT(allocVector(LGLSXP, n));   /* 4 */
+  SEXP elem = PROTECT(allocVector(LGLSXP, n));   /* 5 */
+  SEXP expd = PROTECT(allocVector(LGLSXP, n));   /* 6 */
+  SEXP deriv = PROTECT(allocVector(STRSXP, n));  /* 7 */
+  for (int i = 0; i < n; i++) {
+    const char *nm = "";
+    int na = 0, ni = 0, fl = 0;
+    rk_table_op(i, &nm, &na, &ni, &fl);
+    SET_STRING_ELT(name, i, mkChar(nm));
+    INTEGER(nargs)[i] = na;
+    INTEGER(nip)[i] = ni;
+    LOGICAL(leaf)[i] = (fl & RK_OPF_LEAF) != 0;
+    LOGICAL(elem)[i] = (fl & RK_OPF_ELEMENTWISE) != 0;
+    LOGICAL(expd)[i] = (fl & RK_OPF_EXPANDED) != 0;
+    SET_STRING_ELT(deriv, i,
+                   mkChar((fl & RK_OPF_ZERO_DERIV)    ? "zero"
+                          : (fl & RK_OPF_DERIVATIVE) ? "rule"
+                                                     : "none"));
+  }
+  static const char *const nms[] = {"name", "nargs", "nip", "leaf",
+                                    "elementwise", "expanded", "derivative"};
+  SEXP vals[] = {name, nargs, nip, leaf, elem, expd, deriv};
+  SEXP res = named_list(7, nms, vals);
+  UNPROTECT(7);
+  return res;
+}
+
+static SEXP ffi_red_table(void) {
+  int n = rk_table_nreds();
+  SEXP name = PROTECT(allocVector(STRSXP, n));    /* 1 */
+  SEXP nf = PROTECT(allocVector(INTSXP, n));      /* 2 */
+  SEXP hask = PROTECT(allocVector(LGLSXP, n));    /* 3 */
+  SEXP outkind = PROTECT(allocVector(STRSXP, n)); /* 4 */
+  static const char *const kinds[] = {"values", "indices", "both"};
+  for (int i = 0; i < n; i++) {
+    const char *nm = "";
+    int f = 0, k = 0, o = 0;
+    rk_table_red(i, &nm, &f, &k, &o);
+    SET_STRING_ELT(name, i, mkChar(nm));
+    INTEGER(nf)[i] = f;
+    LOGICAL(hask)[i] = k != 0;
+    SET_STRING_ELT(outkind, i, mkChar(o >= 0 && o <= 2 ? kinds[o] : "?"));
+  }
+  static const char *const nms[] = {"name", "nf", "hask", "outkind"};
+  SEXP vals[] = {name, nf, hask, outkind};
+  SEXP res = named_list(4, nms, vals);
+  UNPROTECT(4);
+  return res;
+}
+
+/* list(ops = <columns of the op table>, reds = <columns of red.def>) */
+SEXP ffi_engine_tables(void) {
+  SEXP ops = PROTECT(ffi_op_table());  /* 1 */
+  SEXP reds = PROTECT(ffi_red_table()); /* 2 */
+  static const char *const nms[] = {"ops", "reds"};
+  SEXP vals[] = {ops, reds};
+  SEXP res = named_list(2, nms, vals);
+  UNPROTECT(2);
+  return res;
+}
+
+/* name NULL: the names of the C tests; else run that test with scratch
+   files under tmpdir: list(pass = TRUE/FALSE, message = "...") */
+SEXP ffi_ctest(SEXP name, SEXP tmpdir) {
+  if (name == R_NilValue) {
+    int n = rk_ctest_count();
+    SEXP res = PROTECT(allocVector(STRSXP, n)); /* 1 */
+    for (int i = 0; i < n; i++)
+      SET_STRING_ELT(res, i, mkChar(rk_ctest_name(i)));
+    UNPROTECT(1);
+    return res;
+  }
+  if (TYPEOF(name) != STRSXP || XLENGTH(name) != 1 ||
+      STRING_ELT(name, 0) == NA_STRING || TYPEOF(tmpdir) != STRSXP ||
+      XLENGTH(tmpdir) != 1 || STRING_ELT(tmpdir, 0) == NA_STRING)
+    error("ffi_ctest: name and tmpdir must be strings");
+  char msg[1024];
+  int ok = rk_ctest_run(CHAR(STRING_ELT(name, 0)),
+                        translateChar(STRING_ELT(tmpdir, 0)), msg,
+                        sizeof msg);
+  if (ok < 0)
+    error("%s", msg);
+  SEXP pass = PROTECT(ScalarLogical(ok == 1)); /* 1 */
+  SEXP m = PROTECT(mkString(msg));             /* 2 */
+  static const char *const nms[] = {"pass", "message"};
+  SEXP vals[] = {pass, m};
+  SEXP res = named_list(2, nms, vals);
+  UNPROTECT(2);
+  return res;
+}

@@ -1,0 +1,28 @@
+/*
+ * formula-tables.h -- the engine's op and reduction tables as plain rows,
+ * for the R side (src/ffi-internal.c): the tests' coverage guards read the
+ * names from the engine itself, so they run wherever the package does.
+ * No other header needed: safe to include beside the R headers.
+ */
+#ifndef RK_FORMULA_TABLES_H
+#define RK_FORMULA_TABLES_H
+
+/* op flags */
+enum {
+  RK_OPF_LEAF = 1,        /* no formula argument (Var, IntCst, Cst, Zero)  */
+  RK_OPF_ELEMENTWISE = 2, /* a CEXPR: one component from one component     */
+  RK_OPF_EXPANDED = 4,    /* Grad & co: expanded before code generation    */
+  RK_OPF_DERIVATIVE = 8,  /* has a reverse-mode rule (ad-rules.c)          */
+  RK_OPF_ZERO_DERIV = 16  /* its rule is rk_vjp_zero (piecewise constant)  */
+};
+
+int rk_table_nops(void);
+/* row i (0 <= i < rk_table_nops()); 0 when i is out of range */
+int rk_table_op(int i, const char **name, int *nargs, int *nip, int *flags);
+
+int rk_table_nreds(void);
+/* reduction row i: number of formula arguments (2 with a weight), 1 when
+   an integer K follows, output kind (0 values, 1 indices, 2 both) */
+int rk_table_red(int i, const char **name, int *nf, int *hask, int *outkind);
+
+#endif /* RK_FORMULA_TABLES_H */

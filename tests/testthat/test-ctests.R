@@ -1,0 +1,60 @@
+# test-ctests.R -- the C unit tests compiled into the package (src/ctests.c,
+# run one by one through ffi_ctest), and the engine's own op / reduction
+# tables that the coverage guards of the other test files read.
+
+ctest_names <- function() .Call(rkeops:::ffi_ctest, NULL, NULL)
+ctest_run <- function(name) .Call(rkeops:::ffi_ctest, name, tempdir())
+
+test_that("the C test table has the tests this file knows about", {
+  expect_setequal(ctest_names(), c(
+    "hashcons_identity", "arena_alloc_align_grow",
+    "cache_trailer_seal_verify_tamper", "canonical_text_roundtrip",
+    "utf8_cut_on_character_boundary"))
+})
+
+for (name in ctest_names()) {
+  local({
+    name <- name
+    test_that(sprintf("C test %s", name), {
+      r <- ctest_run(name)
+      expect_true(r$pass, label = sprintf("%s: %s", name, r$message))
+      expect_identical(r$message, "ok")
+    })
+  })
+}
+
+test_that("an unknown C test is an error, not a pass", {
+  expect_error(ctest_run("no_such_test"), "no C test called 'no_such_test'")
+})
+
+test_that("the engine's op table: leaves and expanded ops are the excluded ones", {
+  ops <- engine_tables()$ops
+  expect_true(length(ops$name) >= length(ops_expected) + length(ops_excluded))
+  expect_false(anyDuplicated(ops$name) > 0)
+  expect_setequal(ops$name[ops$leaf | ops$expanded], ops_excluded)
+  expect_true(all(ops$nargs[ops$leaf] == 0L))
+  expect_true(all(ops$nargs[!ops$leaf] >= 1L & ops$nargs[!ops$leaf] <= 3L))
+  # every op that code generation sees has a derivative rule (possibly zero)
+  expect_setequal(ops$name[ops$derivative == "none"], ops_excluded)
+  # a few rows spelled out
+  row <- function(nm) vapply(ops[c("nargs", "nip")], `[`, 0L, match(nm, ops$name))
+  expect_identical(unname(row("Extract")), c(1L, 2L))
+  expect_identical(unname(row("Clamp")), c(3L, 0L))
+  expect_identical(unname(row("Var")), c(0L, 3L))
+  expect_identical(ops$derivative[match(c("Sign", "Exp"), ops$name)],
+                   c("zero", "rule"))
+  expect_true(ops$elementwise[match("Exp", ops$name)])
+  expect_false(ops$elementwise[match("SqDist", ops$name)])
+})
+
+test_that("the engine's reduction table", {
+  reds <- engine_tables()$reds
+  expect_setequal(reds$name, reds_expected)
+  expect_setequal(reds$name[reds$hask], c("KMin", "ArgKMin", "KMin_ArgKMin"))
+  expect_setequal(reds$name[reds$nf == 2L],
+                  c("LogSumExpWeight", "SumSoftMaxWeight"))
+  expect_setequal(reds$name[reds$outkind == "indices"],
+                  c("ArgMin", "ArgMax", "ArgKMin"))
+  expect_setequal(reds$name[reds$outkind == "both"],
+                  c("Min_ArgMin", "Max_ArgMax", "KMin_ArgKMin"))
+})
