@@ -68,14 +68,14 @@ static void gen_sources(rk_formula *f) {
     }
 }
 
-/* reparse text (canonical form or a part) with no declarations */
-static void reparse(const rk_formula *f, const char *text, const char *what,
-                    int scheme, int need_ok) {
+/* reparse text (canonical form or a part) with declarations of every
+   variable of the original formula (so unused positions leave no gap) */
+static void reparse(const char *const *decls, int ndecls, const char *text,
+                    const char *what, int scheme, int need_ok) {
   if (!text) return;
-  (void)f;
   rk_formula *g = NULL;
   rk_error e;
-  int rc = rk_formula_parse(text, NULL, 0, scheme, &g, &e);
+  int rc = rk_formula_parse(text, decls, ndecls, scheme, &g, &e);
   if (rc != RK_OK) {
     check_error(&e, rc);
     if (need_ok && rc != RK_ENOMEM && rc != RK_EVALUE) {
@@ -160,8 +160,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *red = rk_formula_reduction(f);
   if (red) (void)strlen(red);
 
+  /* declarations "vP=Var(P,D,C)" of every position, and of one more (eta) */
+  char declbuf[MAX_ARGS + 1][64];
+  const char *decls[MAX_ARGS + 1];
+  int ndecls = 0;
+  for (int i = 0; i < nv && i < MAX_ARGS; i++) {
+    snprintf(declbuf[i], sizeof declbuf[i], "v%d=Var(%d,%d,%d)", i, i,
+             rk_formula_var_dim(f, i), rk_formula_var_cat(f, i));
+    decls[ndecls++] = declbuf[i];
+  }
   const char *canon = rk_formula_canonical(f);
-  reparse(f, canon, "canonical", scheme, strict); /* a gap in positions (an unused variable) may make it fail */
+  reparse(decls, ndecls, canon, "canonical", scheme, 1);
   for (int w = 0; w < 2; w++) {
     /* a part is an expression: wrap it into a reduction to parse it */
     const char *part = rk_formula_part(f, w);
@@ -170,11 +179,48 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *wrapped = malloc(len);
     if (!wrapped) continue;
     snprintf(wrapped, len, "Sum_Reduction(%s,%d)", part, rk_formula_axis(f));
-    reparse(f, wrapped, w ? "part 1" : "part 0", scheme, 0);
+    reparse(decls, ndecls, wrapped, w ? "part 1" : "part 0", scheme, 0);
     free(wrapped);
   }
 
   gen_sources(f);
+
+  /* differentiate: the gradient of the reduced formula with respect to
+     each variable, composed as keops_grad() does it (a Sum of Grad with a
+     new gradient input eta of the output's dimension) */
+  const char *part0 = rk_formula_part(f, 0);
+  if (part0 && red && strcmp(red, "Sum") == 0 && rk_formula_part(f, 1) == NULL &&
+      nv < MAX_ARGS) {
+    int axis = rk_formula_axis(f);
+    for (int p = 0; p < nv && p < 4; p++) {
+      int d = rk_formula_var_dim(f, p);
+      if (d <= 0) continue;
+      size_t len = strlen(part0) + 128;
+      char *g = malloc(len);
+      if (!g) break;
+      snprintf(g, len, "Sum_Reduction(Grad(%s,Var(%d,%d,%d),Var(%d,%d,%d)),%d)",
+               part0, p, d, rk_formula_var_cat(f, p), nv, rk_formula_outdim(f),
+               axis ? 0 : 1, axis);
+      rk_formula *gf = NULL;
+      rk_error ge;
+      int nd = ndecls;
+      char etadecl[64];
+      snprintf(etadecl, sizeof etadecl, "eta=Var(%d,%d,%d)", nv,
+               rk_formula_outdim(f), axis ? 0 : 1);
+      if (nd <= MAX_ARGS) decls[nd++] = etadecl;
+      int grc = rk_formula_parse(g, decls, nd, scheme, &gf, &ge);
+      if (getenv("RK_FUZZ_DEBUG"))
+        fprintf(stderr, "grad %s: %s %s\n", g, rk_code_name(grc),
+                grc == RK_OK ? "" : ge.msg);
+      if (grc == RK_OK) {
+        gen_sources(gf);
+        rk_formula_free(gf);
+      } else {
+        check_error(&ge, grc);
+      }
+      free(g);
+    }
+  }
 
   /* outrows with made-up inputs: shapes are checked, no data is read */
   if (nv > 0 && nv <= MAX_ARGS) {
