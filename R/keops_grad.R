@@ -23,6 +23,9 @@
 # variable indexed like the output, over the other index for a variable
 # indexed by the reduction index, and for a parameter it is computed per
 # output row and then summed over the rows (a 1 x dim result).
+# A gradient of such a gradient operator (second order) is not one kernel:
+# L and O depend on the variables; rk_grad_chain() applies the chain rule
+# through the forward reductions (several kernels run in turn).
 # Min, Max, ArgMin, ArgMax, Min_ArgMin, Max_ArgMax, KMin, ArgKMin and
 # KMin_ArgKMin are not differentiable reductions: rkeops_grad_error.
 

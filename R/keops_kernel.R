@@ -73,6 +73,25 @@ rk_parse <- function(formula, args, sum_scheme = "auto") {
 #' points the result has zero rows.  The elements of `input` are matched by
 #' name when they are all named with the declared names, else by position.
 #'
+#' As in KeOps, an index that no variable carries has size 1:
+#' `Sum_Reduction(x + p, 0)` with `x` a `Vi` and `p` a `Pm` sums over the
+#' points of `x` (one output row), `Sum_Reduction(x, 1)` returns `x`. In
+#' `KMin`, `ArgKMin` and `KMin_ArgKMin`, `K` may exceed the number of points
+#' reduced: the missing values are `Inf`, the missing indices `NA`.
+#' `Min` and `Max` propagate NaN (as R's `min()`); the reductions that select
+#' points (`ArgMin`, `Min_ArgMin`, `KMin`, ...) rank them as `order()` does,
+#' NaN last; `SumSoftMaxWeight` is NaN when every value is `-Inf`.
+#' The comparisons `Equal`, `NotEqual`, `LessThan`, `LessOrEqual`,
+#' `GreaterThan` and `GreaterOrEqual` give 1 or 0. `SqDist(x, y)` and
+#' `WeightedSqDist(s, x, y)` broadcast an `x` or `y` of dimension 1; note
+#' that the weight `s` comes first in the formula language (the KeOps
+#' order) but last in the R function [weightedsqdist()].
+#' The rkeops 2.x spelling `Grad(Sum_Reduction(f, a), x, eta)` of a gradient
+#' is accepted: it is `Sum_Reduction(Grad(f, x, eta), a)` when `x` is a
+#' parameter or indexed like the output, and otherwise has one row per point
+#' of `x` (`Sum_Reduction(Grad(f, x, eta), 1 - a)`, the KeOps rule); see
+#' [keops_grad()] for the other reductions.
+#'
 #' @param formula one reduction, e.g.
 #'   `"Sum_Reduction(Exp(-SqDist(x, y) / s) * b, 1)"`; the last argument is
 #'   the axis: `1` reduces over j (one result row per i), `0` over i.
