@@ -325,6 +325,18 @@ rk_prepare_inputs <- function(parsed, input, row) {
   list(inputs = unname(input), npts = npts)
 }
 
+# Missing indices (K larger than the number of points, no point at all)
+# come from the kernels as NaN: make them NA.  outkind: 1 indices only,
+# 2 values then indices (red.def).
+rk_index_na <- function(res, outkind) {
+  if (!is.matrix(res) || !isTRUE(outkind > 0L) || !anyNA(res)) return(res)
+  cols <- if (outkind == 1L) seq_len(ncol(res)) else (ncol(res) / 2 + 1):ncol(res)
+  sub <- res[, cols, drop = FALSE]
+  sub[is.nan(sub)] <- NA_real_
+  res[, cols] <- sub
+  res
+}
+
 # Run a parsed formula on inputs given as in keops_kernel().
 rk_run <- function(parsed, input, inner_dim = "col") {
   if (!is.character(inner_dim) || length(inner_dim) != 1L ||
@@ -344,6 +356,7 @@ rk_run <- function(parsed, input, inner_dim = "col") {
   res <- .Call(ffi_run, parsed$ptr, prep$inputs, rk_core_options(opts), row)
   msgs <- attr(res, "messages")
   if (!is.null(msgs)) attr(res, "messages") <- NULL
+  res <- rk_index_na(res, parsed$outkind)
   if (verbose) {
     if (!is.null(msgs)) message(msgs, appendLF = FALSE)
     message(sprintf(

@@ -151,7 +151,11 @@ test_that("KMin, ArgKMin, KMin_ArgKMin with K > N pad with Inf and NA", {
         expect_close(got, want, tol_for(prec),
                      sprintf("%s K = %d axis %d float%d", red, K, axis, prec))
         idx <- red_index_cols(red, 2, NULL, K)
-        expect_true(all(is.na(got[, idx][is.na(want[, idx])])))
+        if (length(idx)) { # NA, not NaN
+          pad <- is.na(want[, idx])
+          expect_true(any(pad))
+          expect_true(all(is.na(got[, idx][pad]) & !is.nan(got[, idx][pad])))
+        }
         if (red != "ArgKMin") expect_true(any(is.infinite(got)))
       }
     }
@@ -167,7 +171,7 @@ test_that("KMin, ArgKMin, KMin_ArgKMin with K > N pad with Inf and NA", {
   expect_identical(km[, 4:5], matrix(Inf, M, 2))
   ak <- argKmin(D, 5, "j")
   expect_equal(ak[, 1:3], t(apply(D2, 1, order)), ignore_attr = TRUE)
-  expect_true(all(is.na(ak[, 4:5])))
+  expect_identical(ak[, 4:5] + 0, matrix(NA_real_, M, 2))
   both <- Kmin_argKmin(D, 6, "i")
   expect_equal(both$values[, 1:4], t(apply(D2, 2, sort)), tolerance = 1e-12)
   expect_identical(both$values[, 5:6], matrix(Inf, N, 2))
