@@ -161,8 +161,14 @@ lt_dots_args <- function(...) {
 }
 
 # K larger than the number of points reduced is allowed: the values are
-# padded with Inf and the indices with NA.
+# padded with Inf and the indices with NA.  K * dim(x) is bounded as in the
+# engine (src/formula.c, RK_KMIN_MAX).
 lt_K <- function(K, x, index) {
+  if (is.numeric(K) && length(K) == 1L && is.finite(K) && K * x@dim > 16384)
+    lt_abort(sprintf(paste0("K * dimension = %.0f is larger than 16384 (the ",
+                            "K smallest values of each output row are kept ",
+                            "in the kernel's local memory)"), K * x@dim),
+             "rkeops_value_error", call = NULL)
   lt_int(K, "K", 1)
 }
 

@@ -160,6 +160,13 @@ test_that("KMin, ArgKMin, KMin_ArgKMin with K > N pad with Inf and NA", {
       }
     }
   }
+  # K is bounded (local memory of the kernels): a classed error
+  expect_error(keops_kernel("KMin_Reduction(x - y, 8193, 1)", args),
+               class = "rkeops_value_error")
+  expect_error(keops_kernel("ArgKMin_Reduction(x - y, 2000000000, 0)", args),
+               class = "rkeops_value_error")
+  expect_error(argKmin(Vi(X) - Vj(Y), 1e10, "j"), class = "rkeops_value_error")
+  expect_error(Kmin(Vi(X) - Vj(Y), 8193, "i"), class = "rkeops_value_error")
   # LazyTensors: no error, the same padding
   local_rk_precision(64)
   x_i <- Vi(X)
@@ -177,6 +184,20 @@ test_that("KMin, ArgKMin, KMin_ArgKMin with K > N pad with Inf and NA", {
   expect_identical(both$values[, 5:6], matrix(Inf, N, 2))
   expect_equal(both$indices[, 1:4], t(apply(D2, 2, order)), ignore_attr = TRUE)
   expect_true(all(is.na(both$indices[, 5:6])))
+})
+
+test_that("the largest K runs (CPU: the states are on the threads' stacks)", {
+  local_rk_cpu_only()
+  X <- matrix(stats::runif(8), 4, 2)
+  Y <- matrix(stats::runif(6), 3, 2)
+  r <- keops_kernel("KMin_ArgKMin_Reduction(x - y, 8192, 1)",
+                    c("x=Vi(2)", "y=Vj(2)"))(list(X, Y))
+  expect_identical(dim(r), c(4L, 32768L))
+  expect_equal(r[, 1:6], t(vapply(1:4, function(i) {
+    as.vector(t(apply(sweep(-Y, 2, X[i, ], "+"), 2, sort)))
+  }, numeric(6))), tolerance = 1e-14)
+  expect_identical(r[, 7:16384], matrix(Inf, 4, 16378))
+  expect_true(all(is.na(r[, 16384 + 7:16384])))
 })
 
 # ---- 14.6: comparisons ------------------------------------------------------------
