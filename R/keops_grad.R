@@ -23,6 +23,9 @@
 # variable indexed like the output, over the other index for a variable
 # indexed by the reduction index, and for a parameter it is computed per
 # output row and then summed over the rows (a 1 x dim result).
+# A gradient of such a gradient operator (second order) is not one kernel:
+# L and O depend on the variables; rk_grad_chain() applies the chain rule
+# through the forward reductions (several kernels run in turn).
 # Min, Max, ArgMin, ArgMax, Min_ArgMin, Max_ArgMax, KMin, ArgKMin and
 # KMin_ArgKMin are not differentiable reductions: rkeops_grad_error.
 
@@ -124,22 +127,26 @@ rk_grad_plan <- function(parts, args, sum_scheme, pos, eta_param = FALSE) {
   add_extra <- function(base, dim, k) {
     nm <- rk_grad_fresh(base, c(taken, eta_name))
     list(
+      name = nm,
       text = rk_grad_var_text(q + k, dim, extra_cat),
       decl = rk_grad_decl(nm, q + k, dim, extra_cat)
     )
   }
+  extras <- character() # names of the forward outputs, in the order of fwd
   body <- switch(red,
     Sum = f,
     LogSumExp = {
       L <- add_extra("rkeops_lse", 1L, 1L)
       decls <- c(decls, L$decl)
       fwd <- "self"
+      extras <- L$name
       sprintf("Exp(Subtract(%s,%s))", f, L$text)
     },
     LogSumExpWeight = {
       L <- add_extra("rkeops_lse", parts$outdim, 1L)
       decls <- c(decls, L$decl)
       fwd <- "self"
+      extras <- L$name
       sprintf("Mult(Exp(Subtract(%s,%s)),%s)", f, L$text, w)
     },
     SumSoftMaxWeight = {
@@ -147,6 +154,7 @@ rk_grad_plan <- function(parts, args, sum_scheme, pos, eta_param = FALSE) {
       O <- add_extra("rkeops_out", parts$outdim, 2L)
       decls <- c(decls, L$decl, O$decl)
       fwd <- c(sprintf("LogSumExp_Reduction(%s,%d)", f, axis), "self")
+      extras <- c(L$name, O$name)
       sprintf("Mult(Exp(Subtract(%s,%s)),Subtract(%s,%s))", f, L$text, w,
               O$text)
     }
@@ -157,7 +165,8 @@ rk_grad_plan <- function(parts, args, sum_scheme, pos, eta_param = FALSE) {
     eta, gaxis
   )
   list(
-    formula = formula, args = c(args, decls), fwd = fwd, full = cv == 2L,
+    formula = formula, args = c(args, decls), fwd = fwd, extras = extras,
+    full = cv == 2L,
     eta_name = eta_name, eta_param = eta_param, axis = gaxis, dim = dv,
     out_row = identical(out_cat, 0L)
   )
@@ -207,8 +216,14 @@ rk_grad_split_input <- function(input, args, eta_name) {
 #' `SumSoftMaxWeight`.  For the last three the gradient operator first runs
 #' the forward reduction (for `SumSoftMaxWeight`, also a `LogSumExp` of the
 #' same formula): their outputs enter the gradient formula as extra
-#' variables.  Gradients of gradients work for `Sum` reductions (Hessian-
-#' vector products, second derivatives with respect to parameters).
+#' variables.  Gradients of gradients work for every differentiable
+#' reduction (Hessian-vector products, second derivatives with respect to
+#' parameters): to any order for `Sum`; for `LogSumExp`,
+#' `LogSumExpWeight` and `SumSoftMaxWeight` to the second order, through
+#' the chain rule (the derivative of the forward outputs is a gradient
+#' reduction too: several kernels run in turn).  A second-order operator of
+#' these takes the inputs of the first-order one (`op`'s inputs, then
+#' `eta`), then its own gradient input.
 #' `Min`, `Max`, `KMin` and the arg-type reductions are not differentiable:
 #' the error has class `rkeops_grad_error` (an `rkeops_error`).
 #'
@@ -246,12 +261,15 @@ keops_grad <- function(op, var) {
     ))
   }
   ginfo <- attr(op, "grad")
-  if (!is.null(ginfo) && length(ginfo$fwd) > 0L) {
+  if (isTRUE(ginfo$chain)) {
     rk_abort("rkeops_grad_error", paste0(
-      "keops_grad: the gradient of a gradient of a LogSumExp, ",
-      "LogSumExpWeight or SumSoftMaxWeight reduction is not supported ",
-      "(gradients of gradients work for Sum reductions)"
+      "keops_grad: third derivatives of LogSumExp, LogSumExpWeight or ",
+      "SumSoftMaxWeight reductions are not supported (gradients of ",
+      "gradients are; any order works for Sum reductions)"
     ))
+  }
+  if (!is.null(ginfo) && length(ginfo$fwd) > 0L) {
+    return(rk_grad_chain(op, var))
   }
   formula <- attr(op, "formula")
   args <- attr(op, "args")
@@ -294,6 +312,90 @@ rk_grad_operator <- function(plan, parts, args, sum_scheme, op) {
     canonical = attr(gk, "canonical"),
     nodes = parsed$nodes,
     grad = list(fwd = plan$fwd, full = plan$full, eta = plan$eta_name,
+                of = attr(op, "formula"), extras = plan$extras,
+                fwd_ops = fwd_ops, orig_args = args,
+                uargs = plan$args[seq_len(length(args) + 1L)])
+  )
+}
+
+# The gradient of a gradient operator `op` that runs forward reductions
+# (LogSumExp, LogSumExpWeight, SumSoftMaxWeight): op computes
+# G(v, eta, E(v)), the gradient kernel of op applied to the variables v, its
+# gradient input eta and the forward outputs E(v) (ginfo$extras, computed by
+# ginfo$fwd_ops).  By the chain rule, for a new gradient input eta2,
+#   d <eta2, G> / d x = dG/dx^T eta2 (E held fixed: the "direct" term)
+#                     + sum_k dE_k/dx^T (dG/dE_k^T eta2)
+# where dG/dE_k^T eta2 is a gradient of the kernel with respect to one of
+# its inputs, and dE_k/dx^T c is the gradient of a forward reduction (a
+# first-order gradient operator).  Every term is a reduction; the result is
+# an operator taking the inputs of op, then eta2.
+rk_grad_chain <- function(op, var) {
+  g <- attr(op, "grad")
+  sum_scheme <- attr(op, "sum_scheme")
+  if (is.null(sum_scheme)) sum_scheme <- "auto"
+  n0 <- length(g$orig_args)
+  uargs <- g$uargs
+  unames <- rk_arg_names(uargs)
+  # var: a name among the inputs of op, or a 1-based position among them
+  vpos <- NA_integer_
+  if (is.character(var) && length(var) == 1L && !is.na(var)) {
+    vpos <- match(var, unames)
+  } else if (is.numeric(var) && length(var) == 1L && !is.na(var) &&
+             var == round(var) && var >= 1 && var <= length(uargs)) {
+    vpos <- as.integer(var)
+  }
+  if (is.na(vpos)) {
+    rk_abort("rkeops_var_error", sprintf(paste0(
+      "keops_grad: `var` must name an input of the gradient operator (%s) ",
+      "or give its 1-based position (1 to %d)"),
+      paste0("`", unames[nzchar(unames)], "`", collapse = ", "),
+      length(uargs)))
+  }
+  # the gradient kernel of op, the forward outputs being inputs
+  inner <- structure(
+    function(input, inner_dim = "col") NULL,
+    class = c("rkeops_operator", "function"),
+    formula = attr(op, "formula"), args = attr(op, "args"),
+    sum_scheme = sum_scheme, grad = list(fwd = character(), full = g$full)
+  )
+  direct <- keops_grad(inner, vpos)
+  via <- list()
+  if (vpos <= n0) { # the forward outputs depend on the variables, not on eta
+    for (k in seq_along(g$extras)) {
+      via[[k]] <- list(
+        cot = keops_grad(inner, n0 + 1L + k),
+        back = keops_grad(g$fwd_ops[[k]], vpos)
+      )
+    }
+  }
+  dinfo <- attr(direct, "grad")
+  eta2 <- dinfo$eta
+  row_t <- function(r, inner_dim) if (identical(inner_dim, "row")) t(r) else r
+  gop <- function(input, inner_dim = "col") {
+    sp <- rk_grad_split_input(input, uargs, eta2)
+    orig <- sp$orig[seq_len(n0)]
+    extra <- lapply(g$fwd_ops, function(f) row_t(f(orig, inner_dim), inner_dim))
+    base <- c(sp$orig, extra, list(sp$eta))
+    res <- direct(base, inner_dim)
+    for (v in via) {
+      ck <- row_t(v$cot(base, inner_dim), inner_dim)
+      res <- res + v$back(c(orig, list(ck)), inner_dim)
+    }
+    res
+  }
+  structure(
+    gop,
+    class = c("rkeops_grad_operator", "rkeops_operator", "function"),
+    formula = attr(direct, "formula"),
+    args = c(uargs, utils::tail(attr(direct, "args"), 1L)),
+    sum_scheme = sum_scheme,
+    vars = attr(direct, "vars"),
+    axis = attr(direct, "axis"),
+    outdim = attr(direct, "outdim"),
+    outkind = 0L,
+    canonical = attr(direct, "canonical"),
+    nodes = attr(direct, "nodes"),
+    grad = list(fwd = "chain", chain = TRUE, full = dinfo$full, eta = eta2,
                 of = attr(op, "formula"))
   )
 }

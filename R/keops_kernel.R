@@ -73,6 +73,25 @@ rk_parse <- function(formula, args, sum_scheme = "auto") {
 #' points the result has zero rows.  The elements of `input` are matched by
 #' name when they are all named with the declared names, else by position.
 #'
+#' As in KeOps, an index that no variable carries has size 1:
+#' `Sum_Reduction(x + p, 0)` with `x` a `Vi` and `p` a `Pm` sums over the
+#' points of `x` (one output row), `Sum_Reduction(x, 1)` returns `x`. In
+#' `KMin`, `ArgKMin` and `KMin_ArgKMin`, `K` may exceed the number of points
+#' reduced: the missing values are `Inf`, the missing indices `NA`.
+#' `Min` and `Max` propagate NaN (as R's `min()`); the reductions that select
+#' points (`ArgMin`, `Min_ArgMin`, `KMin`, ...) rank them as `order()` does,
+#' NaN last; `SumSoftMaxWeight` is NaN when every value is `-Inf`.
+#' The comparisons `Equal`, `NotEqual`, `LessThan`, `LessOrEqual`,
+#' `GreaterThan` and `GreaterOrEqual` give 1 or 0. `SqDist(x, y)` and
+#' `WeightedSqDist(s, x, y)` broadcast an `x` or `y` of dimension 1; note
+#' that the weight `s` comes first in the formula language (the KeOps
+#' order) but last in the R function [weightedsqdist()].
+#' The rkeops 2.x spelling `Grad(Sum_Reduction(f, a), x, eta)` of a gradient
+#' is accepted: it is `Sum_Reduction(Grad(f, x, eta), a)` when `x` is a
+#' parameter or indexed like the output, and otherwise has one row per point
+#' of `x` (`Sum_Reduction(Grad(f, x, eta), 1 - a)`, the KeOps rule); see
+#' [keops_grad()] for the other reductions.
+#'
 #' @param formula one reduction, e.g.
 #'   `"Sum_Reduction(Exp(-SqDist(x, y) / s) * b, 1)"`; the last argument is
 #'   the axis: `1` reduces over j (one result row per i), `0` over i.
@@ -306,6 +325,18 @@ rk_prepare_inputs <- function(parsed, input, row) {
   list(inputs = unname(input), npts = npts)
 }
 
+# Missing indices (K larger than the number of points, no point at all)
+# come from the kernels as NaN: make them NA.  outkind: 1 indices only,
+# 2 values then indices (red.def).
+rk_index_na <- function(res, outkind) {
+  if (!is.matrix(res) || !isTRUE(outkind > 0L) || !anyNA(res)) return(res)
+  cols <- if (outkind == 1L) seq_len(ncol(res)) else (ncol(res) / 2 + 1):ncol(res)
+  sub <- res[, cols, drop = FALSE]
+  sub[is.nan(sub)] <- NA_real_
+  res[, cols] <- sub
+  res
+}
+
 # Run a parsed formula on inputs given as in keops_kernel().
 rk_run <- function(parsed, input, inner_dim = "col") {
   if (!is.character(inner_dim) || length(inner_dim) != 1L ||
@@ -325,6 +356,7 @@ rk_run <- function(parsed, input, inner_dim = "col") {
   res <- .Call(ffi_run, parsed$ptr, prep$inputs, rk_core_options(opts), row)
   msgs <- attr(res, "messages")
   if (!is.null(msgs)) attr(res, "messages") <- NULL
+  res <- rk_index_na(res, parsed$outkind)
   if (verbose) {
     if (!is.null(msgs)) message(msgs, appendLF = FALSE)
     message(sprintf(

@@ -9,23 +9,25 @@
 NULL
 
 # reductions grad() accepts by name (case-insensitive, with or without
-# "_Reduction"); the weighted ones need a weight, which grad() has no
-# argument for: use keops_grad() on a keops_kernel() operator.
+# "_Reduction"): every reduction keops_grad() differentiates; the weighted
+# ones take `weight`.
 lt_grad_reduction <- function(opstr) {
   if (!is.character(opstr) || length(opstr) != 1L || is.na(opstr)) {
     lt_abort("grad: `opstr` must be a reduction name such as \"Sum\"",
              "rkeops_input_error", call = NULL)
   }
   key <- tolower(sub("_reduction$", "", opstr, ignore.case = TRUE))
-  known <- c(sum = "Sum", logsumexp = "LogSumExp", min = "Min", max = "Max",
+  known <- c(sum = "Sum", logsumexp = "LogSumExp",
+             logsumexpweight = "LogSumExpWeight",
+             sumsoftmaxweight = "SumSoftMaxWeight", min = "Min", max = "Max",
              argmin = "ArgMin", argmax = "ArgMax", min_argmin = "Min_ArgMin",
              max_argmax = "Max_ArgMax", kmin = "KMin", argkmin = "ArgKMin",
              kmin_argkmin = "KMin_ArgKMin")
   red <- known[key]
   if (is.na(red)) {
     lt_abort(sprintf(paste0(
-      "grad: unknown or unsupported reduction \"%s\" (use \"Sum\" or ",
-      "\"LogSumExp\"; for weighted reductions use keops_grad())"), opstr),
+      "grad: unknown reduction \"%s\" (the differentiable ones are \"Sum\", ",
+      "\"LogSumExp\", \"LogSumExpWeight\" and \"SumSoftMaxWeight\")"), opstr),
       "rkeops_grad_error", call = NULL)
   }
   if (red %in% rk_grad_nondiff) {
@@ -35,6 +37,20 @@ lt_grad_reduction <- function(opstr) {
       "rkeops_grad_error", call = NULL)
   }
   unname(red)
+}
+
+# `var` of grad(): one variable, or a list of them; each a LazyTensor made
+# by Vi(), Vj() or Pm()
+lt_grad_vars <- function(var) {
+  one <- function(v) is(v, "LazyTensor") && length(v@vars) == 1L &&
+    identical(v@formula, lt_token(v@vars[[1L]]$id))
+  vs <- if (is.list(var) && !is(var, "LazyTensor")) var else list(var)
+  if (!length(vs) || !all(vapply(vs, one, NA))) {
+    lt_abort(paste0("grad: `var` must be a variable made by Vi(), Vj() or ",
+                    "Pm(), or a list of such variables"),
+             "rkeops_input_error", call = NULL)
+  }
+  vs
 }
 
 # the data of the gradient input: a numeric matrix, or a LazyTensor made of
@@ -70,15 +86,23 @@ lt_grad_input <- function(gradin) {
 #' @param gradin the gradient input: a numeric matrix with one row per
 #'   output index of the reduction (per i for `index = "j"`) and the
 #'   reduction's output dimension, or a LazyTensor wrapping such data.
-#' @param opstr the reduction: `"Sum"` (default) or `"LogSumExp"`
-#'   (case-insensitive, with or without `"_Reduction"`); `"Min"`, `"Max"`,
+#' @param opstr the reduction: `"Sum"` (default), `"LogSumExp"`,
+#'   `"LogSumExpWeight"` or `"SumSoftMaxWeight"` (case-insensitive, with or
+#'   without `"_Reduction"`; the last two need `weight`); `"Min"`, `"Max"`,
 #'   `"KMin"` and the arg-type reductions are not differentiable (error of
 #'   class `rkeops_grad_error`).
 #' @param var the variable to differentiate with respect to: a LazyTensor
-#'   made by [Vi()], [Vj()] or [Pm()] that appears in `f`.
+#'   made by [Vi()], [Vj()] or [Pm()] that appears in `f` (or in `weight`),
+#'   or a list of such variables (then the result is a list of gradients,
+#'   with the names of the list).  A variable that does not occur (for
+#'   example a new `Vi(X)` on the data of a variable of `f`: each `Vi()`
+#'   call makes a new variable) is an error of class `rkeops_var_error`.
 #' @param index `"i"` or `"j"`, the index reduced over.
+#' @param weight the weight of a `LogSumExpWeight` or `SumSoftMaxWeight`
+#'   reduction (as in [logsumexp()] and [sumsoftmaxweight()]).
 #' @return A numeric matrix: `nrow(var data)` x `dim(var)` (a single row for
-#'   a parameter).  With the option `formula_only`, the gradient formula.
+#'   a parameter), or a list of them when `var` is a list.  With the option
+#'   `formula_only`, the gradient formula (or a list of them).
 #' @seealso [keops_grad()], [sum_reduction()]
 #' @examples
 #' X <- matrix(runif(20), 10, 2)
@@ -92,32 +116,46 @@ lt_grad_input <- function(gradin) {
 #' Km <- exp(-(outer(rowSums(X^2), rowSums(Y^2), "+") - 2 * X %*% t(Y)))
 #' max(abs(g - (-2) * (rowSums(Km) * X - Km %*% Y)))
 #' @export
-grad <- function(f, gradin, opstr = "Sum", var, index) {
+grad <- function(f, gradin, opstr = "Sum", var, index, weight = NULL) {
   f <- lt_check(f, "grad")
   red <- lt_grad_reduction(opstr)
-  if (!is(var, "LazyTensor") || length(var@vars) != 1L ||
-      !identical(var@formula, lt_token(var@vars[[1L]]$id))) {
-    lt_abort("grad: `var` must be a variable made by Vi(), Vj() or Pm()",
+  vs <- lt_grad_vars(var)
+  weighted <- red %in% c("LogSumExpWeight", "SumSoftMaxWeight")
+  if (weighted && is.null(weight)) {
+    lt_abort(sprintf("grad: a %s reduction needs `weight`", red),
              "rkeops_input_error", call = NULL)
   }
-  if (red == "LogSumExp" && f@dim != 1L) {
-    lt_dim_error(sprintf("grad: a LogSumExp reduction needs f of dimension 1, not %d",
-                         f@dim), call = NULL)
+  if (!weighted && !is.null(weight)) {
+    lt_abort(sprintf(paste0("grad: `weight` is for LogSumExpWeight and ",
+                            "SumSoftMaxWeight, not for %s"), red),
+             "rkeops_input_error", call = NULL)
   }
-  p <- lt_reduction_parts(f, red, index)
-  v <- var@vars[[1L]]
+  if (red != "Sum" && f@dim != 1L) {
+    lt_dim_error(sprintf("grad: a %s reduction needs f of dimension 1, not %d",
+                         red, f@dim), call = NULL)
+  }
+  p <- lt_reduction_parts(f, red, index, weight = weight)
   ids <- vapply(p$vars, function(u) as.character(u$id), "")
-  k <- match(as.character(v$id), ids)
-  if (is.na(k)) {
-    # f does not depend on var
-    n <- if (identical(v$cat, "p")) 1L else as.integer(v$n)
-    return(matrix(0, n, v$dim))
-  }
+  ks <- vapply(vs, function(v) {
+    k <- match(as.character(v@vars[[1L]]$id), ids)
+    if (is.na(k)) {
+      lt_abort(paste0(
+        "grad: `var` does not occur in the reduced formula",
+        if (weighted) " or its weight" else "",
+        " (a new Vi(), Vj() or Pm() on the same data is another variable: ",
+        "differentiate with respect to the LazyTensor used in `f`)"),
+        "rkeops_var_error", call = NULL)
+    }
+    k
+  }, 0L)
+  single <- !(is.list(var) && !is(var, "LazyTensor"))
   if (isTRUE(get_rkeops_options("formula_only"))) {
     parts <- rk_grad_parts(p$formula, p$args)
-    return(rk_grad_plan(parts, p$args, "auto", k - 1L)$formula)
+    res <- lapply(ks, function(k) rk_grad_plan(parts, p$args, "auto", k - 1L)$formula)
+  } else {
+    op <- keops_kernel(p$formula, p$args)
+    input <- c(p$input, list(lt_grad_input(gradin)))
+    res <- lapply(ks, function(k) keops_grad(op, k)(input))
   }
-  op <- keops_kernel(p$formula, p$args)
-  gop <- keops_grad(op, k)
-  gop(c(p$input, list(lt_grad_input(gradin))))
+  if (single) res[[1L]] else stats::setNames(res, names(var))
 }

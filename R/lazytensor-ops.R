@@ -82,10 +82,6 @@ lt_infix <- function(sym, a, b, opname = sym) {
           opname)
 }
 
-lt_one_minus <- function(x) {
-  lt_make(sprintf("(IntCst(1) - %s)", x@formula), list(x), x@dim, "Compare")
-}
-
 lt_is_scalar_num <- function(x) {
   !is(x, "LazyTensor") && is.numeric(x) && length(x) == 1L && is.finite(x)
 }
@@ -116,18 +112,7 @@ lt_arith <- function(op, e1, e2) {
   )
 }
 
-# Comparisons give 1 (true) or 0 (false), through Step and Sign.
-lt_compare <- function(op, e1, e2) {
-  d <- lt_infix("-", e1, e2, op)
-  switch(op,
-    ">=" = lt_unary("Step", d),
-    "<"  = lt_one_minus(lt_unary("Step", d)),
-    "<=" = lt_unary("Step", lt_infix("-", e2, e1, op)),
-    ">"  = lt_one_minus(lt_unary("Step", lt_infix("-", e2, e1, op))),
-    "==" = lt_one_minus(lt_unary("Abs", lt_unary("Sign", d))),
-    "!=" = lt_unary("Abs", lt_unary("Sign", d))
-  )
-}
+# Comparisons: lt_compare() in lazytensor-compare.R.
 
 # ---- Arith, Compare, Logic -------------------------------------------------
 
@@ -136,9 +121,8 @@ lt_compare <- function(op, e1, e2) {
 #' `+ - * /` work elementwise, `^` is a power (`x^2` is `Square(x)`, `x^0.5`
 #' `Sqrt(x)`, `x^-0.5` `Rsqrt(x)`, other whole exponents `Pow(x, n)`, the
 #' rest `Powf(x, y)`), `%%` is the modulo `Mod(x, y, 0)` and `%/%` the
-#' floored division; unary minus negates. Comparisons give 1 (true) or 0
-#' (false): `x >= y` is `Step(x - y)`, `x < y` is `1 - Step(x - y)`, `x == y`
-#' is `1 - Abs(Sign(x - y))` and `x != y` is `Abs(Sign(x - y))`.
+#' floored division; unary minus negates. Comparisons (`==`, `!=`, `<`,
+#' `<=`, `>`, `>=`) give 1 (true) or 0 (false): see [LazyTensor-compare].
 #' `x | y` is the scalar product over the inner dimension (`Scalprod`, the
 #' two operands must have the same dimension; the result has dimension 1).
 #'
@@ -491,6 +475,12 @@ mod <- function(x, a, b = 0) {
 #' `weightedsqnorm(x, s)` is `sum(s * x^2)` for `s` of dimension 1 or
 #' `dim(x)`, and `t(x) S x` for `s` of dimension `dim(x)^2` (the matrix `S`
 #' stored by rows); `weightedsqdist(x, y, s)` is `weightedsqnorm(x - y, s)`.
+#' In `sqdist()` and `weightedsqdist()` an operand of dimension 1 broadcasts
+#' against the other (as in `x - y`). The weight comes **last** in the R
+#' functions `weightedsqnorm(x, s)` and `weightedsqdist(x, y, s)` (as in
+#' rkeops 2.x) but **first** in the formula language:
+#' `WeightedSqNorm(s, x)` and `WeightedSqDist(s, x, y)` (the KeOps order);
+#' the R functions write the formula in the KeOps order.
 #' `sum(x)` (no `index`), `min(x)`, `max(x)`, `argmin(x)` and `argmax(x)`
 #' reduce the inner dimension to dimension 1 (see [sum_reduction()] for the
 #' reductions over i or j); `argmin(x)` and `argmax(x)` inside a formula
@@ -533,7 +523,7 @@ lt_same_dim <- function(x, y, opname) {
 sqdist <- function(x, y) {
   x <- lt_check(x, "SqDist")
   y <- lt_check(y, "SqDist")
-  lt_same_dim(x, y, "sqdist")
+  lt_bcast_dim(list(x, y), "sqdist") # a dimension-1 operand broadcasts
   lt_call("SqDist", list(x, y), dim = 1L)
 }
 
@@ -559,8 +549,8 @@ weightedsqdist <- function(x, y, s) {
   x <- lt_check(x, "WeightedSqDist")
   y <- lt_check(y, "WeightedSqDist")
   s <- as_lt(s, "weight")
-  lt_same_dim(x, y, "weightedsqdist")
-  lt_check_weight(s, x@dim, "weightedsqdist")
+  lt_check_weight(s, lt_bcast_dim(list(x, y), "weightedsqdist"),
+                  "weightedsqdist")
   lt_call("WeightedSqDist", list(s, x, y), dim = 1L)
 }
 

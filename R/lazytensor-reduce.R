@@ -43,15 +43,9 @@ lt_reduction_parts <- function(x, red, index, K = NULL, weight = NULL) {
   whole <- lt_make(paste0(red, "_Reduction(", body, ")"), args, x@dim, red)
   n_red <- if (index == "i") whole@M else whole@N
   n_out <- if (index == "i") whole@N else whole@M
-  if (is.na(n_red))
-    lt_abort(sprintf(paste0("cannot reduce over %s: no variable of the ",
-                            "formula is indexed by %s (use V%s())"),
-                     index, index, index), "rkeops_index_error", call = NULL)
-  if (is.na(n_out))
-    lt_abort(sprintf(paste0("the reduction over %s has one row per %s, but ",
-                            "no variable of the formula is indexed by %s ",
-                            "(use V%s())"), index, other, other, other),
-             "rkeops_index_error", call = NULL)
+  # an index that no variable carries has size 1 (as in KeOps)
+  if (is.na(n_red)) n_red <- 1
+  if (is.na(n_out)) n_out <- 1
   parts <- lt_canonical(whole)
   parts$nrow <- n_out
   parts$nred <- n_red
@@ -166,13 +160,16 @@ lt_dots_args <- function(...) {
   out
 }
 
+# K larger than the number of points reduced is allowed: the values are
+# padded with Inf and the indices with NA.  K * dim(x) is bounded as in the
+# engine (src/formula.c, RK_KMIN_MAX).
 lt_K <- function(K, x, index) {
-  K <- lt_int(K, "K", 1)
-  n <- if (identical(index, "i")) x@M else x@N
-  if (!is.na(n) && K > n)
-    lt_abort(sprintf("K = %d is larger than the %d indices reduced", K, n),
-             "rkeops_input_error", call = NULL)
-  K
+  if (is.numeric(K) && length(K) == 1L && is.finite(K) && K * x@dim > 16384)
+    lt_abort(sprintf(paste0("K * dimension = %.0f is larger than 16384 (the ",
+                            "K smallest values of each output row are kept ",
+                            "in the kernel's local memory)"), K * x@dim),
+             "rkeops_value_error", call = NULL)
+  lt_int(K, "K", 1)
 }
 
 # ---- sum, min, max (methods of the base primitives) -------------------------
@@ -221,9 +218,21 @@ lt_K <- function(K, x, index) {
 #' row names of the data of the output index (the rows of the matrix given
 #' to `Vi()` for a reduction over j).
 #'
-#' `index = "j"` needs a variable indexed by j ([Vj()]) to reduce over, and
-#' one indexed by i for the rows of the result (and conversely); otherwise
-#' the error has class `rkeops_index_error` (an `rkeops_error`). With the
+#' An index that no variable of `x` carries has size 1, as in KeOps:
+#' `sum(x_i, index = "i")` is `colSums()` of the data of `x_i` (one row),
+#' `sum(x_i, index = "j")` is that data itself, `min(Pm(v), "j")` is `v`.
+#' With `K` larger than the number of points reduced, `Kmin` pads the values
+#' with `Inf` and `argKmin` the indices with `NA`.
+#'
+#' NaN: `min`, `max` (and `sum`, `logsumexp`) propagate NaN, as R's `min()`
+#' and `max()` do; the reductions that select points (`argmin`, `argmax`,
+#' `min_argmin`, `max_argmax`, `Kmin`, `argKmin`, `Kmin_argKmin`) rank the
+#' points as `order()` does, NaN last, so that values and indices always
+#' agree: like `which.min()`, `argmin` skips NaN, and `Kmin` lists the NaN
+#' values after all the others (`min` and `Kmin(x, 1)` differ on a NaN). `sumsoftmaxweight` is
+#' NaN when every `x` is `-Inf` (the softmax is 0 / 0).
+#' The index must be `"i"` or `"j"` (otherwise an error of class
+#' `rkeops_index_error`, an `rkeops_error`). With the
 #' option `formula_only` (see `set_rkeops_options()`), the formula string is
 #' returned instead of the result.
 #'

@@ -16,7 +16,9 @@
  * are NaN (then the first index); ties go to the smallest index; KMin sorts
  * like order() (NaN last, ties by index); LogSumExp propagates NaN,
  * handles +-Inf; empty reductions give Sum 0, Min +Inf, Max -Inf, Arg*
- * NaN, LogSumExp -Inf, SumSoftMaxWeight NaN.  Indices are written 1-based.
+ * NaN, LogSumExp -Inf, SumSoftMaxWeight NaN (also when every f is -Inf:
+ * 0 / 0); KMin slots beyond the number of points give value +Inf, index
+ * NaN (K > n).  Indices are written 1-based.
  * Uses RK_INF, RK_NAN, RK_EXPS, RK_LOGS and "long long" from the prelude.
  */
 #include <stdio.h>
@@ -438,10 +440,12 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
     rk_cg_line(g, "%s = (double)(%s_m + RK_LOGS(%s[%s]));",
                pat1(t, outpat, c), acc, acc, c);
     cend(g);
-  } else { /* SumSoftMaxWeight */
+  } else { /* SumSoftMaxWeight: NaN when the max is NaN or -Inf (every f
+              -Inf, or no point: the softmax is 0 / 0) */
     c = cloop(g, n);
-    rk_cg_line(g, "%s = %s_m != %s_m ? (double)RK_NAN : (double)(%s[%s] / %s_z);",
-               pat1(t, outpat, c), acc, acc, acc, c, acc);
+    rk_cg_line(g, "%s = !(%s_m > -RK_INF) ? (double)RK_NAN : "
+                  "(double)(%s[%s] / %s_z);",
+               pat1(t, outpat, c), acc, acc, c, acc);
     cend(g);
   }
   g->indent--;

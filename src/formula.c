@@ -11,6 +11,9 @@
 #include "ad.h"
 #include "parse.h"
 
+/* the largest K * dim(f) of the K-min reductions */
+#define RK_KMIN_MAX 16384
+
 /* output dimension of the reduction (red.def), or -1 with err set */
 static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
                              rk_error *err) {
@@ -24,10 +27,17 @@ static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
     break;
   case RK_RED_KMIN:
   case RK_RED_ARGKMIN:
-    out = (long long)f->K * d;
-    break;
   case RK_RED_KMIN_ARGKMIN:
-    out = 2LL * f->K * d;
+    /* each output row keeps its K smallest values (and indices) in the
+       kernel's local memory (the stack of a CPU thread, a CUDA thread's
+       local memory): bounded, now that K may exceed the number of points */
+    if ((long long)f->K * d > RK_KMIN_MAX)
+      return rk_parse_error(err, RK_EVALUE, src, redpos,
+                            "%s_Reduction: K * dimension = %lld is larger "
+                            "than %d (the K smallest values of each output "
+                            "row are kept in the kernel's local memory)",
+                            ri->name, (long long)f->K * d, RK_KMIN_MAX), -1;
+    out = (long long)f->K * d * (f->red == RK_RED_KMIN_ARGKMIN ? 2 : 1);
     break;
   case RK_RED_LOGSUMEXP:
   case RK_RED_LOGSUMEXPWEIGHT:

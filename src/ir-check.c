@@ -109,6 +109,12 @@ static int rk_check_weight(int ds, int dx, rk_error *e) {
   return -1;
 }
 
+/* SqDist(a, b) = SqNorm2(a - b): equal dimensions, or one of them 1 (it
+   broadcasts, as in a - b) */
+int rk_dim_sqdist(const rk_node *const *args, const int *ip, rk_error *e) {
+  return rk_dim_bcast(args, ip, e) < 0 ? -1 : 1;
+}
+
 int rk_dim_wsqnorm(const rk_node *const *args, const int *ip, rk_error *e) {
   (void)ip;
   return rk_check_weight(args[0]->dim, args[1]->dim, e);
@@ -116,10 +122,13 @@ int rk_dim_wsqnorm(const rk_node *const *args, const int *ip, rk_error *e) {
 
 int rk_dim_wsqdist(const rk_node *const *args, const int *ip, rk_error *e) {
   (void)ip;
-  if (args[1]->dim != args[2]->dim)
-    return rk_err(e, RK_EDIM, -1, "dimensions %d and %d must be equal",
-                  args[1]->dim, args[2]->dim), -1;
-  return rk_check_weight(args[0]->dim, args[1]->dim, e);
+  /* WeightedSqNorm(s, x - y): x and y of equal dimensions or one of them
+     1 (broadcast); the weight goes with the difference's dimension */
+  const rk_node *xy[3] = {args[1], args[2], NULL};
+  int d = rk_dim_bcast(xy, ip, e);
+  if (d < 0)
+    return -1;
+  return rk_check_weight(args[0]->dim, d, e);
 }
 
 /* ---- vector operations --------------------------------------------------------- */

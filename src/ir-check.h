@@ -22,6 +22,7 @@ int rk_dim_same(const rk_node *const *args, const int *ip, rk_error *e);
 int rk_dim_bcast(const rk_node *const *args, const int *ip, rk_error *e);
 int rk_dim_one(const rk_node *const *args, const int *ip, rk_error *e);
 int rk_dim_eq1(const rk_node *const *args, const int *ip, rk_error *e);
+int rk_dim_sqdist(const rk_node *const *args, const int *ip, rk_error *e);
 int rk_dim_wsqnorm(const rk_node *const *args, const int *ip, rk_error *e);
 int rk_dim_wsqdist(const rk_node *const *args, const int *ip, rk_error *e);
 int rk_dim_elem(const rk_node *const *args, const int *ip, rk_error *e);

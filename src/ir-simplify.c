@@ -74,6 +74,12 @@ static int rk_simp_eval(int op, const double *x, const int *ip, double *r) {
   case RK_OP_CLAMPINT: *r = fmin(fmax(a, ip[0]), ip[1]); return 1;
   case RK_OP_IFELSE: *r = a >= 0 ? b : d; return 1;
   case RK_OP_MOD: *r = a - b * floor((a - d) / b); return b != 0;
+  case RK_OP_EQUAL: *r = a == b; return 1;
+  case RK_OP_NOTEQUAL: *r = a != b; return 1;
+  case RK_OP_LESSTHAN: *r = a < b; return 1;
+  case RK_OP_LESSOREQUAL: *r = a <= b; return 1;
+  case RK_OP_GREATERTHAN: *r = a > b; return 1;
+  case RK_OP_GREATEROREQUAL: *r = a >= b; return 1;
   case RK_OP_SUM:
   case RK_OP_MAX:
   case RK_OP_MIN: *r = a; return 1;
@@ -185,9 +191,11 @@ static const rk_node *rk_simp_rules(rk_ctx *c, int op,
   case RK_OP_SQDIST:
     if (a == b)
       return rk_zero(c, 1);
-    if (rk_is_zero_node(b))
+    /* SqNorm2 of the other operand, unless that one (of dimension 1) is
+       broadcast against the zero: then d * x^2, left to the emitter */
+    if (rk_is_zero_node(b) && b->dim <= a->dim)
       return rk_simplify(c, RK_OP_SQNORM2, &a, 1, NULL, 0, 0, 1);
-    if (rk_is_zero_node(a))
+    if (rk_is_zero_node(a) && a->dim <= b->dim)
       return rk_simplify(c, RK_OP_SQNORM2, &b, 1, NULL, 0, 0, 1);
     return NULL;
   case RK_OP_WSQNORM:

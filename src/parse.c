@@ -431,8 +431,9 @@ static const rk_node *expr(rk_parser *P) {
 }
 
 /* reduction = IDENT "(" expr ("," expr)? ("," int)? "," int ")"
-   formula   = reduction EOF */
-static int reduction(rk_parser *P, rk_formula *f, int *redpos) {
+   formula   = reduction EOF
+             | "Grad" "(" reduction "," expr "," expr ")" EOF */
+static int reduction_body(rk_parser *P, rk_formula *f, int *redpos) {
   static const char suffix[] = "_Reduction";
   const size_t ls = sizeof suffix - 1;
   const rk_token *t = peek(P);
@@ -487,6 +488,65 @@ static int reduction(rk_parser *P, rk_formula *f, int *redpos) {
                 f->axis);
   if (expect(P, ')', "')' after the axis") != RK_OK)
     return P->e->code;
+  return RK_OK;
+}
+
+/* The rkeops 2.x outer syntax Grad(Sum_Reduction(f, a), x, eta): the
+   reduction Sum_Reduction(Grad(f, x, eta), a') of the gradient, where
+   a' = a when x is a parameter or is indexed like the output (the literal
+   spelling), else 1 - a (x indexed by the reduced index: one row per
+   point of x, the KeOps rule).  Only Sum reductions (the others are not a
+   single reduction of a gradient: keops_grad() builds those). */
+static int outer_grad(rk_parser *P, rk_formula *f, int *redpos) {
+  const rk_token *g = peek(P);
+  const rk_node *a[3];
+  P->i += 2; /* Grad ( */
+  int code = reduction_body(P, f, redpos);
+  if (code != RK_OK)
+    return code;
+  if (f->red != RK_RED_SUM)
+    return perr(P, RK_EPARSE, *redpos,
+                "Grad(%s_Reduction(...), x, eta): only a Sum_Reduction can "
+                "be differentiated in a formula (use keops_grad() for the "
+                "others)",
+                rk_reds[f->red].name);
+  a[0] = f->f;
+  if (expect(P, ',', "',' then the variable") != RK_OK)
+    return P->e->code;
+  if ((a[1] = expr(P)) == NULL)
+    return P->e ? P->e->code : RK_EPARSE;
+  if (expect(P, ',', "',' then the gradient input") != RK_OK)
+    return P->e->code;
+  if ((a[2] = expr(P)) == NULL)
+    return P->e ? P->e->code : RK_EPARSE;
+  if (expect(P, ')', "')' to close Grad(") != RK_OK)
+    return P->e->code;
+  if (a[1]->op == RK_OP_VAR && a[1]->ip[2] != RK_CAT_P &&
+      a[1]->ip[2] != (f->axis == 1 ? RK_CAT_I : RK_CAT_J))
+    f->axis = 1 - f->axis;
+  if ((f->f = build(P, g->pos, RK_OP_GRAD, a, 3, NULL, 0, 0)) == NULL)
+    return P->e ? P->e->code : RK_EPARSE;
+  return RK_OK;
+}
+
+static int reduction(rk_parser *P, rk_formula *f, int *redpos) {
+  const rk_token *t = peek(P);
+  int code;
+  if (is_ident(P, t, "Grad") && is_punct(&P->tk[P->i + 1], '(') &&
+      P->tk[P->i + 2].kind == RK_TK_IDENT) {
+    const rk_token *r = &P->tk[P->i + 2];
+    static const char suffix[] = "_Reduction";
+    const size_t ls = sizeof suffix - 1;
+    if ((size_t)r->len > ls &&
+        memcmp(P->src + r->pos + r->len - ls, suffix, ls) == 0)
+      code = outer_grad(P, f, redpos);
+    else
+      code = reduction_body(P, f, redpos);
+  } else {
+    code = reduction_body(P, f, redpos);
+  }
+  if (code != RK_OK)
+    return code;
   if (peek(P)->kind != RK_TK_EOF)
     return unexpected(P, "the end of the formula");
   return RK_OK;

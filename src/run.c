@@ -110,22 +110,12 @@ static int check_inputs(const rk_formula *f, const rk_input *in, int nin,
                        l1, (long long)n);
     }
   }
-  for (int c = 0; c < 2; c++)
-    if (cnt[c] < 0)
-      return input_err(e, -1,
-                       "the formula has no %c-variable (Vi%s): the number of "
-                       "%s points is unknown",
-                       c == 0 ? 'i' : 'j', c == 0 ? "" : " or Vj",
-                       c == 0 ? "i" : "j");
-  *ni = cnt[0];
-  *nj = cnt[1];
-  int64_t nred = f->axis == 1 ? *nj : *ni;
-  if (f->K > 0 && f->K > nred) {
-    rk_err(e, RK_EVALUE, -1,
-           "K = %d is larger than the number of reduction points (%lld)", f->K,
-           (long long)nred);
-    return RK_EVALUE;
-  }
+  /* an index that no variable carries has size 1, as in KeOps: a
+     reduction over it reduces one point, an output over it has one row */
+  *ni = cnt[0] < 0 ? 1 : cnt[0];
+  *nj = cnt[1] < 0 ? 1 : cnt[1];
+  /* K larger than the number of reduced points: the K-min reductions pad
+     with Inf values and NaN (NA) indices (cg-reduce.c, rk_cg_red_final) */
   return RK_OK;
 }
 

@@ -183,6 +183,13 @@ ref_op <- list(
   IfElse = function(cc, a, b) { z <- bc(cc, a, b); ifelse(z[[1]] >= 0, z[[2]], z[[3]]) },
   Mod = function(a, m, o) { z <- bc(a, m, o)
                             z[[1]] - z[[2]] * floor((z[[1]] - z[[3]]) / z[[2]]) },
+  # comparisons: 1 / 0 (no NaN in the test data)
+  Equal = function(a, b) { z <- bc(a, b); as.double(z[[1]] == z[[2]]) },
+  NotEqual = function(a, b) { z <- bc(a, b); as.double(z[[1]] != z[[2]]) },
+  LessThan = function(a, b) { z <- bc(a, b); as.double(z[[1]] < z[[2]]) },
+  LessOrEqual = function(a, b) { z <- bc(a, b); as.double(z[[1]] <= z[[2]]) },
+  GreaterThan = function(a, b) { z <- bc(a, b); as.double(z[[1]] > z[[2]]) },
+  GreaterOrEqual = function(a, b) { z <- bc(a, b); as.double(z[[1]] >= z[[2]]) },
   Sum = function(a) sum(a),
   Max = function(a) max(a),
   Min = function(a) min(a),
@@ -218,7 +225,8 @@ ops_expected <- c(
   "Add", "Subtract", "Mult", "Divide", "Minus", "Exp", "Log", "Sin", "Cos",
   "Tan", "Asin", "Acos", "Atan", "Atan2", "Sqrt", "Rsqrt", "Inv", "Square",
   "Pow", "Powf", "Abs", "Sign", "Step", "ReLU", "Floor", "Round", "XLogX",
-  "SinXDivX", "Clamp", "ClampInt", "IfElse", "Mod", "Sum", "Max", "Min",
+  "SinXDivX", "Clamp", "ClampInt", "IfElse", "Mod", "Equal", "NotEqual",
+  "LessThan", "LessOrEqual", "GreaterThan", "GreaterOrEqual", "Sum", "Max", "Min",
   "ArgMax", "ArgMin", "SqNorm2", "Norm2", "Scalprod", "SqDist",
   "WeightedSqNorm", "WeightedSqDist", "Normalize", "Elem", "ElemT", "Extract",
   "ExtractT", "Concat", "OneHot", "SumT", "MatVecMult", "VecMatMult",

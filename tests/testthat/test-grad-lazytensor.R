@@ -58,7 +58,8 @@ test_that("grad(): LogSumExp, and a variable absent from the formula", {
   P <- exp(-D2)
   P <- P / rowSums(P)
   expect_lte(rel_err(g, -2 * (X - P %*% Y) * eta[, 1]), 1e-12)
-  expect_identical(grad(f, eta, "Sum", var = z_j, index = "j"), matrix(0, N, 2))
+  # a variable absent from f: a classed error (issue 14.8), formerly zeros
+  expect_error(grad(f, eta, "Sum", var = z_j, index = "j"), class = "rkeops_var_error")
 })
 
 test_that("grad(): errors are classed", {
