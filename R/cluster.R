@@ -85,10 +85,13 @@ rk_cluster_abort <- function(message, ..., class = character()) {
 #'
 #' @section Several hosts and MPI:
 #' With PSOCK workers started over `ssh` (rkeops installed on every host,
-#' the same version):
+#' the same version); the socket option `"no-delay"` on both ends avoids a
+#' 40 ms stall of TCP on every message of more than a few kB:
 #' ```
 #' library(parallel)
-#' cl <- makePSOCKcluster(c("node1", "node1", "node2", "node2"))
+#' options(socketOptions = "no-delay")
+#' cl <- makePSOCKcluster(c("node1", "node1", "node2", "node2"),
+#'   rscript_args = c("-e", shQuote("options(socketOptions = 'no-delay')")))
 #' rkeops_cluster(cl, ncore = 8)   # 2 workers of 8 threads per host
 #' # or one worker per GPU: rkeops_cluster(cl, backend = "gpu", device = 0:1)
 #' res <- op(list(x, y, b))        # computed across the 4 workers
@@ -294,6 +297,31 @@ rk_cluster_check <- function() {
   }
 }
 
+# The function of every call: a small closure of the global environment that
+# calls rk_worker_exec() from the worker's rkeops (sending rk_worker_exec
+# itself would add 7 kB of byte code to each message)
+rk_cluster_exec_fun <- function() {
+  f <- function(payload) {
+    get("rk_worker_exec", envir = asNamespace("rkeops"))(payload)
+  }
+  environment(f) <- globalenv()
+  f
+}
+
+# bytes that parallel's messages add around a payload (a raw vector counts
+# its length plus a fixed header): the EXEC message of a call of `fun`, or
+# (fun = NULL) the VALUE message of the answer
+rk_cluster_envelope <- function(fun = NULL) {
+  msg <- if (is.null(fun)) {
+    list(type = "VALUE", value = raw(), success = TRUE,
+         time = proc.time() - proc.time(), tag = NULL)
+  } else {
+    list(type = "EXEC", data = list(fun = fun, args = list(raw()),
+                                    return = TRUE, tag = NULL), tag = NULL)
+  }
+  length(serialize(msg, NULL))
+}
+
 # the bootstrap function sent first: base R only, environment globalenv()
 rk_cluster_boot_fun <- function() {
   f <- function(payload) {
@@ -327,11 +355,14 @@ rk_cluster_boot_fun <- function() {
 # Send one message (a list of commands, or NULL: nothing) to each worker and
 # collect the answers; returns the list of the workers' values (NULL for
 # workers sent nothing).  Raises the first failure after collecting all.
-rk_cluster_exchange <- function(msgs, fun = rk_worker_exec) {
+rk_cluster_exchange <- function(msgs, fun = NULL) {
+  worker <- is.null(fun)
+  if (worker) fun <- rk_cluster_exec_fun()
+  envelope <- rk_cluster_envelope(fun)
   rk_cluster_check()
   cl <- rk_cl$cl
   nw <- length(cl)
-  if (length(rk_cl$garbage) && identical(fun, rk_worker_exec)) {
+  if (length(rk_cl$garbage) && worker) {
     rel <- list(op = "release", tokens = rk_cl$garbage)
     rk_cl$garbage <- character()
     msgs <- lapply(msgs, function(m) c(list(rel), m))
@@ -345,9 +376,16 @@ rk_cluster_exchange <- function(msgs, fun = rk_worker_exec) {
   on.exit(if (!done && any(pending)) {
     rk_cl$broken <- "a call was interrupted before every worker answered"
   }, add = TRUE)
+  last <- NULL
+  payload <- NULL
   for (k in seq_len(nw)) {
     if (is.null(msgs[[k]])) next
-    payload <- serialize(list(id = id, cmds = msgs[[k]]), NULL)
+    # the same message to several workers (the full iterate of a matvec) is
+    # serialized once; identical() stops at shared vectors at once
+    if (is.null(payload) || !identical(msgs[[k]], last)) {
+      payload <- serialize(list(id = id, cmds = msgs[[k]]), NULL)
+      last <- msgs[[k]]
+    }
     err <- tryCatch(
       {
         send_call(cl[[k]], fun, list(payload))
@@ -356,7 +394,8 @@ rk_cluster_exchange <- function(msgs, fun = rk_worker_exec) {
       error = function(e) conditionMessage(e)
     )
     rk_cl$traffic$messages[k] <- rk_cl$traffic$messages[k] + 1
-    rk_cl$traffic$sent[k] <- rk_cl$traffic$sent[k] + length(payload)
+    rk_cl$traffic$sent[k] <- rk_cl$traffic$sent[k] + length(payload) +
+      envelope
     if (is.null(err)) {
       pending[k] <- TRUE
     } else {
@@ -435,6 +474,7 @@ rk_cluster_collect <- function(cl, pending, id) {
   nw <- length(cl)
   got <- vector("list", nw)
   recv <- rk_par("recvResult")
+  envelope <- rk_cluster_envelope()
   timeout <- rk_cl$timeout
   t0 <- proc.time()[[3L]]
   sock <- all(vapply(cl, function(n) inherits(n$con, "connection"), NA))
@@ -443,7 +483,8 @@ rk_cluster_collect <- function(cl, pending, id) {
   read_one <- function(k) {
     v <- tryCatch(recv(cl[[k]]), error = function(e) e)
     if (is.raw(v)) {
-      rk_cl$traffic$received[k] <- rk_cl$traffic$received[k] + length(v)
+      rk_cl$traffic$received[k] <- rk_cl$traffic$received[k] + length(v) +
+        envelope
       v <- tryCatch(unserialize(v), error = function(e) e)
       if (is.list(v) && !inherits(v, "error") && !identical(v$id, id)) {
         return() # stale: still pending

@@ -13,7 +13,12 @@ cl_env <- new.env()
 # the workers: R CMD check installs into a temporary library)
 test_cluster <- function() {
   if (is.null(cl_env$cl)) {
-    cl_env$cl <- parallel::makePSOCKcluster(2)
+    cl_env$cl <- withr::with_options(
+      list(socketOptions = "no-delay"),
+      parallel::makePSOCKcluster(2, rscript_args = c(
+        "-e", shQuote("options(socketOptions = 'no-delay')")
+      ))
+    )
     withr::defer(
       {
         rkeops_cluster(NULL)
