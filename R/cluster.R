@@ -58,7 +58,9 @@ rk_cluster_abort <- function(message, ..., class = character()) {
 #' shares), each worker receives its block of the output-index variables and
 #' all of the reduction-index variables and parameters, and the blocks of the
 #' result are gathered in row order.  Each row is computed exactly as it is
-#' locally, so on the CPU the result is identical to the local one.
+#' locally, so on the CPU the result is identical to the local one.  The
+#' backend, device and threads of the workers are set here; the precision
+#' follows the master's option at each call.
 #' `rkeops_cluster(NULL)` returns to local computing (the cluster itself is
 #' left running: stop it with `parallel::stopCluster()`); `rkeops_cluster()`
 #' returns the current cluster, or `NULL`.
@@ -373,7 +375,8 @@ rk_cluster_exchange <- function(msgs, fun = NULL) {
   pending <- logical(nw)
   fail <- vector("list", nw)
   done <- FALSE
-  on.exit(if (!done && any(pending)) {
+  started <- FALSE
+  on.exit(if (!done && started) {
     rk_cl$broken <- "a call was interrupted before every worker answered"
   }, add = TRUE)
   last <- NULL
@@ -386,6 +389,7 @@ rk_cluster_exchange <- function(msgs, fun = NULL) {
       payload <- serialize(list(id = id, cmds = msgs[[k]]), NULL)
       last <- msgs[[k]]
     }
+    started <- TRUE
     err <- tryCatch(
       {
         send_call(cl[[k]], fun, list(payload))
@@ -613,7 +617,9 @@ rk_worker_do <- function(cmd) {
       inputs <- entry$inputs
       inputs[entry$varying] <- cmd$values
       parsed <- rk_parsed(entry$formula, entry$args, entry$sum_scheme)
-      res <- .Call(ffi_run, parsed$ptr, inputs, rk_core_options(), entry$row)
+      opts <- get_rkeops_options()
+      if (!is.null(cmd$precision)) opts$precision <- cmd$precision
+      res <- .Call(ffi_run, parsed$ptr, inputs, rk_core_options(opts), entry$row)
       attr(res, "messages") <- NULL
       res
     },
@@ -746,7 +752,10 @@ rk_cluster_run <- function(parsed, prep, row) {
                             compile = FALSE)
   msgs <- lapply(share, function(m) {
     if (is.null(m)) return(NULL)
-    c(m, list(list(op = "apply", token = token, values = list(), drop = TRUE)))
+    c(m, list(list(
+      op = "apply", token = token, values = list(), drop = TRUE,
+      precision = get_rkeops_options("precision")
+    )))
   })
   res <- rk_cluster_gather(rk_cluster_exchange(msgs), parsed$outdim)
   if (isTRUE(get_rkeops_options("verbosity"))) {
@@ -762,8 +771,14 @@ rk_cluster_run <- function(parsed, prep, row) {
 #' @rdname rkeops_cluster
 #' @export
 rkeops_cluster_prepare <- function(op, input, varying = NULL, inner_dim = "col") {
-  if (!inherits(op, "rkeops_operator")) {
-    rk_abort("rkeops_input_error", "`op` must be an operator made by keops_kernel()")
+  if (!inherits(op, "rkeops_operator") || inherits(op, "rkeops_grad_operator")) {
+    rk_abort(
+      "rkeops_input_error",
+      paste0(
+        "`op` must be an operator made by keops_kernel() (a keops_grad() ",
+        "operator runs several reductions: call it, each goes to the cluster)"
+      )
+    )
   }
   parsed <- rk_as_parsed(op)
   if (!is.character(inner_dim) || length(inner_dim) != 1L ||
@@ -895,8 +910,12 @@ rkeops_cluster_apply <- function(h, values = list()) {
     )
   }
   vals <- rk_cluster_values(h$parsed, values, h$row, h$blocks, h$varying)
+  precision <- get_rkeops_options("precision")
   msgs <- lapply(vals, function(v) {
-    if (is.null(v)) NULL else list(list(op = "apply", token = h$token, values = v))
+    if (is.null(v)) {
+      return(NULL)
+    }
+    list(list(op = "apply", token = h$token, values = v, precision = precision))
   })
   before <- rk_cl$traffic$sent
   parts <- rk_cluster_exchange(msgs)

@@ -125,6 +125,31 @@ test_that("LazyTensor reductions run on the cluster", {
   expect_equal(as.vector(r$on[[2]]), apply(dense_d2(d$x, d$y), 2, which.min))
 })
 
+test_that("the master's precision at each call; gradients on the cluster", {
+  d <- gauss_data(M = 40, N = 30, seed = 5)
+  op <- keops_kernel("Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
+                     c("x=Vi(3)", "y=Vj(3)", "b=Vj(2)"))
+  test_cluster()
+  local_rk_options()
+  rkeops_use_float32()
+  r <- both(function() op(list(d$x, d$y, d$b)))
+  expect_identical(r$on, r$off)
+  r64 <- exp(-dense_d2(d$x, d$y)) %*% d$b
+  expect_gt(max(abs(r$on - r64)), 1e-12) # really computed in float32
+  expect_equal(r$on, r64, tolerance = 1e-5)
+  h <- rkeops_cluster_prepare(op, list(d$x, d$y, d$b), varying = 3)
+  expect_identical(rkeops_cluster_apply(h, d$b), r$off)
+  rkeops_use_float64()
+  expect_equal(rkeops_cluster_apply(h, d$b), r64, tolerance = 1e-12)
+  rkeops_cluster_release(h)
+  g <- keops_grad(op, "x")
+  eta <- matrix(rnorm(40 * 2), 40, 2)
+  r <- both(function() g(list(d$x, d$y, d$b, eta)))
+  expect_identical(r$on, r$off)
+  expect_error(rkeops_cluster_prepare(g, list(d$x, d$y, d$b, eta)),
+               class = "rkeops_input_error")
+})
+
 test_that("parameters, inner_dim = \"row\", fewer rows than workers", {
   d <- gauss_data(M = 9, N = 30, seed = 3)
   op <- keops_kernel(
