@@ -780,7 +780,10 @@ rkeops_cluster_prepare <- function(op, input, varying = NULL, inner_dim = "col")
       )
     )
   }
-  parsed <- rk_as_parsed(op)
+  rk_cluster_prepare_parsed(rk_as_parsed(op), input, varying, inner_dim)
+}
+
+rk_cluster_prepare_parsed <- function(parsed, input, varying, inner_dim) {
   if (!is.character(inner_dim) || length(inner_dim) != 1L ||
     !inner_dim %in% c("col", "row")) {
     rk_abort("rkeops_value_error", "`inner_dim` must be \"col\" or \"row\"")
@@ -972,4 +975,109 @@ print.rkeops_cluster_operator <- function(x, ...) {
     if (h$released) "released" else sprintf("%g applies", h$napply)
   ))
   invisible(x)
+}
+
+# ---- conjugate gradients over a distributed operator -----------------------
+
+# Solve (alpha I + K) x = b by preconditioned conjugate gradients, each
+# product K v one rkeops_cluster_apply() of the block-product operator
+# (`parsed`, `inputs`; the iterate is input `bpos`, 1-based, a j-variable
+# with one column per right-hand side): the points go to the workers once,
+# each iteration sends the iterate and gathers the product.  `diag`: the
+# diagonal of K for the Jacobi preconditioner (NULL: none).  With float32
+# products, cycles of iterative refinement: each cycle reduces the residual
+# by 1e-3 with float32 products, the true residual comes from a float64
+# product, and a cycle that fails to halve it switches to float64.  Columns
+# are solved together (one product per iteration for all) with their own
+# coefficients.  Returns list(x, iterations, residual, converged, products,
+# exact_products, cycles, switched64).
+rk_cluster_cg <- function(parsed, inputs, bpos, b, x0 = NULL, alpha = 0,
+                          tol = 1e-6, maxit = 1000L, diag = NULL) {
+  b <- as.matrix(b)
+  storage.mode(b) <- "double"
+  n <- nrow(b)
+  E <- ncol(b)
+  inputs[[bpos]] <- matrix(0, n, E)
+  h <- rk_cluster_prepare_parsed(parsed, inputs, bpos, "col")
+  on.exit(rkeops_cluster_release(h), add = TRUE)
+  prec0 <- get_rkeops_options("precision")
+  on.exit(set_rkeops_options(list(precision = prec0)), add = TRUE)
+  count <- c(products = 0, exact = 0)
+  A <- function(v, precision) {
+    set_rkeops_options(list(precision = precision))
+    count[["products"]] <<- count[["products"]] + 1
+    if (precision == "float64") count[["exact"]] <<- count[["exact"]] + 1
+    alpha * v + rkeops_cluster_apply(h, v)
+  }
+  minv <- if (is.null(diag)) rep(1, n) else 1 / (alpha + diag)
+  bnorm <- sqrt(colSums(b^2))
+  bnorm[bnorm == 0] <- 1
+  x <- if (is.null(x0)) matrix(0, n, E) else as.matrix(x0) + 0
+  iters <- numeric(E)
+  # one CG run on A d = r to the relative residual `goal` (per column)
+  cg <- function(r, goal, precision, budget) {
+    d <- matrix(0, n, E)
+    r0 <- sqrt(colSums(r^2))
+    r0[r0 == 0] <- 1
+    active <- sqrt(colSums(r^2)) / r0 > goal
+    z <- minv * r
+    p <- z
+    rz <- colSums(r * z)
+    it <- 0
+    while (any(active) && it < budget) {
+      q <- A(p, precision)
+      pq <- colSums(p * q)
+      if (any(pq[active] <= 0) && precision == "float64") {
+        rk_abort(
+          "rkeops_value_error",
+          "solve on a cluster: alpha I + K is not positive definite (non-positive curvature met by CG)"
+        )
+      }
+      a <- ifelse(active & pq > 0, rz / pq, 0)
+      d <- d + sweep(p, 2L, a, `*`)
+      r <- r - sweep(q, 2L, a, `*`)
+      it <- it + 1
+      iters[active] <<- iters[active] + 1
+      active <- active & sqrt(colSums(r^2)) / r0 > goal
+      if (!any(active)) break
+      z <- minv * r
+      rz1 <- colSums(r * z)
+      beta <- ifelse(rz > 0, rz1 / rz, 0)
+      p <- z + sweep(p, 2L, beta, `*`)
+      rz <- rz1
+    }
+    list(d = d, it = it)
+  }
+  resid <- function() b - A(x, "float64")
+  r <- if (is.null(x0)) b else resid()
+  rel <- sqrt(colSums(r^2)) / bnorm
+  cycles <- 0
+  used <- 0
+  switched <- FALSE
+  precision <- prec0
+  while (any(rel > tol) && used < maxit) {
+    if (precision == "float64") {
+      goal <- pmin(1, tol * bnorm / pmax(sqrt(colSums(r^2)), 1e-300))
+      run <- cg(r, goal, "float64", maxit - used)
+    } else {
+      goal <- pmax(1e-3, pmin(1, tol * bnorm / pmax(sqrt(colSums(r^2)), 1e-300)))
+      run <- cg(r, goal, "float32", maxit - used)
+      cycles <- cycles + 1
+    }
+    used <- used + run$it
+    x <- x + run$d
+    r <- resid()
+    rel1 <- sqrt(colSums(r^2)) / bnorm
+    if (precision == "float32" && max(rel1) > max(rel) / 2) {
+      precision <- "float64"
+      switched <- TRUE
+    }
+    rel <- rel1
+    if (run$it == 0) break
+  }
+  list(
+    x = x, iterations = as.integer(iters), residual = rel,
+    converged = all(rel <= tol), products = count[["products"]],
+    exact_products = count[["exact"]], cycles = cycles, switched64 = switched
+  )
 }

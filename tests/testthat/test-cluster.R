@@ -233,6 +233,35 @@ test_that("a distributed operator sends the fixed data once", {
                class = "rkeops_value_error")
 })
 
+test_that("conjugate gradients over a distributed operator (rk_cluster_cg)", {
+  test_cluster()
+  set.seed(6)
+  n <- 150
+  X <- matrix(runif(n * 3), n, 3)
+  B <- matrix(rnorm(n * 2), n, 2)
+  op <- keops_kernel("Sum_Reduction(Exp(-SqDist(x, y) * g) * b, 1)",
+                     c("x=Vi(3)", "y=Vj(3)", "b=Vj(2)", "g=Pm(1)"))
+  parsed <- rkeops:::rk_as_parsed(op)
+  inp <- rkeops:::rk_prepare_inputs(parsed, list(X, X, B, 1 / 0.04), FALSE)$inputs
+  ref <- solve(exp(-as.matrix(dist(X))^2 / 0.04) + diag(1e-3, n), B)
+  rkeops_cluster_traffic(reset = TRUE)
+  on <- rkeops:::rk_cluster_cg(parsed, inp, 3L, B, alpha = 1e-3, tol = 1e-9,
+                               maxit = 3000, diag = rep(1, n))
+  tr <- rkeops_cluster_traffic()
+  expect_true(on$converged)
+  expect_lt(max(on$residual), 1e-9)
+  expect_lt(max(abs(on$x - ref)) / max(abs(ref)), 1e-6)
+  # per product only the iterate (n x 2 doubles) goes to each worker
+  expect_true(all(tr$sent / on$products < 8 * 2 * n + 1000))
+  expect_true(all(tr$sent / on$products > 8 * 2 * n))
+  rkeops_cluster(NULL)
+  loc <- rkeops:::rk_cluster_cg(parsed, inp, 3L, B, alpha = 1e-3, tol = 1e-9,
+                                maxit = 3000, diag = rep(1, n))
+  test_cluster()
+  expect_identical(on$x, loc$x)
+  expect_identical(on$iterations, loc$iterations)
+})
+
 test_that("an error on a worker is a classed error naming the worker", {
   cl <- test_cluster()
   e <- tryCatch(
