@@ -77,7 +77,9 @@ rk_cluster_abort <- function(message, ..., class = character()) {
 #'
 #' An error on a worker is an error of class `rkeops_cluster_error` (an
 #' `rkeops_error`) whose message names the worker; it carries the fields
-#' `worker`, `reason` (`"error"`, `"died"` or `"timeout"`),
+#' `worker`, `reason` (`"error"`, `"died"` or `"timeout"`; `"broken"` for a
+#' call on a cluster that failed before, `"stale"` for a distributed operator
+#' of a cluster no longer registered),
 #' `worker_message` and `worker_class`, and the `rkeops_*` subclass of the
 #' worker's error (so an `rkeops_dim_error` on a worker is also one on the
 #' master).  A worker that dies (or does not answer within `timeout`
@@ -117,7 +119,8 @@ rk_cluster_abort <- function(message, ..., class = character()) {
 #'   round-robin (worker k gets `device[(k - 1) %% length(device) + 1]`);
 #'   `NULL` uses the master's `device_id`.  Only with the GPU backend.
 #' @param ncore CPU threads of each worker; `NULL` uses all the cores of
-#'   the worker's host.  By default the master's `ncore` option.
+#'   the worker's host (give `cores / workers per host` when several workers
+#'   share a host).  By default the master's `ncore` option.
 #' @param timeout seconds to wait for the workers' answers to one call
 #'   (`Inf`: no limit).
 #' @param op an operator made by [keops_kernel()].
