@@ -1062,6 +1062,7 @@ rk_cluster_cg <- function(parsed, inputs, bpos, b, x0 = NULL, alpha = 0,
     if (precision == "float64") {
       goal <- pmin(1, tol * bnorm / pmax(sqrt(colSums(r^2)), 1e-300))
       run <- cg(r, goal, "float64", maxit - used)
+      cycles <- cycles + 1
     } else {
       goal <- pmax(1e-3, pmin(1, tol * bnorm / pmax(sqrt(colSums(r^2)), 1e-300)))
       run <- cg(r, goal, "float32", maxit - used)
@@ -1083,4 +1084,40 @@ rk_cluster_cg <- function(parsed, inputs, bpos, b, x0 = NULL, alpha = 0,
     converged = all(rel <= tol), products = count[["products"]],
     exact_products = count[["exact"]], cycles = cycles, switched64 = switched
   )
+}
+
+# solve() on a cluster (called from solve()'s method, R/solve.R, when a
+# cluster is registered): the conjugate gradients of rk_cluster_cg() over the
+# block product K b_j of solve()'s setup `st` (its inputs are the block
+# product's, the iterate last), Jacobi or no preconditioner; returns the
+# list that the local solver (ffi_solve) returns.
+rk_cluster_solve <- function(K, st, b, x0, ctl) {
+  if (identical(as.integer(ctl$precond), 2L)) {
+    rk_abort(
+      "rkeops_unsupported_error",
+      paste0(
+        "solve() on a cluster: precond = \"pivchol\" is not available yet ",
+        "(its pivoted Cholesky runs in the local solver); use \"jacobi\" or ",
+        "\"none\", or rkeops_cluster(NULL) to solve locally"
+      )
+    )
+  }
+  parts <- lt_reduction_parts(K * Vj(matrix(0, nrow(b), ncol(b))), "Sum", "j")
+  parsed <- rk_parsed(parts$formula, parts$args, "auto")
+  res <- rk_cluster_cg(
+    parsed, st$mv$inputs, st$mv$bpos + 1L, b, x0,
+    alpha = ctl$alpha, tol = ctl$tol, maxit = ctl$maxit,
+    diag = if (identical(as.integer(ctl$precond), 1L)) st$diag else NULL
+  )
+  res$products <- as.integer(res$products)
+  res$exact_products <- as.integer(res$exact_products)
+  res$cycles <- as.integer(res$cycles)
+  # the preconditioner's scalars as the local solver gives them (P = I or
+  # the diagonal of alpha I + K: no low-rank part, nothing left out)
+  jac <- identical(as.integer(ctl$precond), 1L)
+  res$precond <- list(
+    rank = 0L, shift = 0, trace_left = 0,
+    logdet = if (jac) sum(log(ctl$alpha + st$diag)) else 0
+  )
+  res
 }

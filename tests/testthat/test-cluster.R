@@ -262,6 +262,37 @@ test_that("conjugate gradients over a distributed operator (rk_cluster_cg)", {
   expect_identical(on$iterations, loc$iterations)
 })
 
+test_that("solve() on a cluster: only the iterate travels", {
+  skip_if_not(methods::existsMethod("solve", "LazyTensor"),
+              "solve() is not in this build")
+  test_cluster()
+  set.seed(7)
+  n <- 200
+  X <- matrix(runif(n * 3), n, 3)
+  B <- matrix(rnorm(n * 2), n, 2)
+  K <- exp(-sqdist(Vi(X), Vj(X)) / 0.1)
+  ref <- base::solve(exp(-as.matrix(dist(X))^2 / 0.1) + diag(0.01, n), B)
+  rkeops_cluster_traffic(reset = TRUE)
+  on <- solve(K, B, alpha = 0.01, tol = 1e-8)
+  tr <- rkeops_cluster_traffic()
+  pr <- attr(on, "precond")
+  expect_lt(max(abs(on - ref)) / max(abs(ref)), 1e-6)
+  expect_true(all(attr(on, "residual") <= 1e-8))
+  # the points went once; each product sent the n x 2 iterate to each worker
+  expect_gt(pr$products, 50)
+  expect_true(all(tr$sent < pr$products * (8 * 2 * n + 1000) + 8 * 4 * n * 3))
+  rkeops_cluster(NULL)
+  loc <- solve(K, B, alpha = 0.01, tol = 1e-8)
+  test_cluster()
+  expect_lt(max(abs(on - loc)) / max(abs(loc)), 1e-6)
+  expect_equal(attr(on, "precond")$logdet, attr(loc, "precond")$logdet,
+               tolerance = 1e-12)
+  on <- solve(K, B[, 1], alpha = 0.01, precond = "none", tol = 1e-8)
+  expect_lt(max(abs(on - ref[, 1])) / max(abs(ref)), 1e-6)
+  expect_error(solve(K, B, alpha = 0.01, precond = "pivchol"),
+               class = "rkeops_unsupported_error")
+})
+
 test_that("an error on a worker is a classed error naming the worker", {
   cl <- test_cluster()
   e <- tryCatch(
