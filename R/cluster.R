@@ -533,9 +533,9 @@ rk_cluster_collect <- function(cl, pending, id) {
       error = function(e) rep(TRUE, length(ks))
     )
     for (k in ks[ready]) read_one(k)
-    if (!any(ready) && !is.null(info)) {
-      # a local worker whose process is gone (its socket may stay open when
-      # it was stopped, not killed)
+    if (!any(ready) && !is.null(info) && .Platform$OS.type == "unix") {
+      # a local worker whose process is gone (signal 0 only asks; on
+      # Windows pskill() would terminate it, so the socket alone tells)
       for (k in ks) {
         if (identical(info$host[k], here) && !is.na(info$pid[k]) &&
           !isTRUE(tools::pskill(info$pid[k], 0L))) {
