@@ -350,6 +350,7 @@ rk_run <- function(parsed, input, inner_dim = "col") {
   if (!is.na(nout) && nout == 0) {
     return(matrix(numeric(0), 0L, parsed$outdim))
   }
+  if (!is.na(nout) && rk_cluster_on()) return(rk_cluster_run(parsed, prep, row))
   opts <- get_rkeops_options()
   verbose <- isTRUE(opts$verbosity)
   t0 <- proc.time()[[3L]]

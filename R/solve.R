@@ -325,8 +325,8 @@ setMethod("solve", "LazyTensor", function(a, b, alpha = 0, tol = 1e-6,
   st <- sv_setup(K, ncol(b), precond, symmetric, "solve")
   if (!is.null(st$formula)) return(st$formula)
   ctl <- sv_ctl(cm$alpha, cm$tol, maxit, precond, cm$rank)
-  res <- .Call(ffi_solve, st$mv, st$col, st$diag, b, x0, ctl,
-               rk_core_options())
+  res <- if (rk_cluster_on()) rk_cluster_solve(K, st, b, x0, ctl) else
+    .Call(ffi_solve, st$mv, st$col, st$diag, b, x0, ctl, rk_core_options())
   x <- res$x
   attr(x, "iterations") <- res$iterations
   attr(x, "residual") <- res$residual
