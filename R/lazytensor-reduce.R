@@ -164,12 +164,13 @@ lt_dots_args <- function(...) {
 # padded with Inf and the indices with NA.  K * dim(x) is bounded as in the
 # engine (src/formula.c, RK_KMIN_MAX).
 lt_K <- function(K, x, index) {
+  K <- lt_int(K, "K", 1)
   if (is.numeric(K) && length(K) == 1L && is.finite(K) && K * x@dim > 16384)
     lt_abort(sprintf(paste0("K * dimension = %.0f is larger than 16384 (the ",
                             "K smallest values of each output row are kept ",
                             "in the kernel's local memory)"), K * x@dim),
              "rkeops_value_error", call = NULL)
-  lt_int(K, "K", 1)
+  K
 }
 
 # ---- sum, min, max (methods of the base primitives) -------------------------
@@ -327,7 +328,7 @@ lt_prod <- function(x, index, sum_scheme) {
     for (k in seq_len(d - 1L)) out <- out * elem(x, k)
     return(out)
   }
-  neg <- lt_one_minus(lt_unary("Step", x))
+  neg <- 1L - lt_unary("Step", x)
   r <- lt_reduce(concat(log(abs(x)), neg), "Sum", index,
                  sum_scheme = lt_sum_scheme(sum_scheme))
   if (!is.numeric(r)) return(r)
