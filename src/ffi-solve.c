@@ -29,15 +29,6 @@
 
 /* ---- unpacking -------------------------------------------------------------- */
 
-static SEXP list_get(SEXP list, const char *name) {
-  SEXP nms = getAttrib(list, R_NamesSymbol);
-  if (nms == R_NilValue)
-    return R_NilValue;
-  for (R_xlen_t i = 0; i < XLENGTH(list); i++)
-    if (strcmp(CHAR(STRING_ELT(nms, i)), name) == 0)
-      return VECTOR_ELT(list, i);
-  return R_NilValue;
-}
 
 static void NORET solve_abortf(int code, const char *msg) {
   rk_error e;
@@ -48,7 +39,7 @@ static void NORET solve_abortf(int code, const char *msg) {
 }
 
 static double num1(SEXP l, const char *name) {
-  SEXP x = list_get(l, name);
+  SEXP x = ffi_list_get(l, name);
   if (TYPEOF(x) != REALSXP && TYPEOF(x) != INTSXP)
     solve_abortf(RK_EINTERNAL, "solve: a control value is missing");
   return asReal(x);
@@ -78,7 +69,7 @@ typedef struct kernel_spec {
 } kernel_spec;
 
 static void kernel_unpack(SEXP spec, kernel_spec *k) {
-  SEXP ptr = list_get(spec, "ptr"), inputs = list_get(spec, "inputs");
+  SEXP ptr = ffi_list_get(spec, "ptr"), inputs = ffi_list_get(spec, "inputs");
   k->f = ffi_formula(ptr);
   if (TYPEOF(inputs) != VECSXP ||
       XLENGTH(inputs) != rk_formula_nvars(k->f))
@@ -152,7 +143,7 @@ static void setup(solve_setup *s, SEXP mv, SEXP col, SEXP diag, SEXP ctl,
   s->pd.what = what;
   c->progress = progress;
   c->progress_data = &s->pd;
-  c->progress_always = asLogical(list_get(ctl, "progress")) == TRUE;
+  c->progress_always = asLogical(ffi_list_get(ctl, "progress")) == TRUE;
   c->progress_after = num1(ctl, "progress_after");
 }
 
@@ -278,7 +269,7 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
   int64_t n = matrix_rows(w, &ncol, "w");
   solve_setup s;
   setup(&s, mv, col, diag, ctl, options, n, ncol, "rkeops logdet");
-  int keep = asLogical(list_get(ctl, "keep")) == TRUE;
+  int keep = asLogical(ffi_list_get(ctl, "keep")) == TRUE;
   int cap = s.ctl.maxit;
   static const char *const f[] = {"quad", "precond", "iterations", "residual",
                                   "z",    "solves",  "pinv_z",     "ok"};

@@ -115,7 +115,7 @@ int ffi_int1(SEXP x, const char *what) {
   return v;
 }
 
-static SEXP ffi_list_get(SEXP list, const char *name) {
+SEXP ffi_list_get(SEXP list, const char *name) {
   SEXP nms = getAttrib(list, R_NamesSymbol);
   if (nms == R_NilValue)
     return R_NilValue;

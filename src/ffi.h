@@ -23,6 +23,8 @@ void ffi_err_init(rk_error *e);
 void NORET ffi_abort(rk_error *e, const char *formula, const char *messages);
 void NORET ffi_abortf(int code, const char *fmt, ...);
 int ffi_int1(SEXP x, const char *what);
+/* the element of a named list called name, or R_NilValue */
+SEXP ffi_list_get(SEXP list, const char *name);
 /* the options list of rkeops:::rk_core_options(); messages go to mb */
 void ffi_options(SEXP options, rk_options *o, ffi_msgbuf *mb);
 rk_formula *ffi_formula(SEXP ptr);
