@@ -165,7 +165,7 @@ test_that("KMin, ArgKMin, KMin_ArgKMin with K > N pad with Inf and NA", {
                class = "rkeops_value_error")
   expect_error(keops_kernel("ArgKMin_Reduction(x - y, 2000000000, 0)", args),
                class = "rkeops_value_error")
-  expect_error(argKmin(Vi(X) - Vj(Y), 1e10, "j"), class = "rkeops_value_error")
+  expect_error(argKmin(Vi(X) - Vj(Y), 1e10, "j"), class = "rkeops_input_error")
   expect_error(Kmin(Vi(X) - Vj(Y), 8193, "i"), class = "rkeops_value_error")
   # LazyTensors: no error, the same padding
   local_rk_precision(64)
