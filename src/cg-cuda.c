@@ -55,6 +55,7 @@ typedef struct cuda_skel {
   int pregs;          /* parameters held in registers */
   int unroll;         /* loops of the emitted code unrolled (cuda_unroll) */
   int off[64];        /* offset of each inner variable in a tile point */
+  int ginner;         /* inner variables read from global memory */
 } cuda_skel;
 
 #define MAXPOS 64
@@ -141,12 +142,18 @@ int rk_cg_cuda_geom(const rk_formula *f, const rk_cg_config *cfg,
     gm->rb = cfg->cuda_rb;
   }
   gm->tj = gm->tpb;
+  gm->ginner = 0;
   while (gm->tj > 16 && (size_t)gm->tj * gm->pad * es > 40960) gm->tj /= 2;
-  if ((size_t)gm->tj * gm->pad * es > 49152)
-    return rk_err(e, RK_EUNSUPPORTED, -1,
-                  "the CUDA backend: inner variables too large for a "
-                  "shared-memory tile (%d values per point)",
-                  inner);
+  if ((size_t)gm->tj * gm->pad * es > 49152) {
+    /* the inner variables of 16 points do not fit in 48 KB of shared
+       memory (more than 384 values per point in float64, 768 in float32):
+       every thread reads a point's components from global memory, where
+       the threads of a block read the same point at the same time (one
+       broadcast load, cached) */
+    gm->ginner = 1;
+    gm->tj = gm->tpb;
+    gm->pad = vec;
+  }
   return RK_OK;
 }
 
@@ -162,6 +169,9 @@ static void var_ref(rk_cg *g, const rk_node *v, const char *k) {
   else if (cat == s->outer_cat)
     rk_buf_printf(g->b, "sk_v%d[(long long)(%s) * sk_ld%d + sk_row%d]", pos,
                   k, pos, s->row);
+  else if (s->ginner)
+    rk_buf_printf(g->b, "sk_v%d[(long long)(%s) * sk_ld%d + sk_jt + sk_jj]",
+                  pos, k, pos);
   else
     rk_buf_printf(g->b, "sk_sh[sk_jj * RK_PAD + %d + (%s)]", s->off[pos], k);
 }
@@ -361,7 +371,7 @@ static void main_tile_load(rk_cg *g, const rk_formula *f, const char *used) {
                  "RK_TPB) {\n"
                  "      const long long sk_j = sk_jt + sk_t;\n"
                  "      if (sk_j < sk_je) {\n");
-  for (int v = 0; v < f->nvars; v++) {
+  for (int v = 0; v < f->nvars && !s->ginner; v++) {
     if (!used[v] || f->vars[v].cat == s->outer_cat ||
         f->vars[v].cat == RK_CAT_P)
       continue;
@@ -492,6 +502,7 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
   s.f = f;
   s.outer_cat = f->axis == 1 ? RK_CAT_I : RK_CAT_J;
   s.unroll = maxdim <= 256;
+  s.ginner = gm.ginner;
   int outer = 0, off = 0, params = 0;
   for (int v = 0; v < f->nvars; v++) {
     if (!used[v]) continue;

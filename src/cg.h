@@ -181,6 +181,8 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *c,
    (1: none).  Allocates nothing that outlives the call. */
 typedef struct rk_cuda_geom {
   int tpb, rb, tj, pad, state, uj;
+  int ginner; /* 1: inner variables too wide for a shared tile, read from
+                 global memory (L1/L2-cached) at each point */
 } rk_cuda_geom;
 int rk_cg_cuda_geom(const rk_formula *f, const rk_cg_config *c,
                     rk_cuda_geom *gm, rk_error *e);

@@ -137,3 +137,13 @@ test_that("the CUDA source uses the shared emitter and documents its key", {
                               backend = "GPU", precision = "float64")
   expect_match(src64, "typedef double T;", fixed = TRUE)
 })
+
+test_that("inner variables too wide for a shared-memory tile compile (global reads)", {
+  skip_if_no_nvrtc()
+  # 1000 float64 values per j point: 16 points are 128 KB, more than a
+  # block's 48 KB of shared memory; the kernel reads them from global memory
+  nvrtc_compiles("Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
+                 c("x=Vi(1000)", "y=Vj(1000)", "b=Vj(1)"))
+  nvrtc_compiles("ArgKMin_Reduction(SqDist(x, y), 5, 0)",
+                 c("x=Vi(2000)", "y=Vj(2000)"))
+})

@@ -158,3 +158,25 @@ test_that("blocks over i and j (small memory budget) combine exactly", {
     else expect_close(got, ref, 1e-10, cs$f)
   }
 })
+
+test_that("inner variables wider than a shared-memory tile: values of dense R", {
+  skip_if_no_gpu()
+  set.seed(7)
+  for (d in c(500L, 1200L)) {
+    x <- matrix(rnorm(300 * d, sd = 1 / sqrt(d)), 300)
+    y <- matrix(rnorm(700 * d, sd = 1 / sqrt(d)), 700)
+    b <- matrix(rnorm(700), 700)
+    d2 <- outer(rowSums(x^2), rowSums(y^2), "+") - 2 * x %*% t(y)
+    args <- c(sprintf("x=Vi(%d)", d), sprintf("y=Vj(%d)", d), "b=Vj(1)")
+    got <- on_backend("GPU", 64, "Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
+                      args, list(x, y, b))
+    expect_equal(got, exp(-d2) %*% b, tolerance = 1e-10, label = sprintf("Sum d = %d", d))
+    got <- on_backend("GPU", 64, "ArgKMin_Reduction(SqDist(x, y), 3, 0)",
+                      args[1:2], list(x, y))
+    want <- t(apply(d2, 2, function(r) order(r)[1:3]))
+    expect_equal(unname(got), want, label = sprintf("ArgKMin d = %d", d))
+    got <- on_backend("GPU", 32, "Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
+                      args, list(x, y, b))
+    expect_equal(got, exp(-d2) %*% b, tolerance = 1e-4, label = sprintf("Sum f32 d = %d", d))
+  }
+})
