@@ -138,7 +138,12 @@ test_that("the kernel runs on the threads the getter gives (observed)", {
   })
   rkeops_use_cpu()
   expect_equal(op(list(x, y))[, 1], ref, tolerance = 1e-12)
-  expect_identical(info()$last_used, min(2L, info()$threads))
+  # every core the getter gives may be used, but a 2000 x 2000 sum is cut
+  # into chunks by its cost (threads.c rk_chunk_*): on the 16-core H200
+  # host it runs on 10 threads, on a 2-core machine on both
+  used <- info()$last_used
+  expect_gte(used, min(2L, info()$threads))
+  expect_lte(used, info()$threads)
 })
 
 test_that("small reductions run on one thread", {
