@@ -366,7 +366,7 @@ rk_run <- function(parsed, input, inner_dim = "col") {
       if (identical(opts$backend, "CPU")) {
         sprintf(", %s threads", if (is.null(opts$ncore)) "all" else opts$ncore)
       } else {
-        sprintf(", device %d", opts$device_id)
+        sprintf(", device %s", paste(opts$device_id, collapse = ","))
       },
       proc.time()[[3L]] - t0
     ))

@@ -83,7 +83,10 @@ rk_check_option <- function(name, value) {
       toupper(value)
     },
     device_id = {
-      if (!rk_is_count(value)) rk_bad_option(name, "a non-negative integer")
+      if (!is.numeric(value) || length(value) < 1L || length(value) > 64L ||
+        !all(vapply(value, rk_is_count, logical(1)))) {
+        rk_bad_option(name, "one to 64 non-negative integers")
+      }
       as.integer(value)
     },
     precision = {
@@ -157,7 +160,12 @@ rk_cap_ncore <- function(n) {
 #' The options are
 #' * `backend`: `"CPU"` or `"GPU"`.  Asking for the GPU when none is usable
 #'   warns (class `rkeops_gpu_warning`, with the reason) and keeps the CPU.
-#' * `device_id`: the CUDA device number (0-based).
+#' * `device_id`: the CUDA device number (0-based), or several: every
+#'   reduction and `solve()` then splits its output rows over the listed
+#'   devices, in proportion to their measured speed (see [rkeops_use_gpu()]).
+#'   On the CPU backend, several numbers split the rows into that many
+#'   partitions computed one after the other (the same results; a way to
+#'   test the split without a GPU).
 #' * `precision`: `"float64"` (default) or `"float32"`; R data stay double.
 #' * `verbosity`: `TRUE` to print compilation and backend messages.
 #' * `cache_dir`: directory of the disk cache of compiled kernels.
@@ -230,12 +238,13 @@ set_rkeops_options <- function(options = list()) {
     rk_no_gpu_warning()
     new$backend <- "CPU"
   }
-  if (identical(new$backend, "GPU") && new$device_id >= rk_state$gpu$count) {
+  if (identical(new$backend, "GPU") &&
+    any(new$device_id >= rk_state$gpu$count)) {
     rk_abort(
       "rkeops_value_error",
       sprintf(
         "no GPU number %d: %d GPU%s usable (numbered from 0)",
-        new$device_id, rk_state$gpu$count,
+        max(new$device_id), rk_state$gpu$count,
         if (rk_state$gpu$count > 1L) "s are" else " is"
       )
     )
@@ -275,7 +284,14 @@ get_rkeops_options <- function(name = NULL) {
 #' `rkeops_use_float64()` choose the precision of the computation (inputs
 #' and results stay double in R).
 #'
-#' @param device the CUDA device number, counted from 0.
+#' @param device the CUDA device number, counted from 0; several numbers
+#'   (e.g. `c(0, 1)`), or `"all"` for every usable GPU, split the output rows
+#'   of every reduction (and of `solve()`, whose rows stay resident on their
+#'   device) over those devices in proportion to their speed, measured on
+#'   each call and used by the next, one host thread per device.  The same
+#'   device listed twice runs the split on it part after part (a test of
+#'   the split on one GPU).  A device that does not exist is an error of
+#'   class `rkeops_value_error`.
 #' @param ncore the largest number of CPU threads; `NULL` for the default
 #'   (`OMP_NUM_THREADS`, else every available core; see the Threads section
 #'   of [set_rkeops_options()]).  More than the cores available is lowered
@@ -294,8 +310,12 @@ get_rkeops_options <- function(name = NULL) {
 #' set_rkeops_options(old)
 #' @export
 rkeops_use_gpu <- function(device = 0) {
-  if (!rk_is_count(device)) {
-    rk_bad_option("device", "a non-negative integer")
+  if (identical(device, "all")) {
+    device <- seq_len(max(rk_state$gpu$count, 1L)) - 1L
+  }
+  if (!is.numeric(device) || length(device) < 1L || length(device) > 64L ||
+    !all(vapply(device, rk_is_count, logical(1)))) {
+    rk_bad_option("device", "non-negative integers or \"all\"")
   }
   if (rk_state$gpu$count == 0L) {
     rk_no_gpu_warning()
@@ -351,7 +371,8 @@ rkeops_disable_verbosity <- function() {
 rk_core_options <- function(opts = get_rkeops_options()) {
   list(
     backend = if (identical(opts$backend, "GPU")) 1L else 0L,
-    device = as.integer(opts$device_id),
+    device = as.integer(opts$device_id[1L]),
+    devices = as.integer(opts$device_id),
     precision = if (identical(opts$precision, "float32")) 32L else 64L,
     nthreads = if (is.null(opts$ncore)) 0L else as.integer(opts$ncore),
     verbose = isTRUE(opts$verbosity),

@@ -274,6 +274,22 @@ void rk_nvrtc_fail_message(char *buf, size_t size, const char *archopt,
    GPU is usable (ffi-cuda.c, bench/gpu.R) */
 int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes);
 
+/* ---- several parts (run.c) -----------------------------------------------
+ * o->ndevices > 1: the output rows are cut in consecutive blocks, one per
+ * listed device, in proportion to each device's measured speed; each
+ * block is one run of the backend over the whole reduction range.
+ * rk_parts_run computes span s with kernel ks[p] on data ds[p] for part p
+ * (a host thread per part on distinct CUDA devices, else one after the
+ * other); an error names the part and device. */
+rk_options rk_parts_options(const rk_options *o, int p);
+void rk_parts_split(int be, const int *devices, int ndev, int64_t n,
+                    int64_t *cut);
+int rk_parts_threaded(const rk_backend_i *be, const int *devices, int ndev);
+void rk_parts_note(int be, int dev, double work, double seconds);
+int rk_parts_run(const rk_backend_i *be, rk_kernel **ks, const rk_formula *f,
+                 const rk_options *o, const rk_data *const *ds,
+                 const rk_span *s, rk_error *e);
+
 /* ---- the prepared operator (be-op.c) -------------------------------------
  * For callers that run one formula many times on the same data (solve(),
  * a split of the reduction over workers): the kernel is got once, the

@@ -165,6 +165,11 @@ void ffi_options(SEXP options, rk_options *o, ffi_msgbuf *mb) {
     o->backend = ffi_int1(x, "backend");
   if ((x = ffi_list_get(options, "device")) != R_NilValue)
     o->device = ffi_int1(x, "device");
+  if ((x = ffi_list_get(options, "devices")) != R_NilValue &&
+      TYPEOF(x) == INTSXP && XLENGTH(x) > 1 && XLENGTH(x) <= 64) {
+    o->ndevices = (int)XLENGTH(x); /* x lives in `options` (run.c, parts) */
+    o->devices = INTEGER(x);
+  }
   if ((x = ffi_list_get(options, "precision")) != R_NilValue)
     o->precision = ffi_int1(x, "precision");
   if ((x = ffi_list_get(options, "nthreads")) != R_NilValue)

@@ -11,9 +11,11 @@
 #include "rk-config.h"
 #include "threads.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void rk_options_default(rk_options *o) {
   memset(o, 0, sizeof *o);
@@ -286,6 +288,166 @@ const rk_backend_i *rk_backend_pick(const rk_options *o) {
   return cpu;
 }
 
+/* ---- several parts: rows split over devices (or CPU partitions) -------
+ * rk_parts_split cuts rows [0, n) into ndevices consecutive blocks in
+ * proportion to the measured speed of each device (rows x points per
+ * second of its last run, kept per backend and device; equal shares until
+ * a device has been measured).  A block of rows is computed by one device
+ * over the whole reduction range, so the results are those of one device
+ * (no merge is needed).  Parts on distinct CUDA devices run on one host
+ * thread each; parts on the CPU (whose thread pool serves one caller) or
+ * sharing a device (whose memory pool serves one caller) run one after the
+ * other on the calling thread. */
+#define RK_PART_SPEEDS 64
+static double part_speed[2][RK_PART_SPEEDS]; /* by backend id, device */
+static pthread_mutex_t part_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double speed_of(int be, int dev) {
+  if (be < 0 || be > 1 || dev < 0 || dev >= RK_PART_SPEEDS) return 0;
+  pthread_mutex_lock(&part_mu);
+  double v = part_speed[be][dev];
+  pthread_mutex_unlock(&part_mu);
+  return v;
+}
+
+void rk_parts_note(int be, int dev, double work, double seconds) {
+  if (be < 0 || be > 1 || dev < 0 || dev >= RK_PART_SPEEDS ||
+      seconds < 1e-3 || work <= 0)
+    return; /* too short to say anything */
+  pthread_mutex_lock(&part_mu);
+  part_speed[be][dev] = work / seconds;
+  pthread_mutex_unlock(&part_mu);
+}
+
+void rk_parts_split(int be, const int *devices, int ndev, int64_t n,
+                    int64_t *cut) {
+  double w[RK_PART_SPEEDS], tot = 0;
+  int known = 1;
+  for (int p = 0; p < ndev && p < RK_PART_SPEEDS; p++) {
+    w[p] = be == RK_BACKEND_CPU ? 1 : speed_of(be, devices[p]);
+    if (w[p] <= 0) known = 0;
+  }
+  for (int p = 0; p < ndev; p++) {
+    if (!known || p >= RK_PART_SPEEDS) w[p] = 1;
+    tot += w[p];
+  }
+  double acc = 0;
+  cut[0] = 0;
+  for (int p = 0; p < ndev; p++) {
+    acc += w[p];
+    cut[p + 1] = p == ndev - 1 ? n : (int64_t)((double)n * acc / tot + 0.5);
+    if (cut[p + 1] < cut[p]) cut[p + 1] = cut[p];
+    if (cut[p + 1] > n) cut[p + 1] = n;
+  }
+}
+
+int rk_parts_threaded(const rk_backend_i *be, const int *devices, int ndev) {
+  if (be->id == RK_BACKEND_CPU) return 0;
+  for (int p = 0; p < ndev; p++)
+    for (int q = 0; q < p; q++)
+      if (devices[p] == devices[q]) return 0;
+  return 1;
+}
+
+typedef struct part_job {
+  rk_kernel *k;
+  const rk_formula *f;
+  rk_options o;
+  const rk_data *d;
+  rk_span s;
+  rk_error e;
+  int rc;
+} part_job;
+
+static void part_run(part_job *j) {
+  const rk_backend_i *be = j->k->be;
+  double t0 = now_s();
+  j->rc = be->run(j->k, j->f, &j->o, j->d, &j->s, &j->e);
+  if (j->rc == RK_OK)
+    rk_parts_note(be->id, j->o.device,
+                  (double)(j->s.r1 - j->s.r0) * (double)(j->s.j1 - j->s.j0),
+                  now_s() - t0);
+}
+
+static void *part_thread(void *arg) {
+  part_run(arg);
+  return NULL;
+}
+
+/* the options of part p: its device, no further split */
+rk_options rk_parts_options(const rk_options *o, int p) {
+  rk_options q = *o;
+  q.device = o->backend == RK_BACKEND_CPU ? o->device : o->devices[p];
+  q.ndevices = 0;
+  q.devices = NULL;
+  return q;
+}
+
+int rk_parts_run(const rk_backend_i *be, rk_kernel **ks, const rk_formula *f,
+                 const rk_options *o, const rk_data *const *ds,
+                 const rk_span *s, rk_error *e) {
+  int np = o->ndevices;
+  int64_t *cut = malloc((size_t)(np + 1) * sizeof *cut);
+  part_job *jobs = calloc((size_t)np, sizeof *jobs);
+  pthread_t *tid = calloc((size_t)np, sizeof *tid);
+  char *started = calloc((size_t)np, 1);
+  if (!cut || !jobs || !tid || !started) {
+    free(cut), free(jobs), free(tid), free(started);
+    return rk_err(e, RK_ENOMEM, -1, "out of memory");
+  }
+  rk_parts_split(be->id, o->devices, np, s->r1 - s->r0, cut);
+  int threaded = rk_parts_threaded(be, o->devices, np);
+  rk_say(o, "%lld rows in %d parts (%s)%s", (long long)(s->r1 - s->r0), np,
+         be->name, threaded ? ", one thread each" : "");
+  for (int p = 0; p < np; p++) {
+    part_job *j = &jobs[p];
+    j->k = ks[p];
+    j->f = f;
+    j->o = rk_parts_options(o, p);
+    j->d = ds[p];
+    j->s = *s;
+    j->s.r0 = s->r0 + cut[p];
+    j->s.r1 = s->r0 + cut[p + 1];
+    j->s.out = s->out ? s->out + cut[p] : NULL;
+    j->s.st = s->st ? s->st + cut[p] : NULL;
+    rk_err_clear(&j->e);
+    if (j->s.r1 == j->s.r0) continue;
+    if (threaded) {
+      /* R is not reentrant: no callback from another thread */
+      j->o.interrupted = NULL;
+      j->o.message = NULL;
+      j->o.verbose = 0;
+      started[p] = pthread_create(&tid[p], NULL, part_thread, j) == 0;
+      if (!started[p]) part_run(j);
+    } else {
+      part_run(j);
+    }
+  }
+  int rc = RK_OK;
+  for (int p = 0; p < np; p++) {
+    if (started[p]) pthread_join(tid[p], NULL);
+  }
+  for (int p = 0; p < np && rc == RK_OK; p++)
+    if (jobs[p].rc != RK_OK) {
+      rc = jobs[p].rc;
+      if (e) {
+        *e = jobs[p].e;
+        char m[sizeof e->msg];
+        snprintf(m, sizeof m, "part %d (device %d): %.3900s", p + 1,
+                 jobs[p].o.device, jobs[p].e.msg);
+        memcpy(e->msg, m, sizeof m);
+      }
+    }
+  free(cut), free(jobs), free(tid), free(started);
+  return rc;
+}
+
 int rk_nthreads(const rk_options *o) {
   return rk_threads_get(o->nthreads, NULL); /* threads.c: the one getter */
 }
@@ -317,11 +479,35 @@ int rk_formula_run(rk_formula *f, const rk_options *o, const rk_input *in,
   rk_cg_config cfg;
   rk_cg_config_env(&cfg, o->precision);
   rk_kernel *k = NULL;
-  if (rc == RK_OK)
-    rc = rk_kernel_get(be, f, o, &cfg, &k, NULL, err);
-  if (rc == RK_OK && nout > 0) {
-    rk_span s = {0, nout, 0, nred, out, nout, NULL, 0, 0, rk_nthreads(o)};
-    rc = be->run(k, f, o, &d, &s, err);
+  if (rc == RK_OK && o->ndevices > 1 && o->devices == NULL)
+    rc = rk_err(err, RK_EINPUT, -1, "%d devices but no list of them",
+                o->ndevices);
+  if (rc == RK_OK && o->ndevices > 1) {
+    /* one kernel per part (a CUDA kernel belongs to its device), got
+       here on the calling thread; the data are shared (host memory) */
+    int np = o->ndevices;
+    rk_kernel **ks = calloc((size_t)np, sizeof *ks);
+    const rk_data **ds = calloc((size_t)np, sizeof *ds);
+    if (!ks || !ds)
+      rc = rk_err(err, RK_ENOMEM, -1, "out of memory");
+    for (int p = 0; p < np && rc == RK_OK; p++) {
+      rk_options q = rk_parts_options(o, p);
+      ds[p] = &d;
+      rc = rk_kernel_get(be, f, &q, &cfg, &ks[p], NULL, err);
+    }
+    if (rc == RK_OK && nout > 0) {
+      rk_span s = {0, nout, 0, nred, out, nout, NULL, 0, 0, rk_nthreads(o)};
+      rc = rk_parts_run(be, ks, f, o, ds, &s, err);
+    }
+    free(ks);
+    free(ds);
+  } else {
+    if (rc == RK_OK)
+      rc = rk_kernel_get(be, f, o, &cfg, &k, NULL, err);
+    if (rc == RK_OK && nout > 0) {
+      rk_span s = {0, nout, 0, nred, out, nout, NULL, 0, 0, rk_nthreads(o)};
+      rc = be->run(k, f, o, &d, &s, err);
+    }
   }
   rk_data_free(&d);
   rk_call_end();

@@ -136,6 +136,12 @@ typedef struct rk_options {
   /* verbose messages go here (NULL: stderr) */
   void (*message)(void *data, const char *msg);
   void *message_data;
+  /* several parts (run.c, rk_parts): ndevices > 1 splits the output rows
+     over devices[0 .. ndevices - 1] (the same device may be listed twice;
+     on the CPU backend the numbers are ignored and each entry is one
+     partition of the rows).  0 or 1: one part on `device`. */
+  int ndevices;
+  const int *devices;
 } rk_options;
 
 void rk_options_default(rk_options *o);
