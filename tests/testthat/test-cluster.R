@@ -9,6 +9,14 @@ skip_if_not_installed("parallel")
 
 cl_env <- new.env()
 
+# This file compares the cluster with this session on the CPU, where both
+# compute whole rows identically.  On a machine with a GPU the default
+# backend is the GPU, which the workers would inherit (every worker on
+# device 0) and which `info$backend == "CPU"` and the identical comparisons
+# do not expect: the session is pinned to the CPU for the file (restored
+# at its end) and the workers are started with backend = "cpu".
+cl_old_opts <- set_rkeops_options(list(backend = "CPU"))
+
 # the file's cluster: 2 workers that find this rkeops (.libPaths() goes to
 # the workers: R CMD check installs into a temporary library)
 test_cluster <- function() {
@@ -27,7 +35,7 @@ test_cluster <- function() {
       envir = testthat::teardown_env()
     )
   }
-  if (is.null(rkeops_cluster())) rkeops_cluster(cl_env$cl, ncore = 1)
+  if (is.null(rkeops_cluster())) rkeops_cluster(cl_env$cl, backend = "cpu", ncore = 1)
   cl_env$cl
 }
 
@@ -37,7 +45,7 @@ both <- function(f) {
   on <- f()
   rkeops_cluster(NULL)
   off <- f()
-  rkeops_cluster(cl_env$cl, ncore = 1)
+  rkeops_cluster(cl_env$cl, backend = "cpu", ncore = 1)
   list(on = on, off = off)
 }
 
@@ -64,7 +72,7 @@ test_that("rkeops_cluster() registers, returns and drops the cluster", {
   expect_error(rkeops_cluster(cl, backend = "cpu", device = 0),
                class = "rkeops_value_error")
   expect_null(rkeops_cluster())
-  rkeops_cluster(cl, ncore = 1)
+  rkeops_cluster(cl, backend = "cpu", ncore = 1)
   info <- rkeops:::rk_cl$info
   expect_equal(nrow(info), 2L)
   expect_true(all(info$backend == "CPU"))
@@ -337,7 +345,7 @@ test_that("an error on a worker is a classed error naming the worker", {
 test_that("a worker that does not answer in time fails the call cleanly", {
   cl <- test_cluster()
   rkeops_cluster(NULL)
-  rkeops_cluster(cl, ncore = 1, timeout = 1)
+  rkeops_cluster(cl, backend = "cpu", ncore = 1, timeout = 1)
   t0 <- proc.time()[[3]]
   e <- tryCatch(
     rkeops:::rk_cluster_exchange(list(list(list(op = "sleep", seconds = 3)), NULL)),
@@ -355,7 +363,7 @@ test_that("a worker that does not answer in time fails the call cleanly", {
   expect_equal(op(list(d$x, d$y, d$b)), dense_d2(d$x, d$y) %*% d$b,
                tolerance = 1e-12)
   # registered again, the late answer of worker 1 is recognised and dropped
-  rkeops_cluster(cl, ncore = 1)
+  rkeops_cluster(cl, backend = "cpu", ncore = 1)
   expect_equal(op(list(d$x, d$y, d$b)), dense_d2(d$x, d$y) %*% d$b,
                tolerance = 1e-12)
 })
@@ -399,3 +407,5 @@ test_that("a killed worker fails the call cleanly; local computing goes on", {
   expect_null(rkeops_cluster())
   expect_equal(op(list(d$x, d$y, d$b)), ref, tolerance = 1e-12)
 })
+
+set_rkeops_options(cl_old_opts)
