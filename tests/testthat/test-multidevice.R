@@ -62,7 +62,8 @@ test_that("the split happens: verbose names the parts; values vs dense R", {
   op <- keops_kernel("Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
                      c("x=Vi(3)", "y=Vj(3)", "b=Vj(2)"))
   set_rkeops_options(list(verbosity = TRUE))
-  expect_message(r <- op(list(d$x, d$y, d$b)), "50 rows in 2 parts \\(cpu\\)")
+  msgs <- capture_messages(r <- op(list(d$x, d$y, d$b)))
+  expect_true(any(grepl("50 rows in 2 parts (cpu)", msgs, fixed = TRUE)))
   set_rkeops_options(list(verbosity = FALSE))
   d2 <- outer(rowSums(d$x^2), rowSums(d$y^2), "+") - 2 * d$x %*% t(d$y)
   expect_equal(r, exp(-d2) %*% d$b, tolerance = 1e-12)
