@@ -175,8 +175,12 @@ rk_cap_ncore <- function(n) {
 #'   (see "Threads" below).
 #' * `sum_scheme`: the summation scheme of LazyTensor sums (`sum()` and
 #'   `mean()` over an index, `K %*% B`) when the call gives none: `"auto"`
-#'   (default), `"direct_sum"`, `"block_sum"` or `"kahan_scheme"` (see
-#'   [keops_kernel()], whose own `sum_scheme` argument is not affected).
+#'   (default, which is `"block_sum"`: float32 block sums added into a
+#'   float64 accumulator, nearly free), `"direct_sum"` (a float32
+#'   accumulator: the error grows with the number of points) or
+#'   `"kahan_scheme"` (compensated, 1.5 to 2 times slower); see
+#'   [keops_kernel()] for each scheme's error and cost (its own
+#'   `sum_scheme` argument is not affected).
 #'
 #' @section Threads:
 #' A CPU reduction runs on at most `ncore` threads when `ncore` is set, else

@@ -409,7 +409,14 @@ static int main_points(rk_cg *g, const rk_formula *f, const rk_cuda_geom *gm,
     g->indent--;
     rk_cg_line(g, "}");
   }
-  rk_buf_puts(g->b, "    }\n  }\n");
+  rk_buf_puts(g->b, "    }\n");
+  /* block_sum: the tile's float sums into the double accumulators */
+  g->indent = 2;
+  for (int r = 0; r < gm->rb; r++) {
+    snprintf(acc, sizeof acc, "sk_a%d", r);
+    rk_cg_red_flush(g, f, acc);
+  }
+  rk_buf_puts(g->b, "  }\n");
   return rc;
 }
 
@@ -532,6 +539,10 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
      rescaling branch (bench/gpu.R).  Developer knob: RKEOPS_CUDA_LSE=0
      gives the branch back. */
   g.lse_select = cfg->cuda_lse != 0;
+  /* block_sum (float32 Sum): a float sum per tile of RK_TJ points, added
+     into a double accumulator once per tile (one double add per tile and
+     row; see rk_cg_red_flush) */
+  g.tile_sums = 1;
   /* developer knob: RKEOPS_CUDA_EXP2=0 (__expf), 1 (exp2 with ftz),
      2 (and Exp(a * x) folded, see cg.h) */
   int expmode = precision != 32 ? 0 : cfg->cuda_exp2;

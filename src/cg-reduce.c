@@ -3,7 +3,10 @@
  * and CUDA skeletons (see cg.h).  The state of one output row is a set of
  * local C variables whose names start with the prefix `acc`:
  *
- *   Sum               acc[d]  (kahan_scheme: + compensation acc_c[d])
+ *   Sum               acc[d]  (kahan_scheme: + compensation acc_c[d];
+ *                     block_sum in float32: acc is double, and with
+ *                     g->tile_sums a float tile sum acc_t[d], added into
+ *                     acc by rk_cg_red_flush at the end of each tile)
  *   Min, Max          acc[d]
  *   Arg*, *_Arg*      acc[d] values, acc_i[d] 0-based indices (-1: none)
  *   KMin & co         acc[d*K], acc_i[d*K]: per component c a sorted list
@@ -55,6 +58,18 @@ static int is_max(int r) {
 static int kahan(const rk_formula *f) {
   return f->red == RK_RED_SUM && f->scheme == RK_SCHEME_KAHAN;
 }
+/* block_sum of a float32 Sum: acc[] is a double accumulator (the state,
+   the merge and the result read it); the points are added either directly
+   into it (the CPU, whose fast path already adds float tile sums), or, with
+   g->tile_sums (CUDA), into a float partial sum acc_t[] of the tile that
+   rk_cg_red_flush adds into acc */
+static int blocked(const rk_cg *g, const rk_formula *f) {
+  return f->red == RK_RED_SUM && f->scheme == RK_SCHEME_BLOCK &&
+         g->precision == 32;
+}
+static const char *acc_type(const rk_cg *g, const rk_formula *f) {
+  return blocked(g, f) ? "double" : "T";
+}
 /* length of the value array acc[] */
 static int nacc(const rk_formula *f) {
   if (is_kmin(f->red)) return red_fdim(f) * f->K;
@@ -72,8 +87,9 @@ int rk_cg_red_state_size(const rk_formula *f) {
 }
 
 void rk_cg_red_decl(rk_cg *g, const rk_formula *f, const char *acc) {
-  int n = nacc(f);
-  rk_cg_line(g, "T %s[%d];", acc, n);
+  int n = nacc(f), tiles = blocked(g, f) && g->tile_sums;
+  rk_cg_line(g, "%s %s[%d];", acc_type(g, f), acc, n);
+  if (tiles) rk_cg_line(g, "T %s_t[%d];", acc, n);
   if (kahan(f)) rk_cg_line(g, "T %s_c[%d];", acc, n);
   if (is_arg(f->red) || is_kmin(f->red))
     rk_cg_line(g, "long long %s_i[%d];", acc, n);
@@ -81,6 +97,7 @@ void rk_cg_red_decl(rk_cg *g, const rk_formula *f, const char *acc) {
   if (f->red == RK_RED_SUMSOFTMAXWEIGHT) rk_cg_line(g, "T %s_z;", acc);
   /* not every snippet reads every part of the state */
   rk_cg_line(g, "(void)%s;", acc);
+  if (tiles) rk_cg_line(g, "(void)%s_t;", acc);
   if (kahan(f)) rk_cg_line(g, "(void)%s_c;", acc);
   if (is_arg(f->red) || is_kmin(f->red)) rk_cg_line(g, "(void)%s_i;", acc);
   if (is_lse(f->red)) rk_cg_line(g, "(void)%s_m;", acc);
@@ -99,6 +116,7 @@ void rk_cg_red_init(rk_cg *g, const rk_formula *f, const char *acc) {
   rk_cg_loop(g, n);
   rk_cg_line(g, "for (int rk_c = 0; rk_c < %d; rk_c++) {", n);
   rk_cg_line(g, "  %s[rk_c] = %s;", acc, v);
+  if (blocked(g, f) && g->tile_sums) rk_cg_line(g, "  %s_t[rk_c] = 0;", acc);
   if (kahan(f)) rk_cg_line(g, "  %s_c[rk_c] = 0;", acc);
   if (is_arg(r) || is_kmin(r)) rk_cg_line(g, "  %s_i[rk_c] = -1;", acc);
   rk_cg_line(g, "}");
@@ -225,6 +243,8 @@ void rk_cg_red_update(rk_cg *g, const rk_formula *f, const char *acc,
       /* an infinite sum has a NaN compensation: drop it */
       rk_cg_line(g, "%s_c[%s] = rk_e == rk_e ? rk_e : 0;", acc, c);
       rk_cg_line(g, "%s[%s] = rk_t;", acc, c);
+    } else if (blocked(g, f) && g->tile_sums) {
+      rk_cg_line(g, "%s_t[%s] += %s;", acc, c, pat1(t, fpat, c));
     } else {
       rk_cg_line(g, "%s[%s] += %s;", acc, c, pat1(t, fpat, c));
     }
@@ -260,6 +280,16 @@ void rk_cg_red_update(rk_cg *g, const rk_formula *f, const char *acc,
       lse_fold(g, f, acc, wpat, "(T)1");
   }
   g->indent--;
+  rk_cg_line(g, "}");
+}
+
+void rk_cg_red_flush(rk_cg *g, const rk_formula *f, const char *acc) {
+  if (!blocked(g, f) || !g->tile_sums) return;
+  int n = nacc(f);
+  rk_cg_loop(g, n);
+  rk_cg_line(g, "for (int rk_c = 0; rk_c < %d; rk_c++) {", n);
+  rk_cg_line(g, "  %s[rk_c] += (double)%s_t[rk_c];", acc, acc);
+  rk_cg_line(g, "  %s_t[rk_c] = 0;", acc);
   rk_cg_line(g, "}");
 }
 
@@ -354,7 +384,8 @@ static void xfer(rk_cg *g, const rk_formula *f, const char *acc,
   if (store)
     rk_cg_line(g, "  %s = (double)%s[rk_c];", pat1(t, pat, "rk_c"), acc);
   else
-    rk_cg_line(g, "  %s[rk_c] = (T)%s;", acc, pat1(t, pat, "rk_c"));
+    rk_cg_line(g, "  %s[rk_c] = (%s)%s;", acc, acc_type(g, f),
+               pat1(t, pat, "rk_c"));
   if (second) {
     snprintf(idx, sizeof idx, "%d + rk_c", n);
     if (store)

@@ -39,6 +39,10 @@ typedef struct rk_cg {
      exp2 folds into the invariant factor (the float32 CUDA skeleton) */
   int exp2_fold;
   int inv_cat;
+  /* block_sum of a float32 Sum: the points go into a float sum of the
+     tile (acc_t), added into the double accumulator by rk_cg_red_flush
+     (CUDA); 0: straight into the double accumulator (the CPU) */
+  int tile_sums;
   /* how the skeleton wants a loop of the emitted code unrolled: the text
      of the line to put before it (e.g. "#pragma unroll"), or NULL; trips
      is the literal trip count, or -1 when the bound is not a literal.
@@ -112,6 +116,9 @@ void rk_cg_red_init(rk_cg *g, const rk_formula *f, const char *acc);
    (wpat NULL when there is no weight), jexpr its 0-based index */
 void rk_cg_red_update(rk_cg *g, const rk_formula *f, const char *acc,
                       const char *fpat, const char *wpat, const char *jexpr);
+/* the end of a tile of points (block_sum, g->tile_sums): the tile's
+   partial sums into the accumulator; nothing for other schemes */
+void rk_cg_red_flush(rk_cg *g, const rk_formula *f, const char *acc);
 /* fold state acc2 (points with larger indices) into acc */
 void rk_cg_red_merge(rk_cg *g, const rk_formula *f, const char *acc,
                      const char *acc2);
