@@ -313,6 +313,12 @@ test_that("an interrupt stops a solve between iterations; the session goes on", 
   skip_on_os("windows")
   skip_on_cran()
   local_rk_cpu(prec = 64)
+  # the interrupted solve must still run when the signal comes (1.5 s), on
+  # any machine: 4000 points (a product takes milliseconds even on 16 fast
+  # threads) and a maxit far above what 1.5 s allows; with alpha = 1e-6 plain
+  # CG needs well over that many iterations (cond ~ 4e9)
+  Xl <- sv_points(4000, seed = 13)
+  Kl <- sv_kernels$gaussian$lt(Xl, 0.3)
   n <- 1500
   X <- sv_points(n, seed = 13)
   K <- sv_kernels$gaussian$lt(X, 0.3)
@@ -323,7 +329,8 @@ test_that("an interrupt stops a solve between iterations; the session goes on", 
     tools::pskill(parent, tools::SIGINT)
   })
   t0 <- proc.time()[[3]]
-  got <- tryCatch(solve(K, b, alpha = 1e-6, precond = "none", maxit = 3000),
+  got <- tryCatch(solve(Kl, runif(4000), alpha = 1e-6, precond = "none",
+                        maxit = 1e5),
                   interrupt = function(e) "interrupted",
                   rkeops_convergence_warning = function(w) "not interrupted")
   parallel::mccollect(job)
