@@ -14,7 +14,13 @@
 #' @include lazytensor-class.R lazytensor-ops.R lazytensor-reduce.R
 NULL
 
-sv_precond_codes <- c(none = 0L, jacobi = 1L, pivchol = 2L)
+sv_precond_codes <- c(none = 0L, jacobi = 1L, pivchol = 2L, nystrom = 3L)
+
+# the rank of "nystrom" when rank = NULL, and the width of its sketch passes
+sv_nystrom_rank <- function(rank, n) {
+  if (is.null(rank)) min(n, 256L) else min(n, max(1L, rank))
+}
+sv_sketch_width <- function(r) as.integer(min(r, 64L))
 
 sv_abort <- function(msg, class = "rkeops_value_error") {
   rk_abort(class, msg, call = NULL)
@@ -103,7 +109,7 @@ sv_block <- function(colk, S) {
 }
 
 # Check that K can be solved with and build the pieces; `E` columns.
-sv_setup <- function(K, E, precond, symmetric, call_name) {
+sv_setup <- function(K, E, precond, symmetric, call_name, rank = NULL) {
   if (!is(K, "LazyTensor"))
     sv_abort(sprintf("%s: K must be a LazyTensor", call_name),
              "rkeops_input_error")
@@ -167,9 +173,15 @@ sv_setup <- function(K, E, precond, symmetric, call_name) {
       sv_abort(sprintf("%s: the diagonal of K has non-finite values",
                        call_name))
   }
+  sketch <- NULL
+  if (precond == "nystrom") {
+    w <- sv_sketch_width(sv_nystrom_rank(rank, n))
+    sk <- sv_kernel(lt_reduction_parts(K * Vj(matrix(0, n, w)), "Sum", "j"))
+    sketch <- c(sk[c("ptr", "inputs")], list(bpos = length(sk$inputs) - 1L))
+  }
   list(n = n, formula = NULL, mv = mv[c("ptr", "inputs", "bpos")],
        col = if (precond == "pivchol") colk[c("ptr", "inputs")] else NULL,
-       diag = diag)
+       diag = diag, sketch = sketch)
 }
 
 sv_maxit <- function(maxit, n) {
@@ -177,8 +189,12 @@ sv_maxit <- function(maxit, n) {
   sv_count(maxit, "maxit", 1)
 }
 
-sv_ctl <- function(alpha, tol, maxit, precond, rank) {
+sv_ctl <- function(alpha, tol, maxit, precond, rank, sketch = NULL) {
   list(alpha = alpha, tol = tol, maxit = maxit,
+       sketch = sketch,
+       # the seed of the Nystrom test matrix, from R's generator (set.seed()
+       # makes it reproducible); drawn only when it is used
+       seed = if (is.null(sketch)) NULL else floor(stats::runif(2) * 2^31),
        precond = sv_precond_codes[[precond]],
        rank = if (is.null(rank)) -1L else rank,
        progress = isTRUE(get_rkeops_options("verbosity")),
@@ -239,6 +255,14 @@ sv_common <- function(alpha, tol, rank) {
 #'   `1000 * alpha` (with `alpha = 0`: `1e-8` of `tr(K)`), or until doubling
 #'   the rank removed less than 10% of the trace left (`K` is not low-rank),
 #'   or to `min(n, 1024, 2^26 / n)` columns (`L` at most 512 MiB).
+#' - `"nystrom"`: the randomized Nystrom preconditioner of Frangella, Tropp
+#'   and Udell (2023). A sketch `Y = K Omega` of `K` against `rank` Gaussian
+#'   vectors (`rank / 64` kernel passes of 64 columns; `Omega` seeded from R's
+#'   generator, so `set.seed()` makes it reproducible) gives the rank-`rank`
+#'   Nystrom approximation `U diag(lambda) U^T` of `K`, and
+#'   `P = U (diag(lambda) + alpha I) U^T / (lambda_min + alpha) + I - U U^T`.
+#'   `rank = NULL` is `min(n, 256)`. Unlike `"pivchol"` it needs no kernel
+#'   columns, only block products; its set-up is `O(n rank^2)` on the host.
 #'
 #' **Precision**: iterates, residuals and the preconditioner are always in
 #' float64. With `rkeops_use_float32()`, kernel products are in float32 and
@@ -262,9 +286,9 @@ sv_common <- function(alpha, tol, rank) {
 #'   per column.
 #' @param maxit the most iterations (kernel products); `NULL`: `10 n` within
 #'   `[1000, 10000]`.
-#' @param precond `"none"`, `"jacobi"` or `"pivchol"`.
-#' @param rank rank of the `"pivchol"` preconditioner (`NULL`: the rule
-#'   above).
+#' @param precond `"none"`, `"jacobi"`, `"pivchol"` or `"nystrom"`.
+#' @param rank rank of the `"pivchol"` or `"nystrom"` preconditioner (`NULL`:
+#'   the rules above).
 #' @param x0 a starting point of the shape of `b` (warm start), or `NULL`
 #'   (zeros).
 #' @param symmetric `NULL` (check), or `TRUE` (declared symmetric, not
@@ -322,9 +346,14 @@ setMethod("solve", "LazyTensor", function(a, b, alpha = 0, tol = 1e-6,
                        ncol(b)), "rkeops_dim_error")
   }
   maxit <- sv_maxit(maxit, n)
-  st <- sv_setup(K, ncol(b), precond, symmetric, "solve")
+  st <- sv_setup(K, ncol(b), precond, symmetric, "solve", cm$rank)
   if (!is.null(st$formula)) return(st$formula)
-  ctl <- sv_ctl(cm$alpha, cm$tol, maxit, precond, cm$rank)
+  if (precond == "nystrom" && rk_cluster_on())
+    rk_abort("rkeops_unsupported_error", paste0(
+      "solve() on a cluster: precond = \"nystrom\" is not available (its ",
+      "sketch runs in the local solver); use \"jacobi\" or \"none\", or ",
+      "rkeops_cluster(NULL) to solve locally"), call = NULL)
+  ctl <- sv_ctl(cm$alpha, cm$tol, maxit, precond, cm$rank, st$sketch)
   res <- if (rk_cluster_on()) rk_cluster_solve(K, st, b, x0, ctl) else
     .Call(ffi_solve, st$mv, st$col, st$diag, b, x0, ctl, rk_core_options())
   x <- res$x
@@ -372,8 +401,9 @@ setMethod("solve", "LazyTensor", function(a, b, alpha = 0, tol = 1e-6,
 #' @param alpha a number `>= 0` added to the diagonal.
 #' @param probes number of random probe vectors (at least 2).
 #' @param tol relative residual of the probe solves.
-#' @param precond `"none"`, `"jacobi"` or `"pivchol"`.
-#' @param rank rank of `"pivchol"` (`NULL`: the rule of `solve()`).
+#' @param precond `"none"`, `"jacobi"`, `"pivchol"` or `"nystrom"`.
+#' @param rank rank of `"pivchol"` or `"nystrom"` (`NULL`: the rules of
+#'   `solve()`).
 #' @param maxit the most CG iterations (`NULL`: as in `solve()`).
 #' @param return_probes `TRUE` to return the probes and their solves.
 #' @param symmetric `NULL` (check) or `TRUE` (declared), as in `solve()`.
@@ -405,10 +435,10 @@ kernel_logdet <- function(K, alpha = 0, probes = 30, tol = 1e-6,
              "rkeops_symmetry_error")
   n <- as.integer(K@M)
   maxit <- sv_maxit(maxit, n)
-  st <- sv_setup(K, probes, precond, symmetric, "kernel_logdet")
+  st <- sv_setup(K, probes, precond, symmetric, "kernel_logdet", cm$rank)
   if (!is.null(st$formula)) return(st$formula)
   W <- matrix(sample(c(-1, 1), n * probes, replace = TRUE), n, probes)
-  ctl <- sv_ctl(cm$alpha, cm$tol, maxit, precond, cm$rank)
+  ctl <- sv_ctl(cm$alpha, cm$tol, maxit, precond, cm$rank, st$sketch)
   ctl$keep <- return_probes
   res <- .Call(ffi_logdet, st$mv, st$col, st$diag, W, ctl, rk_core_options())
   if (!all(res$ok))

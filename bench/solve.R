@@ -1,11 +1,13 @@
 # bench/solve.R -- solve() benchmark (a script, not a test).
 #
 #   Rscript bench/solve.R                  CPU, N = 2e4
+#   RKEOPS_BENCH_SOLVE_N=2000 Rscript bench/solve.R   CPU at a small N (quick)
 #   Rscript bench/solve.R gpu              GPU (device 0), N = 2e4, 5e4, 1e5
 #   options (name=value, comma-separated lists):
 #     sizes=2e3,5e3            problem sizes
 #     prec=float32,float64     precisions
-#     precond=none,pivchol     preconditioners (default none,jacobi,pivchol)
+#     precond=none,pivchol     preconditioners (default none,jacobi,pivchol,
+#                              nystrom)
 #     systems=easy,hard        systems (default both)
 #     maxit=1000               iteration cap (default 2000 on the CPU, 10000
 #                              on the GPU; an unconverged run is marked)
@@ -18,6 +20,17 @@
 #     anchors=ko.txt           lines "KO|DENSE <system> <dtype> <N> <s> <res>"
 #                              of ../shared/anchors/solve-anchors.py, run on
 #                              the same machine: printed with ratios
+#                              (ko_ratio = KeOps CG s / ours, dense_ratio =
+#                              dense Cholesky s (same precision) / ours)
+#
+# On the GPU machine, anchors and rkeops in one run (about 3 minutes; the
+# KeOps 1e5 solves take 4+ minutes, so the anchors stop at 5e4 and the 1e5
+# KeOps figures are the issue's):
+#   export PYTHONPATH=$PWD/.anchors/keops/keopscore:$PWD/.anchors/keops/pykeops
+#   export KEOPS_CACHE_FOLDER=/tmp/keops-cache
+#   SIZES="2e4 5e4" python3 .anchors/solve-anchors.py > $OUT/anchors.txt
+#   Rscript bench/solve.R gpu precond=none,pivchol,nystrom maxit=300 reps=3 \
+#     anchors=$OUT/anchors.txt
 #
 # Systems: (alpha I + K) x = b with K_ij = exp(-|x_i - x_j|^2 / (2 h^2)),
 # points uniform in the unit cube (D = 3), b uniform in [0, 1], one
@@ -35,9 +48,11 @@ opt <- function(name, default) {
   strsplit(sub(paste0("^", name, "="), "", a[length(a)]), ",")[[1]]
 }
 gpu <- "gpu" %in% args
-sizes <- as.numeric(opt("sizes", if (gpu) c(2e4, 5e4, 1e5) else 2e4))
+small_n <- Sys.getenv("RKEOPS_BENCH_SOLVE_N")
+sizes <- as.numeric(opt("sizes", if (gpu) c(2e4, 5e4, 1e5) else
+  if (nzchar(small_n)) as.numeric(small_n) else 2e4))
 precs <- opt("prec", c("float32", "float64"))
-preconds <- opt("precond", c("none", "jacobi", "pivchol"))
+preconds <- opt("precond", c("none", "jacobi", "pivchol", "nystrom"))
 systems <- opt("systems", c("easy", "hard"))
 maxit <- as.integer(opt("maxit", if (gpu) 10000 else 2000))
 reps <- as.integer(opt("reps", 1))
@@ -111,13 +126,15 @@ for (sname in systems) {
         info <- attr(x, "precond")
         t <- stats::median(times)
         ko <- anchor("KO", sname, prec, n)
+        dn <- anchor("DENSE", sname, prec, n)
         rows[[length(rows) + 1]] <- data.frame(
           system = sname, N = n, prec = prec, precond = pc,
           seconds = round(t, 3), iterations = attr(x, "iterations"),
           residual = signif(attr(x, "residual"), 3),
           converged = conv, rank = info$rank, cycles = info$cycles,
           f64_products = info$exact_products,
-          keops_s = ko, ratio = round(ko / t, 2),
+          keops_s = ko, ko_ratio = round(ko / t, 2),
+          dense_s = dn, dense_ratio = round(dn / t, 2),
           stringsAsFactors = FALSE)
         print(rows[[length(rows)]], row.names = FALSE)
       }
@@ -149,7 +166,7 @@ for (sname in systems) {
         seconds = round(r1$t, 3), iterations = NA,
         residual = signif(r1$res, 3), converged = TRUE, rank = NA,
         cycles = NA, f64_products = NA,
-        keops_s = anchor("DENSE", sname, "float64", n), ratio = NA,
+        keops_s = NA, ko_ratio = NA, dense_s = NA, dense_ratio = NA,
         stringsAsFactors = FALSE)
       print(rows[[length(rows)]], row.names = FALSE)
     }
@@ -160,4 +177,17 @@ cat("\n== solve() benchmark ==\n")
 print(do.call(rbind, rows), row.names = FALSE)
 cat("\nBLAS:", sessionInfo()$BLAS, "(", extSoftVersion()[["BLAS"]], ")\nLAPACK:",
     La_library(), "\n")
-cat("keops_s: KeOps 2.3 CG on the same machine (anchors=), ratio = keops_s / seconds\n")
+cat("seconds: median of", reps, "run(s); keops_s / dense_s: KeOps 2.3 CG / dense",
+    "Cholesky (PyTorch) on the same machine (anchors=);\nko_ratio = keops_s /",
+    "seconds, dense_ratio = dense_s / seconds (> 1: rkeops faster)\n")
+# on the CPU, our solves against the dense Cholesky of this run (R's BLAS)
+tab <- do.call(rbind, rows)
+for (sname in unique(tab$system)) for (n in unique(tab$N)) {
+  dr <- tab[tab$system == sname & tab$N == n & grepl("dense", tab$precond), ]
+  if (nrow(dr) == 1L) {
+    ours <- tab[tab$system == sname & tab$N == n & !grepl("dense", tab$precond), ]
+    cat(sprintf("%s N=%g: dense chol %.3g s / %s %s %.3g s = %.2f\n", sname, n,
+                dr$seconds, ours$prec, ours$precond, ours$seconds,
+                dr$seconds / ours$seconds), sep = "")
+  }
+}

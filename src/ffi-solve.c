@@ -98,8 +98,8 @@ static void progress(void *data, int iter, double resid, double elapsed,
 typedef struct solve_setup {
   rk_options o;
   ffi_msgbuf mb;
-  kernel_spec mv, col;
-  int bpos;
+  kernel_spec mv, col, sk;
+  int bpos, sk_pos;
   rk_solve_kernels kern; /* engine memory: freed by solve_done() */
   rk_sop A;
   rk_solve_ctl ctl;
@@ -126,6 +126,16 @@ static void setup(solve_setup *s, SEXP mv, SEXP col, SEXP diag, SEXP ctl,
   if (col != R_NilValue)
     kernel_unpack(col, &s->col);
   rk_sop *A = &s->A;
+  SEXP sk = ffi_list_get(ctl, "sketch");
+  if (sk != R_NilValue) {
+    kernel_unpack(sk, &s->sk);
+    s->sk_pos = (int)num1(sk, "bpos");
+    /* the seed of the test matrix: two 31-bit halves drawn in R */
+    SEXP sd = ffi_list_get(ctl, "seed");
+    if (TYPEOF(sd) != REALSXP || XLENGTH(sd) != 2)
+      solve_abortf(RK_EINTERNAL, "solve: the sketch seed is missing");
+    A->seed = ((uint64_t)REAL(sd)[0] << 31) ^ (uint64_t)REAL(sd)[1];
+  }
   A->n = n;
   A->alpha = num1(ctl, "alpha");
   if (diag != R_NilValue) {
@@ -156,6 +166,10 @@ static void solve_acquire(solve_setup *s) {
                             s->col.f, s->col.in, s->col.nin, &s->o,
                             &e) != RK_OK)
     ffi_abort(&e, NULL, NULL); /* init freed what it had taken */
+  if (s->sk.f &&
+      rk_solve_kernels_sketch(&s->kern, s->sk.f, s->sk.in, s->sk.nin,
+                              s->sk_pos, &e) != RK_OK)
+    ffi_abort(&e, NULL, NULL); /* freed everything */
   rk_solve_kernels_sop(&s->kern, &s->A);
 }
 

@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int kernel_product(rk_solve_kernels *k, rk_operator *op,
-                          const double *x, double *y, int64_t n, int ncol,
-                          rk_error *e) {
+static int kernel_product_at(rk_solve_kernels *k, rk_operator *op,
+                             int pos, const double *x, double *y, int64_t n,
+                             int ncol, rk_error *e) {
   rk_input b = {x, n, ncol, RK_LAYOUT_COL};
   rk_op_call c;
   memset(&c, 0, sizeof c);
@@ -27,11 +27,23 @@ static int kernel_product(rk_solve_kernels *k, rk_operator *op,
   c.r1 = rk_op_nout(op);
   c.j0 = 0;
   c.j1 = rk_op_nred(op);
-  c.replace = k->bpos;
+  c.replace = pos;
   c.x = &b;
   c.out = y;
   c.o = &k->o;
   return rk_op_run(op, &c, e);
+}
+
+static int kernel_product(rk_solve_kernels *k, rk_operator *op,
+                          const double *x, double *y, int64_t n, int ncol,
+                          rk_error *e) {
+  return kernel_product_at(k, op, k->bpos, x, y, n, ncol, e);
+}
+
+static int apply_sketch(void *ctx, const double *x, double *y, int64_t n,
+                        int ncol, rk_error *e) {
+  rk_solve_kernels *k = ctx;
+  return kernel_product_at(k, k->sk_op, k->sk_pos, x, y, n, ncol, e);
 }
 
 static int apply_work(void *ctx, const double *x, double *y, int64_t n,
@@ -86,6 +98,25 @@ int rk_solve_kernels_init(rk_solve_kernels *k, rk_formula *mv,
   return RK_OK;
 }
 
+int rk_solve_kernels_sketch(rk_solve_kernels *k, rk_formula *sk,
+                            const rk_input *sk_in, int sk_nin, int sk_pos,
+                            rk_error *e) {
+  if (sk_pos < 0 || sk_pos >= sk_nin ||
+      rk_formula_var_cat(sk, sk_pos) != RK_CAT_J ||
+      rk_formula_outdim(sk) != rk_formula_var_dim(sk, sk_pos)) {
+    rk_solve_kernels_free(k);
+    return rk_err(e, RK_EINTERNAL, -1, "solve: no s_j in the sketch product");
+  }
+  k->sk_pos = sk_pos;
+  k->sk_width = rk_formula_var_dim(sk, sk_pos);
+  k->sk_op = rk_op_prepare(sk, &k->o, sk_in, sk_nin, e);
+  if (!k->sk_op) {
+    rk_solve_kernels_free(k);
+    return e->code != RK_OK ? e->code : RK_EINTERNAL;
+  }
+  return RK_OK;
+}
+
 void rk_solve_kernels_sop(rk_solve_kernels *k, rk_sop *A) {
   A->working32 = k->o.precision == 32;
   A->apply = apply_work;
@@ -94,11 +125,15 @@ void rk_solve_kernels_sop(rk_solve_kernels *k, rk_sop *A) {
   A->exact_ctx = k;
   A->column = k->col_op ? column : NULL;
   A->column_ctx = k;
+  A->sketch = k->sk_op ? apply_sketch : NULL;
+  A->sketch_ctx = k;
+  A->sketch_width = k->sk_width;
 }
 
 void rk_solve_kernels_free(rk_solve_kernels *k) {
   rk_op_free(k->mv_op);
   rk_op_free(k->mv64_op);
   rk_op_free(k->col_op);
-  k->mv_op = k->mv64_op = k->col_op = NULL;
+  rk_op_free(k->sk_op);
+  k->mv_op = k->mv64_op = k->col_op = k->sk_op = NULL;
 }

@@ -316,6 +316,266 @@ out:
   return rc;
 }
 
+/* ---- randomized Nystrom ------------------------------------------------ */
+
+/* a standard normal number from the counter idx (splitmix64 of two
+   counters, Box-Muller): the test matrix does not depend on the threads */
+static uint64_t splitmix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static double gauss_at(uint64_t seed, uint64_t idx) {
+  uint64_t a = splitmix(seed ^ splitmix(2 * idx)),
+           b = splitmix(seed ^ splitmix(2 * idx + 1));
+  double u1 = ((double)(a >> 11) + 0.5) * 0x1.0p-53; /* (0, 1) */
+  double u2 = (double)(b >> 11) * 0x1.0p-53;
+  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* T = A^T B for row-major n x r A and B (T r x r, column-major) */
+static int cross(const double *A, const double *B, int64_t n, int r,
+                 double *T, int nt) {
+  size_t rr = (size_t)r * r;
+  double *acc = calloc((size_t)nt * rr, sizeof *acc);
+  if (acc == NULL)
+    return -1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+  {
+#ifdef _OPENMP
+    double *a = acc + (size_t)omp_get_thread_num() * rr;
+#pragma omp for schedule(static)
+#else
+    double *a = acc;
+#endif
+    for (int64_t i = 0; i < n; i++) {
+      const double *Ai = A + i * r, *Bi = B + i * r;
+      for (int k = 0; k < r; k++) {
+        double ak = Ai[k];
+        double *ck = a + (size_t)k; /* T[k, j] at ck[j * r] */
+        for (int j = 0; j < r; j++)
+          ck[(size_t)j * r] += ak * Bi[j];
+      }
+    }
+  }
+  for (size_t t = 0; t < rr; t++) {
+    double v = 0;
+    for (int th = 0; th < nt; th++)
+      v += acc[(size_t)th * rr + t];
+    T[t] = v;
+  }
+  free(acc);
+  return 0;
+}
+
+/* x = R^-T x (forward substitution; R upper, column-major r x r) */
+static void rt_solve(int r, const double *R, double *x) {
+  for (int j = 0; j < r; j++) {
+    const double *cj = R + (size_t)j * r;
+    double v = x[j];
+    for (int k = 0; k < j; k++)
+      v -= cj[k] * x[k];
+    x[j] = v / cj[j];
+  }
+}
+
+/* x = R^-1 x (back substitution) */
+static void r_solve(int r, const double *R, double *x) {
+  for (int j = r - 1; j >= 0; j--) {
+    x[j] /= R[(size_t)j * r + j];
+    double v = x[j];
+    const double *cj = R + (size_t)j * r;
+    for (int k = 0; k < j; k++)
+      x[k] -= cj[k] * v;
+  }
+}
+
+/* The randomized Nystrom preconditioner (Frangella, Tropp and Udell,
+   "Randomized Nystrom preconditioning", 2023): with Omega an n x r
+   Gaussian matrix, Y = K Omega (r / sketch_width kernel passes),
+   nu = sqrt(n) eps ||Y||_F and Y_nu = Y + nu Omega, the Nystrom
+   approximation of K + nu I is B B^T with B = Y_nu R^-1, R^T R =
+   Omega^T Y_nu.  Its eigen decomposition comes from the small
+   H = B^T B = R^-T (Y_nu^T Y_nu) R^-1 = V diag(s) V^T: U = Y_nu M with
+   M = R^-1 V diag(s)^-1/2 and lambda = s - nu (those above a relative
+   1e-13, 1e-7 in float32, of the largest are kept). */
+static int build_nystrom(rk_precond *P, const rk_sop *A, int rank,
+                         int want_sqrt, const rk_solve_ctl *ctl,
+                         rk_error *e) {
+  int64_t n = A->n;
+  int nt = P->nthreads, w = A->sketch_width;
+  if (A->sketch == NULL || w < 1)
+    return rk_err(e, RK_EINTERNAL, -1, "nystrom: no sketch product");
+  int r = rank < 0 ? (n < 256 ? (int)n : 256) : (rank > n ? (int)n : rank);
+  if (r < 1)
+    return rk_err(e, RK_EVALUE, -1, "nystrom: the rank must be at least 1");
+  size_t nr = (size_t)n * r, rr = (size_t)r * r;
+  double *Om = malloc(nr * sizeof *Om);
+  double *X = malloc((size_t)n * w * sizeof *X);
+  double *Yc = malloc((size_t)n * w * sizeof *Yc);
+  double *T = malloc(rr * sizeof *T), *W = malloc(rr * sizeof *W);
+  double *H = malloc(rr * sizeof *H), *V = malloc(rr * sizeof *V);
+  double *s = malloc((size_t)r * sizeof *s), *m = malloc((size_t)r * sizeof *m);
+  P->L = malloc(nr * sizeof *P->L);
+  P->C = calloc(rr, sizeof *P->C);
+  if (want_sqrt)
+    P->Y = calloc(rr, sizeof *P->Y);
+  int rc = RK_OK;
+  if (!Om || !X || !Yc || !T || !W || !H || !V || !s || !m || !P->L ||
+      !P->C || (want_sqrt && !P->Y)) {
+    rc = rk_err(e, RK_ENOMEM, -1,
+                "out of memory for the Nystrom preconditioner (%lld x %d)",
+                (long long)n, r);
+    goto out;
+  }
+  P->rank = r;
+  double *L = P->L;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+  for (int64_t i = 0; i < n; i++)
+    for (int k = 0; k < r; k++)
+      Om[i * r + k] = gauss_at(A->seed, (uint64_t)i * r + k);
+  /* the sketch, in blocks of w columns (the last one padded with zeros) */
+  double fro = 0;
+  for (int c0 = 0; c0 < r; c0 += w) {
+    int cw = r - c0 < w ? r - c0 : w;
+    for (int j = 0; j < w; j++)
+      for (int64_t i = 0; i < n; i++)
+        X[(size_t)j * n + i] = j < cw ? Om[i * r + c0 + j] : 0.0;
+    rc = A->sketch(A->sketch_ctx, X, Yc, n, w, e);
+    if (rc != RK_OK)
+      goto out;
+    for (int j = 0; j < cw; j++)
+      for (int64_t i = 0; i < n; i++) {
+        double y = Yc[(size_t)j * n + i];
+        if (!isfinite(y)) {
+          rc = rk_err(e, RK_EVALUE, -1,
+                      "nystrom: the kernel product is not finite");
+          goto out;
+        }
+        L[i * r + c0 + j] = y;
+        fro += y * y;
+      }
+    if (ctl && ctl->interrupted && ctl->interrupted(ctl->interrupt_data)) {
+      rc = rk_err(e, RK_EINTERRUPT, -1, "interrupted");
+      goto out;
+    }
+  }
+  double eps = A->working32 ? 1.1920929e-07 : 2.220446049250313e-16;
+  double nu = sqrt((double)n) * eps * sqrt(fro), added = 0;
+  if (!(nu > 0))
+    nu = 1e-300;
+  /* Y_nu = Y + nu Omega and R^T R = Omega^T Y_nu; a Cholesky that fails
+     (rounding, float32 products) retries with a 10x larger shift */
+  int tries = 0;
+  for (;;) {
+    double dn = nu - added;
+    for (size_t t = 0; t < nr; t++)
+      L[t] += dn * Om[t];
+    added = nu;
+    if (cross(Om, L, n, r, T, nt) != 0) {
+      rc = rk_err(e, RK_ENOMEM, -1, "out of memory (Nystrom core)");
+      goto out;
+    }
+    for (int a = 0; a < r; a++)
+      for (int b = 0; b < a; b++) {
+        double v = 0.5 * (T[(size_t)b * r + a] + T[(size_t)a * r + b]);
+        T[(size_t)b * r + a] = T[(size_t)a * r + b] = v;
+      }
+    if (rk_chol(r, T) == 0)
+      break;
+    if (++tries > 6) {
+      rc = rk_err(e, RK_EVALUE, -1,
+                  "nystrom: the sketch core is not positive definite (K "
+                  "may not be positive semi-definite)");
+      goto out;
+    }
+    nu *= 10;
+  }
+  /* H = R^-T W R^-1 with W = Y_nu^T Y_nu */
+  if (gram(L, n, r, 0.0, W, nt) != 0) {
+    rc = rk_err(e, RK_ENOMEM, -1, "out of memory (Nystrom core)");
+    goto out;
+  }
+  for (int j = 0; j < r; j++) /* columns of W: W := R^-T W */
+    rt_solve(r, T, W + (size_t)j * r);
+  for (int a = 0; a < r; a++) { /* row a of (R^-T W) -> H[, a] */
+    for (int b = 0; b < r; b++)
+      m[b] = W[(size_t)b * r + a];
+    rt_solve(r, T, m);
+    for (int b = 0; b < r; b++)
+      H[(size_t)a * r + b] = m[b];
+  }
+  for (int a = 0; a < r; a++)
+    for (int b = 0; b < a; b++) {
+      double v = 0.5 * (H[(size_t)b * r + a] + H[(size_t)a * r + b]);
+      H[(size_t)b * r + a] = H[(size_t)a * r + b] = v;
+    }
+  if (rk_eig_sym(r, H, s, V) != 0) {
+    rc = rk_err(e, RK_EINTERNAL, -1,
+                "nystrom: eigen decomposition of the core failed");
+    goto out;
+  }
+  double lmax = 0;
+  for (int j = 0; j < r; j++)
+    if (s[j] - nu > lmax)
+      lmax = s[j] - nu;
+  double tiny = lmax * (A->working32 ? 1e-7 : 1e-13);
+  double lmin = -1, mu = A->alpha, lsum = 0;
+  int kept = 0;
+  for (int j = 0; j < r; j++) {
+    double l = s[j] - nu;
+    if (l > tiny && (lmin < 0 || l < lmin))
+      lmin = l;
+  }
+  double ld = 0;
+  for (int j = 0; j < r && lmin > 0; j++) {
+    double l = s[j] - nu;
+    if (!(l > tiny))
+      continue;
+    kept++;
+    lsum += l;
+    /* m = R^-1 v_j / sqrt(s_j): U[, j] = Y_nu m */
+    for (int b = 0; b < r; b++)
+      m[b] = V[(size_t)j * r + b] / sqrt(s[j]);
+    r_solve(r, T, m);
+    double q = (l + mu) / (lmin + mu);
+    double dC = 1.0 / q - 1.0, dY = sqrt(q) - 1.0;
+    ld += log(q);
+    for (int b = 0; b < r; b++)
+      for (int a = 0; a < r; a++) {
+        P->C[(size_t)b * r + a] += dC * m[a] * m[b];
+        if (want_sqrt)
+          P->Y[(size_t)b * r + a] += dY * m[a] * m[b];
+      }
+  }
+  P->kept = kept;
+  P->shift = mu;
+  P->logdet = ld;
+  if (A->diag) {
+    double tr = 0;
+    for (int64_t i = 0; i < n; i++)
+      tr += A->diag[i];
+    P->trace_left = tr - lsum > 0 ? tr - lsum : 0;
+  }
+out:
+  free(Om);
+  free(X);
+  free(Yc);
+  free(T);
+  free(W);
+  free(H);
+  free(V);
+  free(s);
+  free(m);
+  return rc;
+}
+
 int rk_precond_build(rk_precond *P, const rk_sop *A, int kind, int rank,
                      int want_sqrt, int nthreads, const rk_solve_ctl *ctl,
                      rk_error *e) {
@@ -334,6 +594,9 @@ int rk_precond_build(rk_precond *P, const rk_sop *A, int kind, int rank,
   case RK_PRECOND_PIVCHOL:
     rc = A->diag ? build_pivchol(P, A, rank, want_sqrt, ctl, e)
                  : rk_err(e, RK_EINTERNAL, -1, "pivchol: no diagonal");
+    break;
+  case RK_PRECOND_NYSTROM:
+    rc = build_nystrom(P, A, rank, want_sqrt, ctl, e);
     break;
   default:
     rc = rk_err(e, RK_EVALUE, -1, "unknown preconditioner %d", kind);
@@ -405,6 +668,28 @@ static void l_times_add(const rk_precond *P, const double *r,
   }
 }
 
+/* z = r + L G L^T r (nystrom: G = C for P^-1, Y for the root S) */
+static int nystrom_apply(const rk_precond *P, const double *G,
+                         const double *r, double *z, int ncol, rk_error *e) {
+  int rk = P->rank;
+  double *t = malloc((size_t)2 * rk * ncol * sizeof *t);
+  if (t == NULL || lt_times(P, r, t, ncol) != 0) {
+    free(t);
+    return rk_err(e, RK_ENOMEM, -1, "out of memory (preconditioner)");
+  }
+  double *u = t + (size_t)rk * ncol;
+  for (int c = 0; c < ncol; c++)
+    for (int a = 0; a < rk; a++) {
+      double v = 0;
+      for (int b = 0; b < rk; b++)
+        v += G[(size_t)b * rk + a] * t[(size_t)c * rk + b];
+      u[(size_t)c * rk + a] = v;
+    }
+  l_times_add(P, r, u, 1.0, 1.0, z, ncol);
+  free(t);
+  return RK_OK;
+}
+
 int rk_precond_apply(const rk_precond *P, const double *r, double *z,
                      int ncol, rk_error *e) {
   int64_t n = P->n;
@@ -421,6 +706,8 @@ int rk_precond_apply(const rk_precond *P, const double *r, double *z,
     return RK_OK;
   }
   int rk = P->rank;
+  if (P->kind == RK_PRECOND_NYSTROM)
+    return nystrom_apply(P, P->C, r, z, ncol, e);
   if (rk == 0) {
     for (size_t t = 0; t < nn; t++)
       z[t] = r[t] / P->shift;
@@ -454,6 +741,11 @@ int rk_precond_sqrt(const rk_precond *P, const double *w, double *z,
     return RK_OK;
   }
   int rk = P->rank;
+  if (P->kind == RK_PRECOND_NYSTROM) {
+    if (P->Y == NULL)
+      return rk_err(e, RK_EINTERNAL, -1, "preconditioner built without root");
+    return nystrom_apply(P, P->Y, w, z, ncol, e);
+  }
   double rs = sqrt(P->shift);
   if (rk == 0) {
     for (size_t t = 0; t < nn; t++)

@@ -32,6 +32,10 @@ typedef struct rk_sop {
   void *exact_ctx;
   rk_column_fn column; /* kernel columns (pivchol); may be NULL otherwise */
   void *column_ctx;
+  rk_apply_fn sketch; /* K x for blocks of sketch_width vectors (nystrom) */
+  void *sketch_ctx;
+  int sketch_width;
+  uint64_t seed;      /* nystrom: seed of the random test matrix          */
   const double *diag; /* K_ii (jacobi, pivchol); may be NULL for "none"   */
   int working32;      /* the working precision is float32                */
 } rk_sop;
@@ -39,7 +43,8 @@ typedef struct rk_sop {
 enum rk_precond_kind {
   RK_PRECOND_NONE = 0,
   RK_PRECOND_JACOBI = 1,
-  RK_PRECOND_PIVCHOL = 2
+  RK_PRECOND_PIVCHOL = 2,
+  RK_PRECOND_NYSTROM = 3
 };
 
 /* A preconditioner P ~ alpha I + K.
@@ -47,15 +52,25 @@ enum rk_precond_kind {
    pivchol: P = shift I + L L^T, L (n x rank) the partial pivoted Cholesky
             factor of K, shift = alpha (alpha > 0) or the mean remaining
             diagonal (alpha = 0); applied through the Woodbury identity with
-            C = shift I_r + L^T L factored once (Cholesky). */
+            C = shift I_r + L^T L factored once (Cholesky).
+   nystrom: randomized Nystrom approximation U diag(lambda) U^T of K from
+            the sketch Y = K Omega (Omega n x rank Gaussian);
+            P = U (diag(lambda) + mu I) U^T / (lambda_k + mu) + I - U U^T,
+            mu = alpha, lambda_k the smallest eigenvalue kept.  Stored as
+            L = Y + nu Omega (row-major, n x rank), U = L M, and
+            P^-1 r = r + L C L^T r, S w = w + L Y L^T w (C, Y: rank x rank,
+            column-major, full). */
 typedef struct rk_precond {
   int kind;
   int64_t n;
   int rank;
   double shift;
   double *dinv; /* jacobi: 1 / (alpha + K_ii)                          */
-  double *L;    /* pivchol: n x rank, row-major (L[i * rank + k])       */
-  double *C;    /* pivchol: rank x rank Cholesky factor of C (upper, col-major) */
+  double *L;    /* pivchol: n x rank, row-major (L[i * rank + k]); nystrom:
+                   the shifted sketch, n x rank, row-major               */
+  double *C;    /* pivchol: rank x rank Cholesky factor of C (upper, col-major);
+                   nystrom: the core of P^-1 (rank x rank)              */
+  int kept;     /* nystrom: eigenvalues kept (<= rank)                   */
   int64_t *piv; /* pivchol: the pivots, in order                        */
   double trace_left; /* pivchol: trace of K - L L^T                     */
   double logdet;     /* log det(P)                                      */
@@ -132,7 +147,10 @@ typedef struct rk_solve_kernels {
   struct rk_operator *mv_op;   /* Sum_Reduction(K * b_j, 1), working precision */
   struct rk_operator *mv64_op; /* the same in float64 (float32 solves only)    */
   struct rk_operator *col_op;  /* Sum_Reduction(K, 1), or NULL                 */
+  struct rk_operator *sk_op;   /* Sum_Reduction(K * s_j, 1), s_j of dimension
+                                  sk_width (nystrom sketch), or NULL           */
   int bpos;                    /* position of b_j                              */
+  int sk_pos, sk_width;        /* position and dimension of s_j                */
   rk_options o, o64;           /* working precision, float64 (callbacks)       */
 } rk_solve_kernels;
 
@@ -143,6 +161,11 @@ int rk_solve_kernels_init(rk_solve_kernels *k, rk_formula *mv,
                           const rk_input *mv_in, int mv_nin, int bpos,
                           rk_formula *col, const rk_input *col_in,
                           int col_nin, const rk_options *o, rk_error *e);
+/* prepare the sketch operator (nystrom) after init; on failure k is
+   freed entirely */
+int rk_solve_kernels_sketch(rk_solve_kernels *k, rk_formula *sk,
+                            const rk_input *sk_in, int sk_nin, int sk_pos,
+                            rk_error *e);
 /* fill A's apply / exact / column callbacks and working32 */
 void rk_solve_kernels_sop(rk_solve_kernels *k, rk_sop *A);
 void rk_solve_kernels_free(rk_solve_kernels *k);

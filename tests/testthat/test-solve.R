@@ -313,6 +313,12 @@ test_that("an interrupt stops a solve between iterations; the session goes on", 
   skip_on_os("windows")
   skip_on_cran()
   local_rk_cpu(prec = 64)
+  # the interrupted solve must still run when the signal comes (1.5 s), on
+  # any machine: 4000 points (a product takes milliseconds even on 16 fast
+  # threads) and a maxit far above what 1.5 s allows; with alpha = 1e-6 plain
+  # CG needs well over that many iterations (cond ~ 4e9)
+  Xl <- sv_points(4000, seed = 13)
+  Kl <- sv_kernels$gaussian$lt(Xl, 0.3)
   n <- 1500
   X <- sv_points(n, seed = 13)
   K <- sv_kernels$gaussian$lt(X, 0.3)
@@ -323,7 +329,8 @@ test_that("an interrupt stops a solve between iterations; the session goes on", 
     tools::pskill(parent, tools::SIGINT)
   })
   t0 <- proc.time()[[3]]
-  got <- tryCatch(solve(K, b, alpha = 1e-6, precond = "none", maxit = 3000),
+  got <- tryCatch(solve(Kl, runif(4000), alpha = 1e-6, precond = "none",
+                        maxit = 1e5),
                   interrupt = function(e) "interrupted",
                   rkeops_convergence_warning = function(w) "not interrupted")
   parallel::mccollect(job)
@@ -353,4 +360,70 @@ test_that("the kernels solve() runs compile with NVRTC (GPU path, no GPU needed)
                   label = paste(nm, prec))
     }
   }
+})
+
+test_that("nystrom: fewer iterations than jacobi on the hard system, exact solution", {
+  local_rk_cpu(prec = 64)
+  n <- 800
+  X <- sv_points(n, seed = 3)
+  b <- matrix(runif(3 * n), n, 3)
+  K <- sv_kernels$gaussian$lt(X, 0.2)
+  A <- sv_kernels$gaussian$dense(X, 0.2) + diag(1e-3, n)
+  ref <- solve(A, b)
+  xj <- suppressWarnings(solve(K, b, alpha = 1e-3, precond = "jacobi",
+                               tol = 1e-10, maxit = 2000))
+  set.seed(11)
+  xn <- solve(K, b, alpha = 1e-3, precond = "nystrom", tol = 1e-10)
+  expect_true(all(attr(xn, "residual") <= 1e-10))
+  expect_lt(max(attr(xn, "iterations")), max(attr(xj, "iterations")))
+  expect_lt(max(attr(xn, "iterations")), 60)
+  # ||x - ref|| / ||ref|| <= cond(A) * residual; the residual is 1e-10 and
+  # the preconditioned error is far smaller than that worst case
+  expect_lt(rel_fro(xn, ref), 1e-8)
+  pc <- attr(xn, "precond")
+  expect_identical(pc$kind, "nystrom")
+  expect_identical(pc$rank, 256L)
+  expect_equal(pc$shift, 1e-3)
+  # the same seed gives the same preconditioner, hence the same iterates
+  set.seed(11)
+  xn2 <- solve(K, b, alpha = 1e-3, precond = "nystrom", tol = 1e-10)
+  expect_identical(attr(xn2, "iterations"), attr(xn, "iterations"))
+  # a fixed rank (not a multiple of the sketch width) is honoured
+  x7 <- solve(K, b[, 1], alpha = 1e-3, precond = "nystrom", rank = 70,
+              tol = 1e-10)
+  expect_identical(attr(x7, "precond")$rank, 70L)
+  expect_lt(rel_fro(x7, ref[, 1]), 1e-8)
+})
+
+test_that("nystrom in float32 reaches 1e-5 by refinement, several RHS", {
+  local_rk_cpu(prec = 32)
+  n <- 500
+  X <- sv_points(n, seed = 2)
+  b <- matrix(runif(2 * n), n, 2)
+  ref <- solve(sv_kernels$gaussian$dense(X, 0.2) + diag(1e-3, n), b)
+  set.seed(5)
+  x <- solve(sv_kernels$gaussian$lt(X, 0.2), b, alpha = 1e-3, tol = 1e-9,
+             precond = "nystrom")
+  expect_true(all(attr(x, "residual") <= 1e-9))
+  expect_lt(rel_fro(x, ref), 1e-5)
+  expect_gte(attr(x, "precond")$cycles, 2L)
+})
+
+test_that("nystrom log-determinant matches determinant()", {
+  local_rk_cpu(prec = 64)
+  n <- 400
+  X <- sv_points(n, seed = 8)
+  A <- sv_kernels$matern32$dense(X, 0.3) + diag(1e-2, n)
+  ref <- as.numeric(determinant(A)$modulus)
+  set.seed(3)
+  ld <- kernel_logdet(sv_kernels$matern32$lt(X, 0.3), alpha = 1e-2,
+                      precond = "nystrom")
+  expect_lt(abs(ld - ref), 3 * attr(ld, "se"))
+  # P is the full-rank Nystrom approximation when rank = n: log det P is
+  # exact (up to the scaling by lambda_min + alpha)
+  set.seed(3)
+  lf <- kernel_logdet(sv_kernels$matern32$lt(X, 0.3), alpha = 1e-2,
+                      precond = "nystrom", rank = n, probes = 4)
+  expect_lt(abs(ld - ref), 3 * attr(ld, "se"))
+  expect_lt(abs(lf - ref), 1e-6 * abs(ref))
 })
