@@ -266,7 +266,7 @@ bad_rows <- list(
   list("rkeops_use_cpu(-1)", quote(rkeops_use_cpu(-1)),
        "rkeops_value_error", "option `ncore` must be NULL"),
   list("rkeops_use_gpu(-1)", quote(rkeops_use_gpu(-1)),
-       "rkeops_value_error", "option `device` must be a non-negative integer"),
+       "rkeops_value_error", "option `device` must be non-negative integers or \"all\""),
   list("set_rkeops_options of a vector", quote(set_rkeops_options(1)),
        "rkeops_value_error", "`options` must be a named list"),
   list("cache dir NA", quote(set_rkeops_cache_dir(NA)),
