@@ -255,23 +255,31 @@ static void emit_group(rk_cg *g, const rk_formula *f, const cpu_plan *p,
         rk_cg_emitters[x->op](g, x);
     }
     if (fast) {
-      for (int k = 0; k < d; k++) {
+      /* one statement per component up to cg_unroll components, a loop
+         above (the source stays linear in the formula's size) */
+      int loop = d > s->unroll;
+      for (int k = 0; k < (loop ? 1 : d); k++) {
         char ks[16];
-        snprintf(ks, sizeof ks, "%d", k);
+        if (loop) {
+          snprintf(ks, sizeof ks, "rk_k");
+          rk_cg_line(g, "for (int rk_k = 0; rk_k < %d; rk_k++)", d);
+        } else {
+          snprintf(ks, sizeof ks, "%d", k);
+        }
         for (int t = 0; t < g->indent; t++) rk_buf_puts(g->b, "  ");
         rk_buf_puts(g->b, masked ? "{ rk_v rk_x = (rk_v)(rk_tail & (rk_vi)("
                                  : "{ rk_v rk_x = ((");
         rk_cg_ref(g, f->f, ks);
         rk_buf_puts(g->b, "));\n");
         if (kahan) {
-          rk_cg_line(g, "  rk_v rk_y = rk_x - rk_cv[%d];", k);
-          rk_cg_line(g, "  rk_v rk_t = rk_sv[%d] + rk_y;", k);
-          rk_cg_line(g, "  rk_v rk_e = (rk_t - rk_sv[%d]) - rk_y;", k);
-          rk_cg_line(g, "  rk_cv[%d] = rk_sel(rk_e == rk_e, rk_e, "
-                        "RK_SPLAT(0));", k);
-          rk_cg_line(g, "  rk_sv[%d] = rk_t; }", k);
+          rk_cg_line(g, "  rk_v rk_y = rk_x - rk_cv[%s];", ks);
+          rk_cg_line(g, "  rk_v rk_t = rk_sv[%s] + rk_y;", ks);
+          rk_cg_line(g, "  rk_v rk_e = (rk_t - rk_sv[%s]) - rk_y;", ks);
+          rk_cg_line(g, "  rk_cv[%s] = rk_sel(rk_e == rk_e, rk_e, "
+                        "RK_SPLAT(0));", ks);
+          rk_cg_line(g, "  rk_sv[%s] = rk_t; }", ks);
         } else {
-          rk_cg_line(g, "  rk_sv[%d] += rk_x; }", k);
+          rk_cg_line(g, "  rk_sv[%s] += rk_x; }", ks);
         }
       }
     } else {
@@ -279,15 +287,23 @@ static void emit_group(rk_cg *g, const rk_formula *f, const cpu_plan *p,
         const rk_node *root = roots[r];
         int base = r == 0 ? 0 : f->f->dim;
         if (rk_cpu_root_in_tile(s, root)) continue;
-        for (int k = 0; k < root->dim; k++) {
-          char ks[16];
-          snprintf(ks, sizeof ks, "%d", k);
+        int loop = root->dim > s->unroll;
+        for (int k = 0; k < (loop ? 1 : root->dim); k++) {
+          char ks[16], slot[48];
+          if (loop) {
+            snprintf(ks, sizeof ks, "rk_k");
+            snprintf(slot, sizeof slot, "(%d + rk_k)", q * nf + base);
+            rk_cg_line(g, "for (int rk_k = 0; rk_k < %d; rk_k++)", root->dim);
+          } else {
+            snprintf(ks, sizeof ks, "%d", k);
+            snprintf(slot, sizeof slot, "%d", q * nf + base + k);
+          }
           for (int t = 0; t < g->indent; t++) rk_buf_puts(g->b, "  ");
           rk_buf_puts(g->b, "{ rk_v rk_x = ");
           rk_cg_ref(g, root, ks);
-          rk_buf_printf(g->b, "; memcpy(rk_fb + %d * TJ + rk_g * RK_LANES, "
+          rk_buf_printf(g->b, "; memcpy(rk_fb + %s * TJ + rk_g * RK_LANES, "
                               "&rk_x, sizeof rk_x); }\n",
-                        q * nf + base + k);
+                        slot);
         }
       }
     }

@@ -370,8 +370,11 @@ int rk_cg_cpu_source(const rk_formula *f, const rk_cg_config *cfg,
   int precision = cfg->precision;
   if (precision != 32 && precision != 64)
     return rk_err(e, RK_EINTERNAL, -1, "bad precision %d", precision);
+  int rc = rk_cg_check_cost(f, e);
+  if (rc) return rc;
+  size_t start = out->len;
   cpu_gen q;
-  int rc = gen_layout(&q, f, precision, e);
+  rc = gen_layout(&q, f, precision, e);
   if (rc) {
     rk_cpu_plan_free(&q.plan);
     return rc;
@@ -387,6 +390,7 @@ int rk_cg_cpu_source(const rk_formula *f, const rk_cg_config *cfg,
      scalar either way.  RKEOPS_CPU_LSE=1 (a knob for the tests) gives the
      CPU the branch-free fold of the CUDA kernels. */
   g->lse_select = cfg->cpu_lse != 0;
+  q.sk.unroll = cfg->cpu_unroll;
   gen_prelude(&q, precision, key, out);
   gen_entry(g, &q);
   gen_block_open(g, &q);
@@ -398,5 +402,6 @@ int rk_cg_cpu_source(const rk_formula *f, const rk_cg_config *cfg,
   rk_cpu_plan_free(&q.plan);
   if (rc == RK_OK && out->oom)
     rc = rk_err(e, RK_ENOMEM, -1, "code generation: no memory");
+  if (rc == RK_OK) rc = rk_cg_check_bytes(f, out, start, "CPU", e);
   return rc;
 }

@@ -21,6 +21,8 @@ typedef struct cpu_skel {
   int ooff[64]; /* outer variable: offset in a row of rk_ob      */
   int row;      /* >= 0: outer variables named rk_os<pos>_<row>  */
   int rb;       /* rows of the pass being emitted (RK_RB, or 1)  */
+  int unroll;   /* per-component statements up to this dimension,
+                   a loop above (rk_cg_config.cpu_unroll)        */
 } cpu_skel;
 
 typedef struct used_var {

@@ -500,7 +500,10 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
   rk_cuda_geom gm;
   char used[MAXPOS];
   int precision = cfg->precision;
-  int rc = rk_cg_cuda_geom(f, cfg, &gm, e);
+  size_t start = out->len;
+  int rc = rk_cg_check_cost(f, e);
+  if (rc != RK_OK) return rc;
+  rc = rk_cg_cuda_geom(f, cfg, &gm, e);
   if (rc != RK_OK) return rc;
   int maxdim = used_vars(f, used, e);
   if (maxdim < 0) return RK_ENOMEM;
@@ -563,5 +566,6 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
   if (rc == RK_OK) emit_merge(&g, f);
   if (rc == RK_OK && out->oom)
     rc = rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
+  if (rc == RK_OK) rc = rk_cg_check_bytes(f, out, start, "CUDA", e);
   return rc;
 }

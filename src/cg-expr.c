@@ -632,6 +632,51 @@ done:
   return count;
 }
 
+/* ---- what a formula may cost (cg.h) ------------------------------------------ */
+
+int rk_cg_check_cost(const rk_formula *f, rk_error *e) {
+  const rk_node *roots[2] = {f->f, f->w}, **order = NULL;
+  int n = rk_cg_topo(f->ctx, roots, f->w ? 2 : 1, &order), ops = 0;
+  long long values = 0;
+  if (n < 0) return rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
+  for (int i = 0; i < n; i++) {
+    const rk_node *x = order[i];
+    if (x->op == RK_OP_VAR || x->op == RK_OP_CST || x->op == RK_OP_INTCST ||
+        x->op == RK_OP_ZERO)
+      continue;
+    ops++;
+    values += x->dim;
+  }
+  free(order);
+  if (ops > RK_CG_MAX_NODES)
+    return rk_err(e, RK_EUNSUPPORTED, -1,
+                  "the formula is too large to compile: %d operations, "
+                  "more than %d (the limit RK_CG_MAX_NODES); split it into "
+                  "several reductions",
+                  ops, RK_CG_MAX_NODES);
+  if (values > RK_CG_MAX_VALUES)
+    return rk_err(e, RK_EUNSUPPORTED, -1,
+                  "the formula is too large to compile: it computes %lld "
+                  "values per point, more than %d (the limit "
+                  "RK_CG_MAX_VALUES, the sum of the dimensions of its "
+                  "operations); use smaller dimensions",
+                  values, RK_CG_MAX_VALUES);
+  return RK_OK;
+}
+
+int rk_cg_check_bytes(const rk_formula *f, const rk_buf *out, size_t start,
+                      const char *what, rk_error *e) {
+  (void)f;
+  size_t n = out->len >= start ? out->len - start : 0;
+  if (n <= (size_t)RK_CG_MAX_BYTES) return RK_OK;
+  return rk_err(e, RK_EUNSUPPORTED, -1,
+                "the formula is too large to compile: its generated %s "
+                "source is %.1f MB, more than %.1f MB (the limit "
+                "RK_CG_MAX_BYTES); split it into several reductions",
+                what, (double)n / (1024.0 * 1024.0),
+                (double)RK_CG_MAX_BYTES / (1024.0 * 1024.0));
+}
+
 /* ---- the configuration -------------------------------------------------------- */
 
 void rk_cg_config_default(rk_cg_config *c, int precision) {

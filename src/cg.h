@@ -142,6 +142,10 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
  * Developer knobs (tools/DEVNOTES.md):
  *   cpu_lse       RKEOPS_CPU_LSE=1: the CPU uses the branch-free LogSumExp
  *                 fold of the CUDA kernels (the tests use it)
+ *   cpu_unroll    RKEOPS_CPU_UNROLL=n (0..64): the CPU map folds a result
+ *                 of up to n components with one statement per component,
+ *                 larger ones with a loop (the source stays linear in the
+ *                 size of the formula, not in its dimensions)
  *   cuda_tpb/rb   RKEOPS_CUDA_GEOM="tpb,rb"; 0: chosen per formula
  *   cuda_unrollj  RKEOPS_CUDA_UNROLLJ=n (1..16); 0: chosen per formula
  *   cuda_pregs    RKEOPS_CUDA_PREGS=1: parameters copied to registers
@@ -152,6 +156,7 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
 #define RK_CG_CONFIG_FIELDS(X)                                                \
   X(precision, 64, NULL, 3)                                                   \
   X(cpu_lse, 0, "RKEOPS_CPU_LSE", 1)                                          \
+  X(cpu_unroll, 16, "RKEOPS_CPU_UNROLL", 1)                                   \
   X(cuda_tpb, 0, "RKEOPS_CUDA_GEOM", 2)                                       \
   X(cuda_rb, 0, "RKEOPS_CUDA_GEOM", 2)                                        \
   X(cuda_unrollj, 0, "RKEOPS_CUDA_UNROLLJ", 2)                                \
@@ -200,5 +205,30 @@ int rk_cg_cuda_geom(const rk_formula *f, const rk_cg_config *c,
    for many times) */
 int rk_cg_topo(const rk_ctx *c, const rk_node *const *roots, int nroots,
                const rk_node ***out);
+
+/* ---- what a formula may cost ----
+ * The generators refuse, with RK_EUNSUPPORTED and a message naming the
+ * limit, a formula that would take minutes to compile or overflow a
+ * thread's stack, rather than running the compiler on it:
+ *   RK_CG_MAX_NODES   operations of the formula (its reduced expression
+ *                     and weight, each node once)
+ *   RK_CG_MAX_VALUES  components computed per point: the sum of the
+ *                     dimensions of those operations (each is an array of
+ *                     that many values on the stack; the CPU map keeps
+ *                     RK_RB rows of RK_LANES points: 64 bytes a value)
+ *   RK_CG_MAX_BYTES   bytes of generated source (the CPU: about 1.5 MB for
+ *                     a sum of 1000 Gaussian terms, 11 s of gcc -O3; 4.5 MB
+ *                     took 60 s)
+ * The generated source is linear in the number of nodes (loops over
+ * components), so the dimensions alone never reach RK_CG_MAX_BYTES. */
+#define RK_CG_MAX_NODES 100000
+#define RK_CG_MAX_VALUES 65536
+#define RK_CG_MAX_BYTES (2 * 1024 * 1024)
+/* nodes and values of f against the first two limits */
+int rk_cg_check_cost(const rk_formula *f, rk_error *e);
+/* the source of `what` ("CPU", "CUDA"), generated into out from byte
+   `start` on, against RK_CG_MAX_BYTES */
+int rk_cg_check_bytes(const rk_formula *f, const rk_buf *out, size_t start,
+                      const char *what, rk_error *e);
 
 #endif /* RK_CG_H */

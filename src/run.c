@@ -259,6 +259,9 @@ void rk_cg_config_env(rk_cg_config *c, int precision) {
     c->cuda_tpb = t;
     c->cuda_rb = r;
   }
+  int cu = knob_int("RKEOPS_CPU_UNROLL", 0, 64);
+  if (cu >= 0)
+    c->cpu_unroll = cu;
   int u = knob_int("RKEOPS_CUDA_UNROLLJ", 1, 16);
   if (u > 0)
     c->cuda_unrollj = u;

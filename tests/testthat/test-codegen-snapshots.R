@@ -16,7 +16,7 @@ snap_cases <- list(
                  args = c("x=Vi(2)", "y=Vj(2)", "g=Vj(3)"))
 )
 
-knobs <- c("RKEOPS_CPU_LSE", "RKEOPS_CUDA_GEOM", "RKEOPS_CUDA_UNROLLJ",
+knobs <- c("RKEOPS_CPU_LSE", "RKEOPS_CPU_UNROLL", "RKEOPS_CUDA_GEOM", "RKEOPS_CUDA_UNROLLJ",
            "RKEOPS_CUDA_PREGS", "RKEOPS_CUDA_LSE", "RKEOPS_CUDA_EXP2")
 
 # the per-formula part: the key and what follows the (fixed) prelude
@@ -46,18 +46,19 @@ test_that("the source names no machine and no path", {
 test_that("the configuration is in the source's key, every field", {
   withr::local_envvar(setNames(rep(NA, length(knobs)), knobs))
   cpu <- rkeops:::rk_source(snap_cases$gauss$f, snap_cases$gauss$args)
-  expect_match(cpu, "precision=64 cpu_lse=0 ;", fixed = TRUE)
+  expect_match(cpu, "precision=64 cpu_lse=0 cpu_unroll=16 ;", fixed = TRUE)
   gpu <- rkeops:::rk_source(snap_cases$gauss$f, snap_cases$gauss$args,
                             backend = "GPU", precision = "float32")
   expect_match(gpu, "precision=32 cuda_tpb=0 cuda_rb=0 cuda_unrollj=0 cuda_pregs=0 cuda_lse=1 cuda_exp2=2 ;",
                fixed = TRUE)
-  withr::local_envvar(c(RKEOPS_CUDA_GEOM = "128,2", RKEOPS_CPU_LSE = "1"))
+  withr::local_envvar(c(RKEOPS_CUDA_GEOM = "128,2", RKEOPS_CPU_LSE = "1",
+                        RKEOPS_CPU_UNROLL = "4"))
   gpu2 <- rkeops:::rk_source(snap_cases$gauss$f, snap_cases$gauss$args,
                              backend = "GPU", precision = "float32")
   expect_match(gpu2, "cuda_tpb=128 cuda_rb=2", fixed = TRUE)
   expect_match(gpu2, "#define RK_TPB 128\n#define RK_RB 2", fixed = TRUE)
   expect_match(rkeops:::rk_source(snap_cases$gauss$f, snap_cases$gauss$args),
-               "cpu_lse=1", fixed = TRUE)
+               "cpu_lse=1 cpu_unroll=4 ;", fixed = TRUE)
 })
 
 test_that("CUDA loops of the emitted code are unrolled when small", {

@@ -24,12 +24,13 @@
 
 /* RK_FUZZ_STRICT=1: also require the canonical text to be a fixed point */
 static int strict = -1;
-/* RK_FUZZ_MAX_DIM (default 1024): declarations with a number above it are
-   skipped, and formulas whose variables' dimensions add up to more are
-   parsed but not differentiated nor generated.  The cost of code generation
-   and differentiation grows with the dimensions (issue 17, item 5: 10 s for
-   one Vj(9899)); until it is bounded, large dimensions only make the fuzzer
-   report timeouts of that known defect. */
+/* RK_FUZZ_MAX_DIM (default 1000000, the parser's own bound): declarations
+   with a number above it are skipped, and formulas whose variables'
+   dimensions add up to more are parsed but not differentiated nor
+   generated.  Code generation is linear in the formula's size and bounded
+   (RK_CG_MAX_NODES / VALUES / BYTES, cg.h) and differentiation by
+   RK_AD_MAX_NODES, so large dimensions are fuzzed too; a smaller value
+   only narrows the search. */
 static long max_dim = -1;
 
 /* 1 when a declaration line holds a number larger than max_dim */
@@ -127,8 +128,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (max_dim < 0) {
     const char *s = getenv("RK_FUZZ_MAX_DIM");
-    max_dim = s ? atol(s) : 1024;
-    if (max_dim <= 0) max_dim = 1024;
+    max_dim = s ? atol(s) : 1000000;
+    if (max_dim <= 0) max_dim = 1000000;
   }
   if (size > 4096) return 0;  /* long inputs only slow the search down */
   int scheme = RK_SCHEME_AUTO;
