@@ -218,11 +218,13 @@ setMethod("|", signature(e1 = "ANY", e2 = "LazyTensor"),
 
 lt_math_ops <- c(exp = "Exp", log = "Log", sqrt = "Sqrt", abs = "Abs",
                  sign = "Sign", sin = "Sin", cos = "Cos", tan = "Tan",
-                 asin = "Asin", acos = "Acos", atan = "Atan", floor = "Floor")
+                 asin = "Asin", acos = "Acos", atan = "Atan", floor = "Floor",
+                 sinh = "Sinh", cosh = "Cosh", tanh = "Tanh")
 
 #' Mathematical functions of LazyTensors
 #'
-#' `exp log sqrt abs sign sin cos tan asin acos atan floor ceiling` apply
+#' `exp log sqrt abs sign sin cos tan asin acos atan sinh cosh tanh floor
+#' ceiling` apply
 #' elementwise to a LazyTensor (the S4 group generic `Math`) and return a
 #' LazyTensor; `round(x, digits = 0)` (group `Math2`) rounds to `digits`
 #' decimal places (`Round(x, d)` = `round(x * 10^d) / 10^d`, halves rounded

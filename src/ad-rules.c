@@ -146,6 +146,25 @@ const rk_node *rk_vjp_cos(rk_ctx *c, const rk_node *n, int argi,
   return NEG(MUL(g, F1(SIN, X0)));
 }
 
+const rk_node *rk_vjp_sinh(rk_ctx *c, const rk_node *n, int argi,
+                           const rk_node *g, rk_error *e) {
+  (void)argi;
+  return MUL(g, F1(COSH, X0));
+}
+
+const rk_node *rk_vjp_cosh(rk_ctx *c, const rk_node *n, int argi,
+                           const rk_node *g, rk_error *e) {
+  (void)argi;
+  return MUL(g, F1(SINH, X0));
+}
+
+/* tanh' = 1 - tanh^2 */
+const rk_node *rk_vjp_tanh(rk_ctx *c, const rk_node *n, int argi,
+                           const rk_node *g, rk_error *e) {
+  (void)argi;
+  return MUL(g, SUB(ICST(1), F1(SQUARE, n)));
+}
+
 /* tan' = 1 + tan^2 */
 const rk_node *rk_vjp_tan(rk_ctx *c, const rk_node *n, int argi,
                           const rk_node *g, rk_error *e) {
@@ -473,7 +492,7 @@ const rk_node *rk_vjp_tensorprod(rk_ctx *c, const rk_node *n, int argi,
 /* ---- the table: one rule per op, by enum rk_op ------------------------- */
 
 const rk_vjp_fn rk_ad_rules[] = {
-#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn) vjpfn,
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls) vjpfn,
 #include "ops.def"
 #undef X
 };

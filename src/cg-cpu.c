@@ -143,6 +143,10 @@ static void gen_prelude(const cpu_gen *q, int precision, const char *key,
                    "#include <stdlib.h>\n#include <string.h>\n"
                    "#ifdef _OPENMP\n#include <omp.h>\n#endif\n");
   rk_buf_puts(out, precision == 64 ? rk_prelude_cpu64 : rk_prelude_cpu32);
+  /* the scalar definitions (scalar-defs.h): Round and Powf map them lane
+     by lane; the vector forms of the others are checked against them */
+  rk_buf_puts(out, "#define RK_S(f) RK_LM(f)\n#define RK_SDQ static inline\n");
+  rk_buf_puts(out, rk_cg_scalar_src);
   rk_buf_puts(out, rk_prelude_cpu);
   rk_buf_puts(out, rk_prelude_cpu_exp);
   rk_buf_puts(out, "\nconst char rk_kernel_key[] = ");

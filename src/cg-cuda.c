@@ -210,6 +210,7 @@ static const char *prelude =
     "#define RK_LOGS(x) RK_F(log)(x)\n"
     "#define RK_ABSS(x) RK_F(fabs)(x)\n"
     "#define RK_D __device__ __forceinline__ static\n"
+    "#define RK_LIBM1(f, x) RK_F(f)(x)\n"
     "RK_D rk_v rk_exp(rk_v x) { return RK_EXPF(x); }\n"
     "RK_D rk_v rk_log(rk_v x) { return RK_F(log)(x); }\n"
     "RK_D rk_v rk_sin(rk_v x) { return RK_F(sin)(x); }\n"
@@ -220,37 +221,8 @@ static const char *prelude =
     "RK_D rk_v rk_atan(rk_v x) { return RK_F(atan)(x); }\n"
     "RK_D rk_v rk_sqrt(rk_v x) { return RK_F(sqrt)(x); }\n"
     "RK_D rk_v rk_atan2(rk_v y, rk_v x) { return RK_F(atan2)(y, x); }\n"
-    "RK_D rk_v rk_rsqrt(rk_v x) { return x == 0 ? (T)0 : (T)1 / "
-    "RK_F(sqrt)(x); }\n"
-    "RK_D rk_v rk_inv(rk_v x) { return (T)1 / x; }\n"
-    "RK_D rk_v rk_powi(rk_v x, int n) {\n"
-    "  unsigned m = n < 0 ? 0u - (unsigned)n : (unsigned)n;\n"
-    "  T r = 1, b = x;\n"
-    "  while (m) { if (m & 1u) r *= b; b *= b; m >>= 1; }\n"
-    "  return n < 0 ? (T)1 / r : r;\n"
-    "}\n"
-    "RK_D rk_v rk_powf(rk_v x, rk_v y) { return RK_F(exp)(y * RK_F(log)(x)); "
-    "}\n"
     "RK_D rk_v rk_abs(rk_v x) { return RK_F(fabs)(x); }\n"
-    "RK_D rk_v rk_sign(rk_v x) { return x > 0 ? (T)1 : (x < 0 ? (T)-1 : "
-    "(T)0); }\n"
-    "RK_D rk_v rk_step(rk_v x) { return x < 0 ? (T)0 : (T)1; }\n"
-    "RK_D rk_v rk_relu(rk_v x) { return x < 0 ? (T)0 : x; }\n"
     "RK_D rk_v rk_floor(rk_v x) { return RK_F(floor)(x); }\n"
-    "RK_D rk_v rk_round(rk_v x, int d) {\n"
-    "  if (d == 0) return RK_F(round)(x);\n"
-    "  T p = (T)1;\n"
-    "  for (int q = d < 0 ? -d : d; q > 0; q--) p *= (T)10;\n"
-    "  return d > 0 ? RK_F(round)(x * p) / p : RK_F(round)(x / p) * p;\n"
-    "}\n"
-    "RK_D rk_v rk_xlogx(rk_v x) { return x == 0 ? (T)0 : x * RK_F(log)(x); }\n"
-    "RK_D rk_v rk_sinxdivx(rk_v x) { return x == 0 ? (T)1 : RK_F(sin)(x) / "
-    "x; }\n"
-    "RK_D rk_v rk_clamp(rk_v x, rk_v a, rk_v b) { return x < a ? a : (x > b "
-    "? b : x); }\n"
-    "RK_D rk_v rk_ifelse(rk_v c, rk_v a, rk_v b) { return c >= 0 ? a : b; }\n"
-    "RK_D rk_v rk_mod(rk_v x, rk_v m, rk_v o) { return x - m * "
-    "RK_F(floor)((x - o) / m); }\n"
     "RK_D rk_v rk_max2(rk_v a, rk_v b) { return (a != a || b != b) ? RK_NAN "
     ": (a > b ? a : b); }\n"
     "RK_D rk_v rk_min2(rk_v a, rk_v b) { return (a != a || b != b) ? RK_NAN "
@@ -558,6 +530,10 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
   rk_buf_puts(out, precision == 64 ? prelude64 : prelude32);
   if (precision == 32) rk_buf_puts(out, expmode ? exp32_ftz : exp32_old);
   rk_buf_puts(out, prelude);
+  /* rk_rsqrt, rk_round, ...: the scalar definitions (scalar-defs.h) */
+  rk_buf_puts(out, "#define RK_S(f) RK_F(f)\n#define RK_SDQ RK_D\n");
+  rk_buf_puts(out, rk_cg_scalar_src);
+  rk_buf_puts(out, rk_cg_scalar_alias);
   rk_buf_printf(out,
                 "#define RK_TPB %d\n#define RK_RB %d\n#define RK_TJ %d\n"
                 "#define RK_PAD %d\n\n",

@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "cg.h"
+#include "scalar-defs.h"
 
 /* ---- output helpers ---------------------------------------------------- */
 
@@ -550,10 +551,26 @@ void rk_emit_tensorprod(rk_cg *g, const rk_node *n) {
   endb(g);
 }
 
+/* ---- the scalar definitions, as text (scalar-defs.h) ---------------------- */
+
+#define RK_SD_TEXT(name, params, body)                                        \
+  "RK_SDQ T rk_" #name "_s" #params " " #body "\n"
+const char rk_cg_scalar_src[] = RK_SCALAR_DEFS(RK_SD_TEXT);
+#undef RK_SD_TEXT
+#define RK_SD_ALIAS(name, params, body) "#define rk_" #name " rk_" #name "_s\n"
+const char rk_cg_scalar_alias[] = RK_SCALAR_DEFS(RK_SD_ALIAS);
+#undef RK_SD_ALIAS
+
+/* Grad & co never reach code generation (rk_cg_emit_map refuses them) */
+void rk_emit_none(rk_cg *g, const rk_node *n) {
+  (void)g;
+  (void)n;
+}
+
 /* ---- the emitter table: one per op, by enum rk_op ------------------------ */
 
 const rk_emit_fn rk_cg_emitters[] = {
-#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn) emitfn,
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls) emitfn,
 #include "ops.def"
 #undef X
 };
@@ -572,7 +589,7 @@ int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots,
   for (int i = 0; i < n; i++) {
     const rk_node *x = order[i];
     rk_emit_fn fn = rk_cg_emitters[x->op];
-    if (!fn) {
+    if (!fn || fn == rk_emit_none) {
       free(order);
       return rk_err(e, RK_EINTERNAL, -1,
                     "code generation: operation %s cannot be emitted",

@@ -77,31 +77,22 @@ int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots,
 typedef void (*rk_emit_fn)(rk_cg *g, const rk_node *n);
 extern const rk_emit_fn rk_cg_emitters[];
 
-/* the generic elementwise emitter and the special ones (ops.def EMITFN) */
-void rk_emit_leaf(rk_cg *g, const rk_node *n);
-void rk_emit_elem(rk_cg *g, const rk_node *n);
-void rk_emit_sum(rk_cg *g, const rk_node *n);
-void rk_emit_max(rk_cg *g, const rk_node *n);
-void rk_emit_min(rk_cg *g, const rk_node *n);
-void rk_emit_argmax(rk_cg *g, const rk_node *n);
-void rk_emit_argmin(rk_cg *g, const rk_node *n);
-void rk_emit_sqnorm2(rk_cg *g, const rk_node *n);
-void rk_emit_norm2(rk_cg *g, const rk_node *n);
-void rk_emit_scalprod(rk_cg *g, const rk_node *n);
-void rk_emit_sqdist(rk_cg *g, const rk_node *n);
-void rk_emit_wsqnorm(rk_cg *g, const rk_node *n);
-void rk_emit_wsqdist(rk_cg *g, const rk_node *n);
-void rk_emit_normalize(rk_cg *g, const rk_node *n);
-void rk_emit_elemop(rk_cg *g, const rk_node *n);
-void rk_emit_elemt(rk_cg *g, const rk_node *n);
-void rk_emit_extract(rk_cg *g, const rk_node *n);
-void rk_emit_extractt(rk_cg *g, const rk_node *n);
-void rk_emit_concat(rk_cg *g, const rk_node *n);
-void rk_emit_onehot(rk_cg *g, const rk_node *n);
-void rk_emit_sumt(rk_cg *g, const rk_node *n);
-void rk_emit_matvec(rk_cg *g, const rk_node *n);
-void rk_emit_vecmat(rk_cg *g, const rk_node *n);
-void rk_emit_tensorprod(rk_cg *g, const rk_node *n);
+/* the emitters, declared from ops.def's EMITFN column (repeated identical
+   declarations are valid C); rk_emit_none: the ops expanded before code
+   generation (Grad & co), refused by rk_cg_emit_map */
+typedef void rk_emit_rule(rk_cg *g, const rk_node *n);
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)    \
+  rk_emit_rule emitfn;
+#include "ops.def"
+#undef X
+
+/* the scalar definitions of scalar-defs.h as C text (cg-expr.c): the
+   functions rk_<name>_s, for a prelude that defines T, RK_S(f) (the libm
+   function f of precision T) and RK_SDQ (the qualifiers of a function);
+   rk_cg_scalar_alias: "#define rk_<name> rk_<name>_s" for each (CUDA,
+   where rk_v is T) */
+extern const char rk_cg_scalar_src[];
+extern const char rk_cg_scalar_alias[];
 
 /* ---- reduction snippets (cg-reduce.c), on scalars of type T ----
  * The state of one output row is a set of local C variables whose names

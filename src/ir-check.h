@@ -17,25 +17,14 @@
 /* the largest dimension of any node (keeps generated code sane) */
 #define RK_IR_MAX_DIM 1000000
 
-int rk_dim_leaf(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_same(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_bcast(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_one(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_eq1(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_sqdist(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_wsqnorm(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_wsqdist(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_elem(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_elemt(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_extract(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_extractt(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_concat(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_onehot(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_sumt(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_matvec(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_vecmat(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_tensorprod(const rk_node *const *args, const int *ip, rk_error *e);
-int rk_dim_ad(const rk_node *const *args, const int *ip, rk_error *e);
+/* the dimension rules, declared from ops.def's DIMFN column (repeated
+   identical declarations are valid C) */
+typedef int rk_dim_rule(const rk_node *const *args, const int *ip,
+                        rk_error *e);
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)    \
+  rk_dim_rule dimfn;
+#include "ops.def"
+#undef X
 
 /* dimension of a leaf (Var, IntCst, Cst, Zero) from its parameters, with
    the checks on them; -1 with e set */

@@ -6,6 +6,7 @@
  * beyond these identities: no reassociation, no distribution.
  */
 #include "ir-check.h"
+#include "scalar-defs.h"
 
 #include <limits.h>
 #include <math.h>
@@ -39,59 +40,35 @@ static const rk_node *rk_simp_value(rk_ctx *c, double v, int isint) {
   return rk_cst(c, v);
 }
 
-/* op applied to scalars x[] (ip: integer parameters); 0 when not folded */
+/* the scalar definitions of scalar-defs.h, compiled in double: the same
+   text as the kernels' preludes */
+#define T double
+#define RK_S(f) f
+#define RK_SD_FN(name, params, body) static inline T rk_##name##_s params body
+RK_SCALAR_DEFS(RK_SD_FN)
+#undef RK_SD_FN
+#undef RK_S
+
+/* op applied to scalars x[] (ip: integer parameters); 0 when not folded.
+   Generated from ops.def's FOLD and FOLDOK columns. */
 static int rk_simp_eval(int op, const double *x, const int *ip, double *r) {
   double a = x[0], b = x[1], d = x[2];
+  (void)a;
+  (void)b;
+  (void)d;
+  (void)ip;
   switch (op) {
-  case RK_OP_ADD: *r = a + b; return 1;
-  case RK_OP_SUBTRACT: *r = a - b; return 1;
-  case RK_OP_MULT: *r = a * b; return 1;
-  case RK_OP_DIVIDE: *r = a / b; return b != 0;
-  case RK_OP_MINUS: *r = -a; return 1;
-  case RK_OP_EXP: *r = exp(a); return 1;
-  case RK_OP_LOG: *r = log(a); return a > 0;
-  case RK_OP_SIN: *r = sin(a); return 1;
-  case RK_OP_COS: *r = cos(a); return 1;
-  case RK_OP_TAN: *r = tan(a); return 1;
-  case RK_OP_ASIN: *r = asin(a); return 1;
-  case RK_OP_ACOS: *r = acos(a); return 1;
-  case RK_OP_ATAN: *r = atan(a); return 1;
-  case RK_OP_ATAN2: *r = atan2(a, b); return 1;
-  case RK_OP_SQRT: *r = sqrt(a); return 1;
-  case RK_OP_RSQRT: *r = a == 0 ? 0 : 1 / sqrt(a); return 1;
-  case RK_OP_INV: *r = 1 / a; return a != 0;
-  case RK_OP_SQUARE: *r = a * a; return 1;
-  case RK_OP_POW: *r = pow(a, ip[0]); return 1;
-  case RK_OP_POWF: *r = exp(b * log(a)); return 1;
-  case RK_OP_ABS: *r = fabs(a); return 1;
-  case RK_OP_SIGN: *r = a > 0 ? 1 : a < 0 ? -1 : 0; return 1;
-  case RK_OP_STEP: *r = a < 0 ? 0 : 1; return 1;
-  case RK_OP_RELU: *r = a < 0 ? 0 : a; return 1;
-  case RK_OP_FLOOR: *r = floor(a); return 1;
-  case RK_OP_XLOGX: *r = a == 0 ? 0 : a * log(a); return 1;
-  case RK_OP_SINXDIVX: *r = a == 0 ? 1 : sin(a) / a; return 1;
-  case RK_OP_CLAMP: *r = fmin(fmax(a, b), d); return 1;
-  case RK_OP_CLAMPINT: *r = fmin(fmax(a, ip[0]), ip[1]); return 1;
-  case RK_OP_IFELSE: *r = a >= 0 ? b : d; return 1;
-  case RK_OP_MOD: *r = a - b * floor((a - d) / b); return b != 0;
-  case RK_OP_EQUAL: *r = a == b; return 1;
-  case RK_OP_NOTEQUAL: *r = a != b; return 1;
-  case RK_OP_LESSTHAN: *r = a < b; return 1;
-  case RK_OP_LESSOREQUAL: *r = a <= b; return 1;
-  case RK_OP_GREATERTHAN: *r = a > b; return 1;
-  case RK_OP_GREATEROREQUAL: *r = a >= b; return 1;
-  case RK_OP_SUM:
-  case RK_OP_MAX:
-  case RK_OP_MIN: *r = a; return 1;
-  case RK_OP_ARGMAX:
-  case RK_OP_ARGMIN: *r = 0; return 1;
-  case RK_OP_SQNORM2: *r = a * a; return 1;
-  case RK_OP_NORM2: *r = fabs(a); return 1;
-  case RK_OP_SCALPROD: *r = a * b; return 1;
-  case RK_OP_SQDIST: *r = (a - b) * (a - b); return 1;
-  default: return 0; /* Round: left to the backend's own rounding */
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)    \
+  case RK_OP_##E:                                                             \
+    *r = (fold);                                                              \
+    return (fok) != 0;
+#include "ops.def"
+#undef X
+  default:
+    return 0;
   }
 }
+#undef T
 
 /* fold an op whose arguments are all scalar constants */
 static const rk_node *rk_simp_fold(rk_ctx *c, int op,
@@ -116,19 +93,18 @@ static const rk_node *rk_simp_fold(rk_ctx *c, int op,
 
 static int rk_is_zero_node(const rk_node *n) { return n->op == RK_OP_ZERO; }
 
-/* ops with f(0) = 0, elementwise */
+/* elementwise ops with f(0) = 0 (ops.def's CLASS column) */
+static const unsigned char rk_simp_class[] = {
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls) cls,
+#include "ops.def"
+#undef X
+};
+_Static_assert(sizeof rk_simp_class / sizeof rk_simp_class[0] == RK_OP__COUNT,
+               "rk_simp_class needs one entry per row of ops.def");
+
 static int rk_simp_keeps_zero(int op, const int *ip) {
-  switch (op) {
-  case RK_OP_MINUS: case RK_OP_SIN: case RK_OP_TAN: case RK_OP_ASIN:
-  case RK_OP_ATAN: case RK_OP_SQRT: case RK_OP_RSQRT: case RK_OP_SQUARE:
-  case RK_OP_ABS: case RK_OP_SIGN: case RK_OP_RELU: case RK_OP_FLOOR:
-  case RK_OP_ROUND: case RK_OP_XLOGX: case RK_OP_NORMALIZE:
-    return 1;
-  case RK_OP_POW:
-    return ip[0] > 0;
-  default:
-    return 0;
-  }
+  int cls = rk_simp_class[op];
+  return (cls & RK_OPC_KEEPZ) || ((cls & RK_OPC_KEEPZ_POS) && ip[0] > 0);
 }
 
 /* identities; NULL when none applies */

@@ -14,7 +14,7 @@
 /* ---- the tables ---------------------------------------------------------- */
 
 const rk_opinfo rk_ops[RK_OP__COUNT] = {
-#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn)                     \
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)                     \
   [RK_OP_##E] = {name, na, nip, dimfn, cexpr},
 #include "ops.def"
 #undef X

@@ -27,8 +27,11 @@
 
 #include "rk.h"
 
+/* op-class flags of ops.def's CLASS column */
+enum { RK_OPC_KEEPZ = 1, RK_OPC_KEEPZ_POS = 2 };
+
 enum rk_op {
-#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn) RK_OP_##E,
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls) RK_OP_##E,
 #include "ops.def"
 #undef X
   RK_OP__COUNT

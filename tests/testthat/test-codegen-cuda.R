@@ -36,7 +36,7 @@ cg_args <- c("a=Vi(3)", "b=Vj(3)", "c=Pm(3)", "s=Vj(1)", "t=Pm(1)",
 cg_ops <- list(
   Add = "a + b", Subtract = "a - b", Mult = "a * c", Divide = "a / s",
   Minus = "-a", Exp = "Exp(a)", Log = "Log(b)", Sin = "Sin(a)",
-  Cos = "Cos(b)", Tan = "Tan(a)", Asin = "Asin(c)", Acos = "Acos(a)",
+  Cos = "Cos(b)", Sinh = "Sinh(a)", Cosh = "Cosh(b)", Tanh = "Tanh(c)", Tan = "Tan(a)", Asin = "Asin(c)", Acos = "Acos(a)",
   Atan = "Atan(b)", Atan2 = "Atan2(a, b)", Sqrt = "Sqrt(b)",
   Rsqrt = "Rsqrt(a)", Inv = "Inv(s)", Square = "Square(a)",
   Pow = "Pow(a, 3) + Pow(b, -2) + Pow(c, 0)", Powf = "Powf(b, a)",
