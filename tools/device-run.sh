@@ -34,9 +34,11 @@ if [[ $what == *tests* ]]; then
       rc=$?
       line=$(grep -h "^COUNTS" "/tmp/tlogs/$b.log")
       echo "${line:-NOCOUNTS $b rc=$rc} $(( $(date +%s) - start ))s" >>"$OUT/tests.txt"
-      grep -q -E "── (Failure|Error)" "/tmp/tlogs/$b.log" &&
-        { echo "== $b"; grep -E -A14 "── (Failure|Error)" "/tmp/tlogs/$b.log" | head -80; } >>"$OUT/failures.txt"
-      [ -z "$line" ] && { echo "== $b (rc=$rc, no counts)"; tail -20 "/tmp/tlogs/$b.log"; } >>"$OUT/failures.txt"
+      # the summary reporter writes "── 1. Failure (...)"
+      grep -q -E "── ([0-9]+\. )?(Failure|Error)" "/tmp/tlogs/$b.log" &&
+        { echo "== $b"; grep -E -A14 "── ([0-9]+\. )?(Failure|Error)" "/tmp/tlogs/$b.log" | head -80; } >>"$OUT/failures.txt"
+      [ -z "$line" ] && { echo "== $b (rc=$rc, no counts)"; grep -A30 "caught segfault" "/tmp/tlogs/$b.log" | head -40; tail -20 "/tmp/tlogs/$b.log"; } >>"$OUT/failures.txt"
+      cp "/tmp/tlogs/$b.log" "$OUT/" 2>/dev/null
     ) &
   done
   wait

@@ -69,6 +69,7 @@ sd_values <- c(-250, -125, -12.5, -2.5, -1.25, -1, -0.5, -0.125, 0, 0.125, 0.25,
                1, 1.25, 1.5, 2.5, 3.75, 125, 1e10)
 
 test_that("CPU kernels, constant folding and R agree on the scalar definitions", {
+  local_rk_cpu_only()
   for (row in sd_rows) {
     t <- row[[1]]
     ref <- suppressWarnings(row[[2]](sd_values))
@@ -84,6 +85,7 @@ test_that("CPU kernels, constant folding and R agree on the scalar definitions",
 })
 
 test_that("non-finite inputs follow the definitions on the CPU", {
+  local_rk_cpu_only()
   x <- c(NaN, Inf, -Inf)
   for (row in sd_rows) {
     t <- row[[1]]
@@ -92,6 +94,7 @@ test_that("non-finite inputs follow the definitions on the CPU", {
 })
 
 test_that("Round with negative digits: tens, half away from zero, in float64 and float32", {
+  local_rk_cpu_only()
   # 10^-d by division, as the CUDA kernels always did (the CPU multiplied by pow(10, d))
   x <- c(15, 25, -35, 45, 1234567)
   expect_identical(sd_kernel("Round(%s, -1)", x), r_round(x, -1))
@@ -116,4 +119,14 @@ test_that("the CUDA prelude is written from the same definitions", {
   # the text is the one body of scalar-defs.h in both
   body <- function(s) regmatches(s, regexpr("RK_SDQ T rk_round_s[^\n]*", s))
   expect_identical(body(src), body(cpu))
+})
+
+test_that("GPU kernels agree with the definitions (libm of the device: to rounding)", {
+  skip_if_not(test_backend() == "GPU", "the GPU backend is tested with RKEOPS_TEST_BACKEND=GPU")
+  local_rk_cpu()
+  for (row in sd_rows) {
+    t <- row[[1]]
+    ref <- suppressWarnings(row[[2]](sd_values))
+    expect_equal(sd_kernel(t, sd_values), ref, tolerance = 1e-13, label = t)
+  }
 })
