@@ -15,6 +15,8 @@
 # ignored, as are leaks whose allocation stack has no frame in rkeops.so (R
 # does not free its heap at exit).  Exits non-zero on any test failure, any ASan error, any UBSan
 # report or any leak from rkeops.  Slow: about 3x the normal suite.
+# Needs clang, libclang-rt-14-dev and rsync (apt-get install clang
+# libclang-rt-14-dev rsync).
 # Environment: ASAN_BUILD (default /tmp/rkeops-asan), CLANG (default clang).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
