@@ -75,11 +75,24 @@ size_t rk_utf8_trim_end(char *s) {
 }
 
 const char *rk_code_name(int code) {
+  /* by enum rk_code: each name at its own code, and one per code */
   static const char *const names[] = {
-      "RK_OK",     "RK_EPARSE",   "RK_EDIM",   "RK_EINPUT",
-      "RK_EVAR",   "RK_EOP",      "RK_EVALUE", "RK_ECOMPILE",
-      "RK_ECUDA",  "RK_ECACHE",   "RK_ENOMEM", "RK_EINTERRUPT",
-      "RK_EUNSUPPORTED", "RK_EINTERNAL"};
+      [RK_OK] = "RK_OK",
+      [RK_EPARSE] = "RK_EPARSE",
+      [RK_EDIM] = "RK_EDIM",
+      [RK_EINPUT] = "RK_EINPUT",
+      [RK_EVAR] = "RK_EVAR",
+      [RK_EOP] = "RK_EOP",
+      [RK_EVALUE] = "RK_EVALUE",
+      [RK_ECOMPILE] = "RK_ECOMPILE",
+      [RK_ECUDA] = "RK_ECUDA",
+      [RK_ECACHE] = "RK_ECACHE",
+      [RK_ENOMEM] = "RK_ENOMEM",
+      [RK_EINTERRUPT] = "RK_EINTERRUPT",
+      [RK_EUNSUPPORTED] = "RK_EUNSUPPORTED",
+      [RK_EINTERNAL] = "RK_EINTERNAL"};
+  _Static_assert(sizeof names / sizeof names[0] == RK_EINTERNAL + 1,
+                 "rk_code_name needs one name per enum rk_code");
   if (code < 0 || code >= (int)(sizeof names / sizeof names[0]))
     return "RK_EUNKNOWN";
   return names[code];
