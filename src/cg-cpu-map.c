@@ -10,11 +10,6 @@
 
 #include "cg-cpu.h"
 
-static int is_leaf(const rk_node *x) {
-  return x->op == RK_OP_VAR || x->op == RK_OP_CST || x->op == RK_OP_INTCST ||
-         x->op == RK_OP_ZERO;
-}
-
 int rk_cpu_plan_make(const rk_formula *f, const cpu_skel *s,
                      const rk_node *const *roots, int nroots, cpu_plan *p,
                      rk_error *e) {
@@ -38,7 +33,7 @@ int rk_cpu_plan_make(const rk_formula *f, const cpu_skel *s,
     if (x->op == RK_OP_VAR)
       dep[x->id] = x->ip[2] != RK_CAT_P && rk_cpu_is_inner(s, x->ip[2]);
     for (int a = 0; a < x->nargs; a++) dep[x->id] |= dep[x->args[a]->id];
-    if (is_leaf(x))
+    if (rk_cg_is_leaf(x))
       p->cls[x->id] = CL_LEAF;
     else if (!dep[x->id])
       p->cls[x->id] = CL_HOIST;
@@ -230,6 +225,24 @@ static void emit_idot(rk_cg *g, cpu_skel *s, const rk_node *x) {
   rk_cg_line(g, "}");
 }
 
+/* The statements of a result of dim components: one per component up to
+   s->unroll components, else one statement in a loop over rk_k (the
+   source stays linear in the formula's size, not in its dimensions).
+   comp_passes: how many statements to write; comp_open: the index text of
+   pass k (in ks), after the loop's header when there is one. */
+static int comp_passes(const cpu_skel *s, int dim) {
+  return dim > s->unroll ? 1 : dim;
+}
+static void comp_open(rk_cg *g, const cpu_skel *s, int dim, int k, char *ks,
+                      size_t size) {
+  if (dim > s->unroll) {
+    snprintf(ks, size, "rk_k");
+    rk_cg_line(g, "for (int rk_k = 0; rk_k < %d; rk_k++)", dim);
+  } else {
+    snprintf(ks, size, "%d", k);
+  }
+}
+
 /* the body of one vector group rk_g for the RK_RB rows: the fast path
    accumulates into rk_sv (tail group: masked), the other stores the roots
    into row q's part of fb */
@@ -255,17 +268,9 @@ static void emit_group(rk_cg *g, const rk_formula *f, const cpu_plan *p,
         rk_cg_emitters[x->op](g, x);
     }
     if (fast) {
-      /* one statement per component up to cg_unroll components, a loop
-         above (the source stays linear in the formula's size) */
-      int loop = d > s->unroll;
-      for (int k = 0; k < (loop ? 1 : d); k++) {
+      for (int k = 0; k < comp_passes(s, d); k++) {
         char ks[16];
-        if (loop) {
-          snprintf(ks, sizeof ks, "rk_k");
-          rk_cg_line(g, "for (int rk_k = 0; rk_k < %d; rk_k++)", d);
-        } else {
-          snprintf(ks, sizeof ks, "%d", k);
-        }
+        comp_open(g, s, d, k, ks, sizeof ks);
         for (int t = 0; t < g->indent; t++) rk_buf_puts(g->b, "  ");
         rk_buf_puts(g->b, masked ? "{ rk_v rk_x = (rk_v)(rk_tail & (rk_vi)("
                                  : "{ rk_v rk_x = ((");
@@ -287,17 +292,13 @@ static void emit_group(rk_cg *g, const rk_formula *f, const cpu_plan *p,
         const rk_node *root = roots[r];
         int base = r == 0 ? 0 : f->f->dim;
         if (rk_cpu_root_in_tile(s, root)) continue;
-        int loop = root->dim > s->unroll;
-        for (int k = 0; k < (loop ? 1 : root->dim); k++) {
+        for (int k = 0; k < comp_passes(s, root->dim); k++) {
           char ks[16], slot[48];
-          if (loop) {
-            snprintf(ks, sizeof ks, "rk_k");
+          comp_open(g, s, root->dim, k, ks, sizeof ks);
+          if (root->dim > s->unroll)
             snprintf(slot, sizeof slot, "(%d + rk_k)", q * nf + base);
-            rk_cg_line(g, "for (int rk_k = 0; rk_k < %d; rk_k++)", root->dim);
-          } else {
-            snprintf(ks, sizeof ks, "%d", k);
+          else
             snprintf(slot, sizeof slot, "%d", q * nf + base + k);
-          }
           for (int t = 0; t < g->indent; t++) rk_buf_puts(g->b, "  ");
           rk_buf_puts(g->b, "{ rk_v rk_x = ");
           rk_cg_ref(g, root, ks);

@@ -406,6 +406,6 @@ int rk_cg_cpu_source(const rk_formula *f, const rk_cg_config *cfg,
   rk_cpu_plan_free(&q.plan);
   if (rc == RK_OK && out->oom)
     rc = rk_err(e, RK_ENOMEM, -1, "code generation: no memory");
-  if (rc == RK_OK) rc = rk_cg_check_bytes(f, out, start, "CPU", e);
+  if (rc == RK_OK) rc = rk_cg_check_bytes(out, start, "CPU", e);
   return rc;
 }

@@ -542,6 +542,6 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
   if (rc == RK_OK) emit_merge(&g, f);
   if (rc == RK_OK && out->oom)
     rc = rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
-  if (rc == RK_OK) rc = rk_cg_check_bytes(f, out, start, "CUDA", e);
+  if (rc == RK_OK) rc = rk_cg_check_bytes(out, start, "CUDA", e);
   return rc;
 }

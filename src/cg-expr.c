@@ -561,6 +561,10 @@ const char rk_cg_scalar_src[] = RK_SCALAR_DEFS(RK_SD_TEXT);
 const char rk_cg_scalar_alias[] = RK_SCALAR_DEFS(RK_SD_ALIAS);
 #undef RK_SD_ALIAS
 
+int rk_cg_is_leaf(const rk_node *n) {
+  return rk_cg_emitters[n->op] == rk_emit_leaf;
+}
+
 /* Grad & co never reach code generation (rk_cg_emit_map refuses them) */
 void rk_emit_none(rk_cg *g, const rk_node *n) {
   (void)g;
@@ -589,7 +593,7 @@ int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots,
   for (int i = 0; i < n; i++) {
     const rk_node *x = order[i];
     rk_emit_fn fn = rk_cg_emitters[x->op];
-    if (!fn || fn == rk_emit_none) {
+    if (fn == rk_emit_none) {
       free(order);
       return rk_err(e, RK_EINTERNAL, -1,
                     "code generation: operation %s cannot be emitted",
@@ -658,9 +662,7 @@ int rk_cg_check_cost(const rk_formula *f, rk_error *e) {
   if (n < 0) return rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
   for (int i = 0; i < n; i++) {
     const rk_node *x = order[i];
-    if (x->op == RK_OP_VAR || x->op == RK_OP_CST || x->op == RK_OP_INTCST ||
-        x->op == RK_OP_ZERO)
-      continue;
+    if (rk_cg_is_leaf(x)) continue;
     ops++;
     values += x->dim;
   }
@@ -681,9 +683,8 @@ int rk_cg_check_cost(const rk_formula *f, rk_error *e) {
   return RK_OK;
 }
 
-int rk_cg_check_bytes(const rk_formula *f, const rk_buf *out, size_t start,
-                      const char *what, rk_error *e) {
-  (void)f;
+int rk_cg_check_bytes(const rk_buf *out, size_t start, const char *what,
+                      rk_error *e) {
   size_t n = out->len >= start ? out->len - start : 0;
   if (n <= (size_t)RK_CG_MAX_BYTES) return RK_OK;
   return rk_err(e, RK_EUNSUPPORTED, -1,

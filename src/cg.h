@@ -76,6 +76,9 @@ int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots,
    built from ops.def's EMITFN column (cg-expr.c) */
 typedef void (*rk_emit_fn)(rk_cg *g, const rk_node *n);
 extern const rk_emit_fn rk_cg_emitters[];
+/* 1 for a leaf (Var, IntCst, Cst, Zero: ops.def rows emitted by
+   rk_emit_leaf, referenced in place by rk_cg_ref) */
+int rk_cg_is_leaf(const rk_node *n);
 
 /* the emitters, declared from ops.def's EMITFN column (repeated identical
    declarations are valid C); rk_emit_none: the ops expanded before code
@@ -219,7 +222,7 @@ int rk_cg_topo(const rk_ctx *c, const rk_node *const *roots, int nroots,
 int rk_cg_check_cost(const rk_formula *f, rk_error *e);
 /* the source of `what` ("CPU", "CUDA"), generated into out from byte
    `start` on, against RK_CG_MAX_BYTES */
-int rk_cg_check_bytes(const rk_formula *f, const rk_buf *out, size_t start,
-                      const char *what, rk_error *e);
+int rk_cg_check_bytes(const rk_buf *out, size_t start, const char *what,
+                      rk_error *e);
 
 #endif /* RK_CG_H */
