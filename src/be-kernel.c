@@ -119,6 +119,14 @@ void rk_kernel_key(const rk_backend_i *be, const rk_formula *f,
   rk_cg_config_key(c, be->cfg_mask, buf);
   rk_buf_printf(buf, "; target %s; ", target ? target : "");
   rk_buf_puts(buf, f->canonical ? f->canonical : "");
+  /* the declared variables, used or not: the canonical text names only
+     those the formula uses, but every declared one is an argument of the
+     generated kernel (a CUDA kernel launched with fewer arguments than it
+     declares reads the missing ones from garbage) */
+  rk_buf_printf(buf, "; vars %d", f->nvars);
+  for (int v = 0; v < f->nvars; v++)
+    rk_buf_printf(buf, "%c%d.%d", v ? ',' : ' ', f->vars[v].dim,
+                  f->vars[v].cat);
 }
 
 /* ---- a refused cache directory ----------------------------------------------

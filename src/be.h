@@ -161,7 +161,8 @@ int rk_backend_count(void);
  * key -> memory cache -> generate -> hash of the source -> disk cache ->
  * compile -> install -> memory cache, for every backend.  The key:
  * package version, backend and ABI, scheme, configuration (every field
- * that applies), target, canonical formula: one printable line.
+ * that applies), target, canonical formula, the declared variables
+ * (dimension and category of each, used or not): one printable line.
  */
 void rk_kernel_key(const rk_backend_i *be, const rk_formula *f,
                    const rk_cg_config *c, const char *target, rk_buf *buf);

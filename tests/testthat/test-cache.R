@@ -219,3 +219,43 @@ test_that("two concurrent R processes on a fresh cache both get correct results"
   expect_close(op(p$input), p$expected, 1e-12, "parent")
   expect_equal(rk_counts() - c0, c(compiles = 0, disk_loads = 1))
 })
+
+test_that("the same formula with other declared variables is another kernel", {
+  # the canonical text names only the variables the formula uses, but the
+  # generated kernel takes every declared one: a kernel with an unused
+  # fourth variable must never serve the three-variable declaration (on the
+  # GPU it read the missing launch arguments from garbage and crashed)
+  local_rk_cpu()
+  local_cache_dir()
+  set.seed(31)
+  X <- matrix(stats::rnorm(10), 5, 2)
+  Y <- matrix(stats::rnorm(8), 4, 2)
+  s <- sprintf("%.10f", runif(1, 0.5, 2))
+  f <- sprintf("LogSumExp_Reduction(-SqDist(x, y) / s + %s, 1)", s)
+  D <- outer(rowSums(X^2), rowSums(Y^2), "+") - 2 * tcrossprod(X, Y)
+  want <- function(sc) {
+    A <- -D / sc + as.numeric(s)
+    m <- apply(A, 1, max)
+    m + log(rowSums(exp(A - m)))
+  }
+  four <- keops_kernel(f, c("x=Vi(2)", "y=Vj(2)", "s=Pm(1)", "e=Vi(1)"))
+  c0 <- rk_counts()
+  expect_close(four(list(X, Y, 0.8, matrix(1, 5, 1))), want(0.8), 1e-12,
+               "four declared")
+  three <- keops_kernel(f, c("x=Vi(2)", "y=Vj(2)", "s=Pm(1)"))
+  expect_identical(rkeops:::rk_parsed(f, c("x=Vi(2)", "y=Vj(2)", "s=Pm(1)"))$canonical,
+                   rkeops:::rk_parsed(f, c("x=Vi(2)", "y=Vj(2)", "s=Pm(1)", "e=Vi(1)"))$canonical)
+  for (sc in c(0.8, 1.3)) {
+    expect_close(three(list(X, Y, sc)), want(sc), 1e-12, "three declared")
+  }
+  # a fourth variable of another category: a third kernel
+  other <- keops_kernel(f, c("x=Vi(2)", "y=Vj(2)", "s=Pm(1)", "e=Vj(1)"))
+  expect_close(other(list(X, Y, 0.8, matrix(1, 4, 1))), want(0.8), 1e-12,
+               "e in j")
+  expect_equal(rk_counts() - c0, c(compiles = 3, disk_loads = 0))
+  # and their sources embed different keys
+  k3 <- rkeops:::rk_source(f, c("x=Vi(2)", "y=Vj(2)", "s=Pm(1)"))
+  k4 <- rkeops:::rk_source(f, c("x=Vi(2)", "y=Vj(2)", "s=Pm(1)", "e=Vi(1)"))
+  expect_true(grepl("; vars 3 2.0,2.1,1.2\";", k3, fixed = TRUE))
+  expect_true(grepl("; vars 4 2.0,2.1,1.2,1.0\";", k4, fixed = TRUE))
+})
