@@ -248,11 +248,13 @@ sv_common <- function(alpha, tol, rank) {
 #' - `"pivchol"`: `P = s I + L L^T` with `L` the partial pivoted Cholesky
 #'   factor of `K` of rank `rank` (greedy on the remaining diagonal, one kernel
 #'   column `K[, p]` per step), `s = alpha` (or the mean remaining diagonal
-#'   when `alpha = 0`), applied through the Woodbury identity. This is the
+#'   when `alpha = 0`) and at least `1e-9 * tr(K)` (below that the Woodbury
+#'   identity through which `P` is applied loses its accuracy), so that
+#'   `alpha = 0` (kriging without a nugget) converges too. This is the
 #'   preconditioner for smooth, weakly regularised kernels (small `alpha`,
 #'   large bandwidth), where plain CG needs thousands of iterations.
 #'   `rank = NULL` grows `L` until the trace left, `tr(K - L L^T)`, is at most
-#'   `1000 * alpha` (with `alpha = 0`: `1e-8` of `tr(K)`), or until doubling
+#'   `1000 * max(alpha, 1e-9 * tr(K))`, or until doubling
 #'   the rank removed less than 10% of the trace left (`K` is not low-rank),
 #'   or to `min(n, 1024, 2^26 / n)` columns (`L` at most 512 MiB).
 #' - `"nystrom"`: the randomized Nystrom preconditioner of Frangella, Tropp

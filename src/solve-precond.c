@@ -5,8 +5,14 @@
  * "pivchol": P = shift I + L L^T with L the partial pivoted Cholesky
  *   factor of K (greedy on the remaining diagonal; each step needs one
  *   kernel column K[, p], through the rk_sop column callback) and shift =
- *   alpha (or, when alpha = 0, the mean remaining diagonal).  Applied by
- *   the Woodbury identity
+ *   alpha (or, when alpha = 0, the mean remaining diagonal), and at least
+ *   1e-9 tr(K) (RK_PIVCHOL_SHIFT_MIN).  The floor keeps the Woodbury form
+ *   stable: it loses about eps cond(C) <= eps (shift + tr K) / shift of
+ *   relative accuracy, so with alpha = 0 and a full-rank L (the mean
+ *   remaining diagonal near 0) the applied P^-1 was noise and CG did not
+ *   converge; 1e-9 tr(K) bounds the loss near 2e-7, and P stays an
+ *   approximation of alpha I + K (a larger shift only damps its smallest
+ *   eigenvalues).  Applied by the Woodbury identity
  *     P^-1 r = (r - L C^-1 L^T r) / shift,   C = shift I_r + L^T L,
  *   with C factored once; log det P = (n - r) log shift + log det C.
  *   Its square root (for the probes of the log-determinant) is
@@ -14,9 +20,9 @@
  *   with G = L^T L / shift = V diag(s) V^T: S is symmetric and S S^T = P.
  *
  * Rank rule when rank = NULL (rank < 0 here): columns are added until the
- * trace left, tr(K - L L^T), is at most 1000 alpha (so that the
- * preconditioned system's condition number is at most about 1000 and CG
- * needs a few dozen iterations), or, with alpha = 0, at most 1e-8 tr(K);
+ * trace left, tr(K - L L^T), is at most 1000 max(alpha, 1e-9 tr(K)) (so
+ * that the preconditioned system's condition number is at most about 1000
+ * and CG needs a few dozen iterations; with alpha = 0, at most 1e-6 tr(K));
  * or until doubling the rank from k/2 to k (k >= 32) removed less than 10%
  * of the trace (K is not low-rank: more columns would not pay); or until
  * the largest remaining diagonal is negligible (1e-13 of the largest, 1e-7
@@ -34,6 +40,7 @@
 
 #define RK_PIVCHOL_RANK_MAX 1024
 #define RK_PIVCHOL_TRACE_FACTOR 1000.0
+#define RK_PIVCHOL_SHIFT_MIN 1e-9
 
 static int nthreads_of(int nt) {
   if (nt > 0)
@@ -171,6 +178,10 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
       maxd = d[i];
   }
   double tr0 = tr, tiny = maxd * (A->working32 ? 1e-7 : 1e-13);
+  /* the smallest shift: RK_PIVCHOL_SHIFT_MIN tr(K), or alpha when larger */
+  double sfloor = RK_PIVCHOL_SHIFT_MIN * tr0;
+  if (A->alpha > sfloor)
+    sfloor = A->alpha;
   hist[0] = tr;
   int k = 0;
   double *L = P->L;
@@ -221,11 +232,7 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
     }
     if (autor) {
       int r1 = k + 1;
-      if (A->alpha > 0 && tr <= RK_PIVCHOL_TRACE_FACTOR * A->alpha) {
-        k++;
-        break;
-      }
-      if (A->alpha <= 0 && tr <= 1e-8 * tr0) {
+      if (tr <= RK_PIVCHOL_TRACE_FACTOR * sfloor) {
         k++;
         break;
       }
@@ -239,8 +246,10 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
   P->rank = r;
   P->trace_left = tr;
   P->shift = A->alpha > 0 ? A->alpha : tr / (double)(n > 0 ? n : 1);
-  if (!(P->shift > maxd * 1e-14))
-    P->shift = maxd > 0 ? maxd * 1e-14 : 1e-300;
+  if (P->shift < sfloor)
+    P->shift = sfloor;
+  if (!(P->shift > 0))
+    P->shift = 1e-300; /* K = 0 */
   /* compact L to stride r (rows move forward: memmove is safe) */
   if (r < rmax)
     for (int64_t i = 0; i < n; i++)

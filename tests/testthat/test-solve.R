@@ -105,6 +105,32 @@ test_that("the hard system needs few iterations with pivchol, many without", {
   expect_lt(attr(x5, "residual"), 1e-6)
 })
 
+test_that("alpha = 0 (kriging without nugget): pivchol converges in a few iterations", {
+  # with alpha = 0 the pivchol shift was the mean remaining diagonal, near 0
+  # for a full-rank factor: the Woodbury form of P^-1 was noise and CG ran
+  # to maxit (exponential, h = 0.1: residual 0.3 after 2000 iterations)
+  local_rk_cpu(prec = 64)
+  X <- sv_points(400, d = 2)
+  b <- matrix(rnorm(400 * 2), 400, 2)
+  for (cs in list(list("exponential", 0.1), list("exponential", 1),
+                  list("matern32", 0.2), list("gaussian", 0.05))) {
+    k <- sv_kernels[[cs[[1]]]]
+    ref <- solve(k$dense(X, cs[[2]]), b)
+    info <- paste(cs[[1]], cs[[2]])
+    x <- expect_no_warning(solve(k$lt(X, cs[[2]]), b, tol = 1e-8,
+                                 precond = "pivchol", maxit = 500))
+    expect_lt(rel_fro(x, ref), 1e-6, label = info)
+    expect_true(all(attr(x, "residual") <= 1e-8), label = info)
+    expect_lte(max(attr(x, "iterations")), 30, label = info)
+    # and the same system with jacobi takes far more iterations
+    if (cs[[1]] == "matern32") {
+      xj <- solve(k$lt(X, cs[[2]]), b, tol = 1e-8, precond = "jacobi", maxit = 5000)
+      expect_gt(min(attr(xj, "iterations")), 10 * max(attr(x, "iterations")))
+      expect_lt(rel_fro(xj, ref), 1e-6)
+    }
+  }
+})
+
 test_that("every preconditioner gives the same solution", {
   local_rk_cpu(prec = 64)
   n <- 300
