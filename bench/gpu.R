@@ -37,9 +37,14 @@ cfg <- rkeops:::rk_config()
 if (child_out == "") {
   cat(cfg$description)
   cat("RKEOPS_CUDA_GEOM:", Sys.getenv("RKEOPS_CUDA_GEOM", "(default)"), "\n")
-  cat("commit:", tryCatch(system2("git", c("rev-parse", "--short", "HEAD"),
-                                  stdout = TRUE, stderr = FALSE),
-                          error = function(e) "?"), "\n")
+  # the device's copy of .git can lag the carried tree: RKEOPS_COMMIT, set
+  # by the caller from its own checkout, wins
+  commit <- Sys.getenv("RKEOPS_COMMIT")
+  if (!nzchar(commit))
+    commit <- paste(tryCatch(system2("git", c("rev-parse", "--short", "HEAD"),
+                                     stdout = TRUE, stderr = FALSE),
+                             error = function(e) "?"), "(device .git)")
+  cat("commit:", commit, "\n")
 }
 if (dry) {
   rkeops_use_cpu()

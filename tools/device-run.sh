@@ -3,6 +3,8 @@
 # ../shared/device/README.md): unpack the carried R, install the package,
 # check_rkeops(), every test file with the GPU backend (one process per file,
 # all sharing one kernel cache), then bench/gpu.R.  Logs go to $OUT.
+# bench/gpu.R prints RKEOPS_COMMIT as the commit: pass it in the command
+# (RKEOPS_COMMIT=<sha> tools/device-run.sh bench), the device .git can lag.
 #   tools/device-run.sh [tests] [bench]      (default: both)
 set -u
 OUT=${OUT:-/tmp/rkeops-out}
