@@ -43,7 +43,7 @@ if (child_out == "") {
   if (!nzchar(commit))
     commit <- paste(tryCatch(system2("git", c("rev-parse", "--short", "HEAD"),
                                      stdout = TRUE, stderr = FALSE),
-                             error = function(e) "?"), "(device .git)")
+                             error = function(e) "?"), "(from git)")
   cat("commit:", commit, "\n")
 }
 if (dry) {
