@@ -140,6 +140,23 @@ static int gram(const double *L, int64_t n, int r, double shift, double *C,
   return 0;
 }
 
+/* x . y over k terms with four running sums (independent chains, so the
+ * compiler can keep them in vector registers: the O(n rank^2) update of
+ * the pivoted Cholesky is the set-up's cost at large rank). */
+static double dot(const double *x, const double *y, int k) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int j = 0;
+  for (; j + 4 <= k; j += 4) {
+    s0 += x[j] * y[j];
+    s1 += x[j + 1] * y[j + 1];
+    s2 += x[j + 2] * y[j + 2];
+    s3 += x[j + 3] * y[j + 3];
+  }
+  for (; j < k; j++)
+    s0 += x[j] * y[j];
+  return (s0 + s1) + (s2 + s3);
+}
+
 static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
                          int want_sqrt, const rk_solve_ctl *ctl,
                          rk_error *e) {
@@ -210,10 +227,7 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
         Li[k] = 0;
         continue;
       }
-      double v = col[i];
-      for (int j = 0; j < k; j++)
-        v -= Li[j] * Lp[j];
-      v *= s;
+      double v = (col[i] - dot(Li, Lp, k)) * s;
       Li[k] = v;
       double di = d[i] - v * v;
       d[i] = di > 0 ? di : 0;
