@@ -274,39 +274,57 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
 /* ffi_logdet(mv, col, diag, w, ctl, options): stochastic Lanczos quadrature.
    w: n x probes Rademacher vectors.  The probes are z = S w (S S^T = P),
    the right-hand sides of a preconditioned CG whose Lanczos matrices give
-   w^T log(S^-1 A S^-T) w ~ ||w||^2 e1^T log(T) e1.  Returns list(quad (per
-   probe), precond (with logdet = log det P), iterations, residual, z,
-   solves, pinv_z); z, solves and pinv_z only when ctl$keep is TRUE. */
+   w^T log(S^-1 A S^-T) w ~ ||w||^2 e1^T log(T) e1.  ctl$b (an n x nb
+   matrix, or NULL): further right-hand sides solved in the same block CG,
+   with the same preconditioner (a Gaussian-process likelihood needs
+   A^-1 y beside the probes); the block product has probes + nb columns.
+   Returns list(quad (per probe), precond (with logdet = log det P),
+   iterations, residual, z, solves, pinv_z, ok, b_solve, b_iterations,
+   b_residual); z, solves and pinv_z only when ctl$keep is TRUE, the b_*
+   only with ctl$b. */
+static SEXP column_block(const double *src, int64_t n, int c0, int nc) {
+  SEXP m = allocMatrix(REALSXP, (int)n, nc);
+  if (nc > 0)
+    memcpy(REAL(m), src + (size_t)c0 * n, (size_t)n * nc * sizeof(double));
+  return m;
+}
+
 SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
                 SEXP options) {
-  int ncol;
+  int ncol, nb = 0;
   int64_t n = matrix_rows(w, &ncol, "w");
+  SEXP b = ffi_list_get(ctl, "b");
+  if (b != R_NilValue && matrix_rows(b, &nb, "b") != n)
+    solve_abortf(RK_EINTERNAL, "kernel_logdet: `b` does not match the probes");
+  int tot = ncol + nb;
   solve_setup s;
-  setup(&s, mv, col, diag, ctl, options, n, ncol, "rkeops logdet");
+  setup(&s, mv, col, diag, ctl, options, n, tot, "rkeops logdet");
   int keep = asLogical(ffi_list_get(ctl, "keep")) == TRUE;
   int cap = s.ctl.maxit;
-  static const char *const f[] = {"quad", "precond", "iterations", "residual",
-                                  "z",    "solves",  "pinv_z",     "ok"};
-  SEXP res = PROTECT(named_list(8, f)); /* 1 */
+  static const char *const f[] = {"quad",   "precond", "iterations",
+                                  "residual", "z",     "solves",
+                                  "pinv_z", "ok",      "b_solve",
+                                  "b_iterations", "b_residual"};
+  SEXP res = PROTECT(named_list(11, f)); /* 1 */
   SEXP quad = allocVector(REALSXP, ncol);
   SET_VECTOR_ELT(res, 0, quad);
-  SEXP its = allocVector(INTSXP, ncol);
-  SET_VECTOR_ELT(res, 2, its);
-  SEXP rel = allocVector(REALSXP, ncol);
-  SET_VECTOR_ELT(res, 3, rel);
-  SEXP z = allocMatrix(REALSXP, (int)n, ncol);
-  SET_VECTOR_ELT(res, 4, z);
-  SEXP x = allocMatrix(REALSXP, (int)n, ncol);
-  SET_VECTOR_ELT(res, 5, x);
-  SEXP pz = keep ? allocMatrix(REALSXP, (int)n, ncol) : R_NilValue;
-  SET_VECTOR_ELT(res, 6, pz);
   SEXP ok = allocVector(LGLSXP, ncol);
   SET_VECTOR_ELT(res, 7, ok);
-  size_t nn = (size_t)n * ncol;
-  memset(REAL(x), 0, nn * sizeof(double));
-  double *ca = (double *)R_alloc((size_t)cap * ncol, sizeof(double));
-  double *cb = (double *)R_alloc((size_t)cap * ncol, sizeof(double));
-  int *nc = (int *)R_alloc(ncol > 0 ? ncol : 1, sizeof(int));
+  size_t nn = (size_t)n * tot;
+  double *z = (double *)R_alloc(nn > 0 ? nn : 1, sizeof(double));
+  double *x = (double *)R_alloc(nn > 0 ? nn : 1, sizeof(double));
+  double *pz = keep ? (double *)R_alloc((size_t)n * ncol > 0 ?
+                                        (size_t)n * ncol : 1,
+                                        sizeof(double))
+                    : NULL;
+  int *its = (int *)R_alloc(tot > 0 ? tot : 1, sizeof(int));
+  double *rel = (double *)R_alloc(tot > 0 ? tot : 1, sizeof(double));
+  memset(x, 0, nn * sizeof(double));
+  if (nb > 0)
+    memcpy(z + (size_t)n * ncol, REAL(b), (size_t)n * nb * sizeof(double));
+  double *ca = (double *)R_alloc((size_t)cap * tot, sizeof(double));
+  double *cb = (double *)R_alloc((size_t)cap * tot, sizeof(double));
+  int *nc = (int *)R_alloc(tot > 0 ? tot : 1, sizeof(int));
 
   rk_error e;
   ffi_err_init(&e);
@@ -316,24 +334,28 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
                             &s.ctl, &e);
   if (rc != RK_OK)
     solve_done(&s, rc, &e);
-  rc = rk_precond_sqrt(&P, REAL(w), REAL(z), ncol, &e);
+  rc = rk_precond_sqrt(&P, REAL(w), z, ncol, &e);
   if (rc == RK_OK && keep)
-    rc = rk_precond_apply(&P, REAL(z), REAL(pz), ncol, &e);
+    rc = rk_precond_apply(&P, z, pz, ncol, &e);
   rk_solve_out out;
   memset(&out, 0, sizeof out);
-  out.iters = INTEGER(its);
-  out.resid = REAL(rel);
+  out.iters = its;
+  out.resid = rel;
   out.cg_alpha = ca;
   out.cg_beta = cb;
   out.ncoef = nc;
   out.cap = cap;
   if (rc == RK_OK)
-    rc = rk_pcg(&s.A, &P, REAL(z), REAL(x), ncol, &s.ctl, &out, &e);
+    rc = rk_pcg(&s.A, &P, z, x, tot, &s.ctl, &out, &e);
   rk_precond pscal = P; /* its scalars, for the result */
   rk_precond_free(&P);
   solve_done(&s, rc, &e);
   SEXP pinfo = PROTECT(precond_info(&pscal)); /* 2 */
   SET_VECTOR_ELT(res, 1, pinfo);
+  SEXP iv = allocVector(INTSXP, ncol);
+  SET_VECTOR_ELT(res, 2, iv);
+  SEXP rv = allocVector(REALSXP, ncol);
+  SET_VECTOR_ELT(res, 3, rv);
   const double *W = REAL(w);
   for (int c = 0; c < ncol; c++) {
     int good;
@@ -344,10 +366,24 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
       ww += W[(size_t)c * n + i] * W[(size_t)c * n + i];
     REAL(quad)[c] = ww * q;
     LOGICAL(ok)[c] = good;
+    INTEGER(iv)[c] = its[c];
+    REAL(rv)[c] = rel[c];
   }
-  if (!keep) {
-    SET_VECTOR_ELT(res, 4, R_NilValue);
-    SET_VECTOR_ELT(res, 5, R_NilValue);
+  if (keep) {
+    SET_VECTOR_ELT(res, 4, column_block(z, n, 0, ncol));
+    SET_VECTOR_ELT(res, 5, column_block(x, n, 0, ncol));
+    SET_VECTOR_ELT(res, 6, column_block(pz, n, 0, ncol));
+  }
+  if (nb > 0) {
+    SET_VECTOR_ELT(res, 8, column_block(x, n, ncol, nb));
+    SEXP bi = allocVector(INTSXP, nb);
+    SET_VECTOR_ELT(res, 9, bi);
+    SEXP br = allocVector(REALSXP, nb);
+    SET_VECTOR_ELT(res, 10, br);
+    for (int c = 0; c < nb; c++) {
+      INTEGER(bi)[c] = its[ncol + c];
+      REAL(br)[c] = rel[ncol + c];
+    }
   }
   UNPROTECT(2);
   return res;

@@ -337,6 +337,68 @@ test_that("kernel_logdet() probes estimate traces of A^-1 B", {
                class = "rkeops_value_error")
 })
 
+test_that("kernel_logdet(b = ) solves b beside the probes, with one preconditioner", {
+  local_rk_cpu(prec = 64)
+  n <- 300
+  X <- sv_points(n, seed = 13)
+  A <- sv_kernels$matern32$dense(X, 0.3) + diag(0.05, n)
+  B <- cbind(rnorm(n), runif(n))
+  for (pc in c("pivchol", "jacobi")) {
+    set.seed(14)
+    l0 <- kernel_logdet(sv_kernels$matern32$lt(X, 0.3), alpha = 0.05,
+                        probes = 20, precond = pc, tol = 1e-10)
+    set.seed(14)
+    l1 <- kernel_logdet(sv_kernels$matern32$lt(X, 0.3), alpha = 0.05,
+                        probes = 20, precond = pc, tol = 1e-10, b = B)
+    xb <- attr(l1, "solve")
+    expect_equal(dim(xb), c(n, 2L))
+    expect_lt(rel_fro(xb, solve(A, B)), 1e-8)
+    expect_true(all(attr(xb, "residual") <= 1e-10))
+    expect_length(attr(xb, "iterations"), 2L)
+    # the probes are the same: the estimate does not change
+    expect_equal(as.numeric(l1), as.numeric(l0), tolerance = 1e-9, label = pc)
+    expect_equal(attr(l1, "iterations"), attr(l0, "iterations"))
+  }
+  # a vector b, and the probes kept too
+  set.seed(15)
+  l2 <- kernel_logdet(sv_kernels$matern32$lt(X, 0.3), alpha = 0.05,
+                      probes = 10, b = B[, 1], return_probes = TRUE,
+                      tol = 1e-9)
+  expect_lt(rel_fro(attr(l2, "solve")[, 1], solve(A, B[, 1])), 1e-7)
+  pr <- attr(l2, "probes")
+  expect_equal(dim(pr$solves), c(n, 10L))
+  expect_lt(rel_fro(A %*% pr$solves, pr$z), 1e-7)
+  expect_null(attr(l0, "solve"))
+  expect_error(kernel_logdet(sv_kernels$matern32$lt(X, 0.3), alpha = 0.05,
+                             b = B[-1, ]), class = "rkeops_dim_error")
+})
+
+test_that("the GP log-likelihood gradient: grad() of K [a, v] in the kernel's Pm()", {
+  # as in vignettes/gaussian-process.Rmd: for K = s2 k_ell,
+  # sum_c G_c^T (dK/dtheta) V_c by grad() with respect to Pm(ell), Pm(s2)
+  local_rk_cpu(prec = 64)
+  n <- 200
+  X <- sv_points(n, d = 2, seed = 16)
+  V <- matrix(rnorm(n * 3), n, 3)
+  G <- matrix(rnorm(n * 3), n, 3)
+  l <- 0.3; s2v <- 0.7
+  ell <- Pm(l); s2 <- Pm(s2v)
+  r <- norm2(Vi(X) - Vj(X))
+  K <- s2 * (1 + sqrt(3) * r / ell) * exp(-sqrt(3) * r / ell)
+  g <- grad(K * Vj(V), G, "Sum", var = list(ell = ell, s2 = s2), index = "j")
+  D <- as.matrix(dist(X))
+  # dK/dell = s2 * 3 r^2 / ell^3 * exp(-sqrt(3) r / ell); dK/ds2 = k_ell
+  dl <- s2v * 3 * D^2 / l^3 * exp(-sqrt(3) * D / l)
+  ds <- (1 + sqrt(3) * D / l) * exp(-sqrt(3) * D / l)
+  expect_equal(as.numeric(g$ell), sum(G * (dl %*% V)), tolerance = 1e-10)
+  expect_equal(as.numeric(g$s2), sum(G * (ds %*% V)), tolerance = 1e-10)
+  # and against central differences of the dense matrix
+  kd <- function(l) s2v * (1 + sqrt(3) * D / l) * exp(-sqrt(3) * D / l)
+  h <- 1e-6
+  fd <- sum(G * ((kd(l + h) - kd(l - h)) / (2 * h)) %*% V)
+  expect_equal(as.numeric(g$ell), fd, tolerance = 1e-6)
+})
+
 test_that("an interrupt stops a solve between iterations; the session goes on", {
   skip_on_os("windows")
   skip_on_cran()
