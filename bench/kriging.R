@@ -6,7 +6,7 @@
 #
 #   Rscript bench/vignettes-data.R .benchdata/data.rds
 #   Rscript bench/kriging.R [gpu] [data=.benchdata/data.rds] [sizes=2e3,5e3]
-#     [mkrig_max=5000] [nmax=10,50] [reps=1]
+#     [mkrig_max=5000] [nmax=10,50] [reps=1] [maxit=1000]
 #
 # CPU default sizes 2e3, 5e3, 2e4; GPU default 2e4, 1e5, 4e5. Beside rkeops
 # (solve() with precond = "pivchol", tol 1e-8, float64; predictions by one
@@ -29,6 +29,7 @@ sizes <- as.numeric(opt("sizes", if (gpu) c(2e4, 1e5, 4e5) else c(2e3, 5e3, 2e4)
 mkrig_max <- as.numeric(opt("mkrig_max", 5000))
 nmaxs <- as.integer(opt("nmax", c(10, 50)))
 reps <- as.integer(opt("reps", 1))
+maxit <- as.integer(opt("maxit", 1000))
 have_fields <- requireNamespace("fields", quietly = TRUE)
 # mKrig looks its covariance function up by name: fields is attached
 if (have_fields) suppressPackageStartupMessages(library(fields))
@@ -52,12 +53,15 @@ rmse <- function(p) sqrt(mean((p - z0)^2))
 
 rk_krige <- function(X, z) {
   K <- v[["psill"]] * exp(-norm2(Vi(X) - Vj(X)) / v[["range"]])
-  S <- solve(K, cbind(1, z), alpha = v[["nugget"]], tol = 1e-8,
-             precond = "pivchol")
+  S <- withCallingHandlers(
+    solve(K, cbind(1, z), alpha = v[["nugget"]], tol = 1e-8,
+          precond = "pivchol", maxit = maxit),
+    rkeops_convergence_warning = function(w) invokeRestart("muffleWarning"))
   m <- sum(S[, 2]) / sum(S[, 1])
   K0 <- v[["psill"]] * exp(-norm2(Vi(X0) - Vj(X)) / v[["range"]])
   list(pred = m + as.vector(K0 %*% (S[, 2] - m * S[, 1])),
        it = paste(attr(S, "iterations"), collapse = "/"),
+       res = max(attr(S, "residual")),
        rank = attr(S, "precond")$rank)
 }
 invisible(rk_krige(D$X[perm[1e4 + 1:1000], ], D$z[perm[1e4 + 1:1000]])) # warm-up
@@ -67,7 +71,7 @@ for (n in sizes) {
   tr <- perm[1e4 + seq_len(n)]
   X <- D$X[tr, ]; z <- D$z[tr]
   m <- med(function() rk_krige(X, z))
-  add(N = n, method = "rkeops solve (pivchol)", detail = sprintf("rank %d, it %s", m$r$rank, m$r$it),
+  add(N = n, method = "rkeops solve (pivchol)", detail = sprintf("rank %d, it %s, res %.1e", m$r$rank, m$r$it, m$r$res),
       seconds = round(m$t, 2), RMSE = round(rmse(m$r$pred), 2))
   if (have_fields && n <= mkrig_max) {
     m <- med(function() {
