@@ -7,7 +7,8 @@
 #     sizes=2e3,5e3            problem sizes
 #     prec=float32,float64     precisions
 #     precond=none,pivchol     preconditioners (default none,jacobi,pivchol,
-#                              nystrom)
+#                              nystrom); "pivchol:128" fixes the rank (the
+#                              default: rank = NULL, the automatic rule)
 #     systems=easy,hard        systems (default both)
 #     maxit=1000               iteration cap (default 2000 on the CPU, 10000
 #                              on the GPU; an unconverged run is marked)
@@ -106,7 +107,9 @@ for (sname in systems) {
     K <- kernel(d$X, h)
     for (prec in precs) {
       set_rkeops_options(list(precision = prec))
-      for (pc in preconds) {
+      for (pcr in preconds) {
+        pc <- sub(":.*$", "", pcr)
+        rk <- if (grepl(":", pcr)) as.integer(sub("^.*:", "", pcr)) else NULL
         w <- points(1000)
         suppressWarnings(solve(kernel(w$X, h), w$b, alpha = alpha,
                                precond = pc, maxit = 50))
@@ -116,7 +119,8 @@ for (sname in systems) {
           conv <- TRUE
           t0 <- proc.time()[[3]]
           x <- withCallingHandlers(
-            solve(K, d$b, alpha = alpha, precond = pc, maxit = maxit),
+            solve(K, d$b, alpha = alpha, precond = pc, maxit = maxit,
+                  rank = rk),
             rkeops_convergence_warning = function(w) {
               conv <<- FALSE
               invokeRestart("muffleWarning")
