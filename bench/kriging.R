@@ -15,12 +15,9 @@
 # gstat::krige with moving neighbourhoods of nmax points. The time of each
 # method includes its solve and its 10,000 predictions.
 suppressPackageStartupMessages(library(rkeops))
-args <- commandArgs(TRUE)
-opt <- function(name, default) {
-  a <- grep(paste0("^", name, "="), args, value = TRUE)
-  if (!length(a)) return(default)
-  strsplit(sub(paste0("^", name, "="), "", a[length(a)]), ",")[[1]]
-}
+# helpers (opt(), el(), ok_krige()) from bench/common.R, beside this script
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE),
+                                                  value = TRUE)[1])), "common.R"))
 gpu <- "gpu" %in% args
 if (gpu) rkeops_use_gpu() else rkeops_use_cpu()
 rkeops_use_float64()
@@ -43,7 +40,6 @@ cat(sprintf(paste0("# bench/kriging.R  backend %s  commit %s  %s\n",
             if (gpu) "GPU" else "CPU", if (nzchar(commit)) commit else "?",
             format(Sys.time(), "%Y-%m-%d %H:%M"), nrow(D$X), v[["nugget"]],
             v[["psill"]], v[["range"]]))
-el <- function(expr) system.time(expr)[["elapsed"]]
 med <- function(f) { ts <- numeric(reps); for (k in seq_len(reps)) ts[k] <- el(r <- f()); list(t = stats::median(ts), r = r) }
 set.seed(4)
 perm <- sample(nrow(D$X))
@@ -51,26 +47,13 @@ te <- perm[1:1e4]
 X0 <- D$X[te, ]; z0 <- D$z[te]
 rmse <- function(p) sqrt(mean((p - z0)^2))
 
-rk_krige <- function(X, z) {
-  K <- v[["psill"]] * exp(-norm2(Vi(X) - Vj(X)) / v[["range"]])
-  S <- withCallingHandlers(
-    solve(K, cbind(1, z), alpha = v[["nugget"]], tol = 1e-8,
-          precond = "pivchol", maxit = maxit),
-    rkeops_convergence_warning = function(w) invokeRestart("muffleWarning"))
-  m <- sum(S[, 2]) / sum(S[, 1])
-  K0 <- v[["psill"]] * exp(-norm2(Vi(X0) - Vj(X)) / v[["range"]])
-  list(pred = m + as.vector(K0 %*% (S[, 2] - m * S[, 1])),
-       it = paste(attr(S, "iterations"), collapse = "/"),
-       res = max(attr(S, "residual")),
-       rank = attr(S, "precond")$rank)
-}
-invisible(rk_krige(D$X[perm[1e4 + 1:1000], ], D$z[perm[1e4 + 1:1000]])) # warm-up
+invisible(ok_krige(D$X[perm[1e4 + 1:1000], ], D$z[perm[1e4 + 1:1000]], X0, v)) # warm-up
 rows <- list()
 add <- function(...) rows[[length(rows) + 1]] <<- data.frame(...)
 for (n in sizes) {
   tr <- perm[1e4 + seq_len(n)]
   X <- D$X[tr, ]; z <- D$z[tr]
-  m <- med(function() rk_krige(X, z))
+  m <- med(function() ok_krige(X, z, X0, v, maxit = maxit))
   add(N = n, method = "rkeops solve (pivchol)", detail = sprintf("rank %d, it %s, res %.1e", m$r$rank, m$r$it, m$r$res),
       seconds = round(m$t, 2), RMSE = round(rmse(m$r$pred), 2))
   if (have_fields && n <= mkrig_max) {

@@ -42,12 +42,9 @@
 # checks, diagonal, preconditioner set-up, iterations, the final residual.
 # The residual column is the true relative residual, from a float64 product.
 
-args <- commandArgs(TRUE)
-opt <- function(name, default) {
-  a <- grep(paste0("^", name, "="), args, value = TRUE)
-  if (!length(a)) return(default)
-  strsplit(sub(paste0("^", name, "="), "", a[length(a)]), ",")[[1]]
-}
+# helpers (opt(), el(), ok_krige()) from bench/common.R, beside this script
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE),
+                                                  value = TRUE)[1])), "common.R"))
 gpu <- "gpu" %in% args
 small_n <- Sys.getenv("RKEOPS_BENCH_SOLVE_N")
 sizes <- as.numeric(opt("sizes", if (gpu) c(2e4, 5e4, 1e5) else

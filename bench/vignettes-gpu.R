@@ -25,12 +25,9 @@
 #   harder point (lengthscale 0.2, noise 0.01): median of 3 after a warm-up
 #   (one run at the hard point).
 suppressPackageStartupMessages(library(rkeops))
-args <- commandArgs(TRUE)
-opt <- function(name, default) {
-  a <- grep(paste0("^", name, "="), args, value = TRUE)
-  if (!length(a)) return(default)
-  strsplit(sub(paste0("^", name, "="), "", a[length(a)]), ",")[[1]]
-}
+# helpers (opt(), el(), ok_krige()) from bench/common.R, beside this script
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE),
+                                                  value = TRUE)[1])), "common.R"))
 gpu <- !("cpu" %in% args)
 parts <- opt("parts", c("walker", "gp", "gp1e5"))
 D <- readRDS(opt("data", ".benchdata/data.rds"))
@@ -47,17 +44,6 @@ commit <- Sys.getenv("RKEOPS_COMMIT")
 cat(sprintf("# bench/vignettes-gpu.R  backend %s  commit %s  %s\n",
             if (gpu) "GPU" else "CPU", if (nzchar(commit)) commit else "?",
             format(Sys.time(), "%Y-%m-%d %H:%M")))
-el <- function(expr) system.time(expr)[["elapsed"]]
-
-ok_krige <- function(X, z, X0, v, precond = "pivchol", rank = NULL) {
-  K <- v[["psill"]] * exp(-norm2(Vi(X) - Vj(X)) / v[["range"]])
-  S <- solve(K, cbind(1, z), alpha = v[["nugget"]], tol = 1e-8,
-             precond = precond, rank = rank)
-  m <- sum(S[, 2]) / sum(S[, 1])
-  K0 <- v[["psill"]] * exp(-norm2(Vi(X0) - Vj(X)) / v[["range"]])
-  list(pred = m + as.vector(K0 %*% (S[, 2] - m * S[, 1])),
-       it = attr(S, "iterations"), rank = attr(S, "precond")$rank)
-}
 
 if ("walker" %in% parts) {
   W <- D$walker
@@ -71,7 +57,7 @@ if ("walker" %in% parts) {
       t <- el(r <- ok_krige(W$X[tr, ], W$V[tr], W$X[te, ], W$vgm, rank = rk))
       rows[[length(rows) + 1]] <- data.frame(
         case = case, n_train = length(tr), n_pred = length(te),
-        rank = r$rank, iterations = paste(r$it, collapse = "/"),
+        rank = r$rank, iterations = r$it, residual = signif(r$res, 2),
         seconds = round(t, 2),
         RMSE = round(sqrt(mean((r$pred - W$V[te])^2)), 3))
     }
