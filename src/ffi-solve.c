@@ -191,12 +191,15 @@ static SEXP named_list(int n, const char *const *names) {
 }
 
 static SEXP precond_info(const rk_precond *P) {
-  static const char *const f[] = {"rank", "shift", "trace_left", "logdet"};
-  SEXP res = PROTECT(named_list(4, f)); /* 1 */
+  static const char *const f[] = {"rank",   "shift",   "trace_left",
+                                  "logdet", "seconds", "column_seconds"};
+  SEXP res = PROTECT(named_list(6, f)); /* 1 */
   SET_VECTOR_ELT(res, 0, ScalarInteger(P->rank));
   SET_VECTOR_ELT(res, 1, ScalarReal(P->shift));
   SET_VECTOR_ELT(res, 2, ScalarReal(P->trace_left));
   SET_VECTOR_ELT(res, 3, ScalarReal(P->logdet));
+  SET_VECTOR_ELT(res, 4, ScalarReal(P->seconds));
+  SET_VECTOR_ELT(res, 5, ScalarReal(P->column_seconds));
   UNPROTECT(1);
   return res;
 }
@@ -386,5 +389,69 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
     }
   }
   UNPROTECT(2);
+  return res;
+}
+
+/* ---- the pivoted Cholesky of a dense matrix (tests) ------------------------ */
+
+typedef struct dense_cols {
+  const double *A;
+  int64_t n;
+} dense_cols;
+
+static int dense_column(void *ctx, int64_t p, double *col, int64_t n,
+                        rk_error *e) {
+  (void)e;
+  const dense_cols *dc = ctx;
+  memcpy(col, dc->A + p * dc->n, (size_t)n * sizeof *col);
+  return RK_OK;
+}
+
+/* ffi_pivchol_dense(A, rank, alpha, float32): the "pivchol" preconditioner
+   built from a dense symmetric matrix A (kernel columns are its columns),
+   for tests against a reference pivoted Cholesky in R.  rank < 0: the
+   automatic rule.  Returns list(L (n x rank), piv (1-based), trace_left,
+   shift, logdet). */
+SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP f32) {
+  int n;
+  if (matrix_rows(A, &n, "A") != n)
+    solve_abortf(RK_EVALUE, "pivchol: A must be square");
+  double *diag = (double *)R_alloc((size_t)(n > 0 ? n : 1), sizeof *diag);
+  for (int i = 0; i < n; i++)
+    diag[i] = REAL(A)[(size_t)i * n + i];
+  dense_cols dc = {REAL(A), n};
+  rk_sop S;
+  memset(&S, 0, sizeof S);
+  S.n = n;
+  S.alpha = asReal(alpha);
+  S.column = dense_column;
+  S.column_ctx = &dc;
+  S.diag = diag;
+  S.working32 = asLogical(f32) == TRUE;
+  rk_error e;
+  ffi_err_init(&e);
+  rk_precond P;
+  int rc = rk_precond_build(&P, &S, RK_PRECOND_PIVCHOL, asInteger(rank), 0,
+                            0, NULL, &e);
+  if (rc != RK_OK)
+    ffi_abort(&e, NULL, NULL);
+  static const char *const f[] = {"L", "piv", "trace_left", "shift",
+                                  "logdet"};
+  SEXP res = PROTECT(named_list(5, f)); /* 1 */
+  int r = P.rank;
+  SEXP L = allocMatrix(REALSXP, n, r);
+  SET_VECTOR_ELT(res, 0, L);
+  SEXP piv = allocVector(INTSXP, r);
+  SET_VECTOR_ELT(res, 1, piv);
+  for (int k = 0; k < r; k++) {
+    INTEGER(piv)[k] = (int)P.piv[k] + 1;
+    for (int i = 0; i < n; i++)
+      REAL(L)[(size_t)k * n + i] = P.L[(size_t)i * r + k];
+  }
+  SET_VECTOR_ELT(res, 2, ScalarReal(P.trace_left));
+  SET_VECTOR_ELT(res, 3, ScalarReal(P.shift));
+  SET_VECTOR_ELT(res, 4, ScalarReal(P.logdet));
+  rk_precond_free(&P);
+  UNPROTECT(1);
   return res;
 }

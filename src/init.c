@@ -29,6 +29,7 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
 /* defined in ffi-internal.c (the package's own tests) */
 SEXP ffi_engine_tables(void);
 SEXP ffi_ctest(SEXP name, SEXP tmpdir);
+SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP f32);
 /* defined in ffi-cuda.c (owned by the CUDA backend) */
 SEXP ffi_cuda_meminfo(SEXP device);
 void rk_ffi_init(DllInfo *dll);
@@ -75,6 +76,7 @@ static const R_CallMethodDef call_methods[] = {
     {"ffi_threads_info", RK_FN(&ffi_threads_info), 1},
     {"ffi_engine_tables", RK_FN(&ffi_engine_tables), 0},
     {"ffi_ctest", RK_FN(&ffi_ctest), 2},
+    {"ffi_pivchol_dense", RK_FN(&ffi_pivchol_dense), 4},
     {NULL, NULL, 0}};
 
 #define RK_CCALLABLE(name) R_RegisterCCallable("rkeops", #name, RK_FN(&name))

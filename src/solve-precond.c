@@ -32,6 +32,7 @@
 #include "solve.h"
 
 #include <math.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -41,6 +42,12 @@
 #define RK_PIVCHOL_RANK_MAX 1024
 #define RK_PIVCHOL_TRACE_FACTOR 1000.0
 #define RK_PIVCHOL_SHIFT_MIN 1e-9
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static int nthreads_of(int nt) {
   if (nt > 0)
@@ -90,72 +97,194 @@ static int auto_rank_max(int64_t n) {
   return (int)r;
 }
 
-/* C = shift I + L^T L.  Rows go in blocks of RK_GRAM_ROWS so that row k of
-   the accumulator stays in cache while the block's rows update it. */
-#define RK_GRAM_ROWS 32
+/* The hot loops (the O(n rank^2) block product of the pivoted Cholesky
+ * and the Gram matrix) get an AVX2/FMA clone beside the portable one on
+ * x86-64 Linux (resolved once at load time by the CPU's features); R's
+ * flags build for the baseline ISA, whose 2-lane vectors halve their speed. */
+#if defined(__linux__) && defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define RK_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+#endif
+#ifndef RK_HOT
+#define RK_HOT
+#endif
+
+/* G[c * ldg + i] -= L_i[0:k] . Y_c[0:k] for the rows i in [i0, i1) and the
+ * nc rows Y_c = Y + c * k (the candidates' rows of L, gathered): two rows
+ * against four candidates at a time, so that each loaded value feeds
+ * several products (the block product is the set-up's cost). */
+RK_HOT
+static void block_dots(const double *L, int64_t ldl, int64_t i0, int64_t i1,
+                       const double *Y, int nc, int k, double *G,
+                       int64_t ldg, int tri) {
+  int64_t i = i0;
+  for (; i + 2 <= i1; i += 2) {
+    const double *x0 = L + i * ldl, *x1 = x0 + ldl;
+    int ce = nc;
+    if (tri && i + 2 < ce)
+      ce = (int)i + 2;
+    int c = 0;
+    for (; c + 4 <= ce; c += 4) {
+      const double *y0 = Y + (size_t)c * k, *y1 = y0 + k, *y2 = y1 + k,
+                   *y3 = y2 + k;
+      double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : a0, a1, a2, a3, b0, b1, b2, b3)
+#endif
+      for (int j = 0; j < k; j++) {
+        double u = x0[j], v = x1[j];
+        a0 += u * y0[j];
+        a1 += u * y1[j];
+        a2 += u * y2[j];
+        a3 += u * y3[j];
+        b0 += v * y0[j];
+        b1 += v * y1[j];
+        b2 += v * y2[j];
+        b3 += v * y3[j];
+      }
+      double *g = G + (size_t)c * ldg + i;
+      g[0] -= a0;
+      g[1] -= b0;
+      g[ldg] -= a1;
+      g[ldg + 1] -= b1;
+      g[2 * ldg] -= a2;
+      g[2 * ldg + 1] -= b2;
+      g[3 * ldg] -= a3;
+      g[3 * ldg + 1] -= b3;
+    }
+    for (; c < ce; c++) {
+      const double *y = Y + (size_t)c * k;
+      double a = 0, b = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : a, b)
+#endif
+      for (int j = 0; j < k; j++) {
+        a += x0[j] * y[j];
+        b += x1[j] * y[j];
+      }
+      G[(size_t)c * ldg + i] -= a;
+      G[(size_t)c * ldg + i + 1] -= b;
+    }
+  }
+  for (; i < i1; i++) {
+    const double *x = L + i * ldl;
+    int ce = tri && i + 1 < nc ? (int)i + 1 : nc;
+    for (int c = 0; c < ce; c++) {
+      const double *y = Y + (size_t)c * k;
+      double a = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : a)
+#endif
+      for (int j = 0; j < k; j++)
+        a += x[j] * y[j];
+      G[(size_t)c * ldg + i] -= a;
+    }
+  }
+}
+
+/* C = shift I + L^T L.  The rows of L go in panels of RK_GRAM_PANEL; a
+   panel is transposed so that each column of L is a short contiguous
+   vector, and C's lower triangle gains the panel's column dot products
+   (block_dots over the panel: the same register blocking as the pivoted
+   Cholesky's block product).  Each thread sums its panels into its own
+   copy of C. */
+#define RK_GRAM_PANEL 64
 static int gram(const double *L, int64_t n, int r, double shift, double *C,
                 int nt) {
   size_t rr = (size_t)r * r;
+  const int pw = RK_GRAM_PANEL;
   double *acc = calloc((size_t)nt * rr, sizeof *acc);
-  if (acc == NULL)
+  double *T = malloc((size_t)nt * r * pw * sizeof *T);
+  if (acc == NULL || T == NULL) {
+    free(acc);
+    free(T);
     return -1;
-  int64_t nblk = (n + RK_GRAM_ROWS - 1) / RK_GRAM_ROWS;
+  }
+  int64_t npan = (n + pw - 1) / pw;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
   {
 #ifdef _OPENMP
-    double *a = acc + (size_t)omp_get_thread_num() * rr;
-#pragma omp for schedule(static)
+    int tid = omp_get_thread_num();
 #else
-    double *a = acc;
+    int tid = 0;
 #endif
-    for (int64_t blk = 0; blk < nblk; blk++) {
-      int64_t i0 = blk * RK_GRAM_ROWS,
-              i1 = i0 + RK_GRAM_ROWS < n ? i0 + RK_GRAM_ROWS : n;
-      for (int k = 0; k < r; k++) {
-        double *ck = a + (size_t)k * r;
-        for (int64_t i = i0; i < i1; i++) {
-          const double *Li = L + i * r;
-          double lk = Li[k];
-          if (lk == 0.0)
-            continue;
-          for (int j = 0; j <= k; j++)
-            ck[j] += lk * Li[j];
-        }
+    double *a = acc + (size_t)tid * rr, *Tt = T + (size_t)tid * r * pw;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t pan = 0; pan < npan; pan++) {
+      int64_t i0 = pan * pw;
+      int m = n - i0 < pw ? (int)(n - i0) : pw;
+      for (int i = 0; i < m; i++) {
+        const double *Li = L + (i0 + i) * r;
+        for (int c = 0; c < r; c++)
+          Tt[(size_t)c * pw + i] = Li[c];
       }
+      for (int i = m; i < pw; i++)
+        for (int c = 0; c < r; c++)
+          Tt[(size_t)c * pw + i] = 0;
+      /* a[c * r + x] -= T_x . T_c for c <= x */
+      block_dots(Tt, pw, 0, r, Tt, r, pw, a, r, 1);
     }
   }
   for (int k = 0; k < r; k++)
     for (int j = 0; j <= k; j++) {
       double s = 0;
       for (int t = 0; t < nt; t++)
-        s += acc[(size_t)t * rr + (size_t)k * r + j];
+        s -= acc[(size_t)t * rr + (size_t)j * r + k];
       if (j == k)
         s += shift;
       C[(size_t)k * r + j] = s;
       C[(size_t)j * r + k] = s;
     }
   free(acc);
+  free(T);
   return 0;
 }
 
-/* x . y over k terms with four running sums (independent chains, so the
- * compiler can keep them in vector registers: the O(n rank^2) update of
- * the pivoted Cholesky is the set-up's cost at large rank). */
-static double dot(const double *x, const double *y, int k) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int j = 0;
-  for (; j + 4 <= k; j += 4) {
-    s0 += x[j] * y[j];
-    s1 += x[j + 1] * y[j + 1];
-    s2 += x[j + 2] * y[j + 2];
-    s3 += x[j + 3] * y[j + 3];
+/* the m largest d[i] > floor over the rows not done, in decreasing order
+   (ties: the lower index first, as a scan with `>` would pick); returns
+   how many there are (<= m) */
+static int top_rows(const double *d, const unsigned char *done, int64_t n,
+                    int m, double floor, int64_t *idx) {
+  int cnt = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double v = d[i];
+    if (done[i] || !(v > floor))
+      continue;
+    if (cnt == m && !(v > d[idx[m - 1]]))
+      continue;
+    int t = cnt < m ? cnt++ : m - 1;
+    while (t > 0 && v > d[idx[t - 1]]) {
+      idx[t] = idx[t - 1];
+      t--;
+    }
+    idx[t] = i;
   }
-  for (; j < k; j++)
-    s0 += x[j] * y[j];
-  return (s0 + s1) + (s2 + s3);
+  return cnt;
 }
+
+/* Greedy pivoted Cholesky in blocks.  The plain algorithm takes one pivot
+ * per step, the row with the largest remaining diagonal, and updates every
+ * row with a dot product of its whole prefix of L: n k memory traffic per
+ * pivot, n rank^2 / 2 in all, which bounds it at memory speed.  Here a
+ * block takes the B rows with the largest remaining diagonal as candidates
+ * and their kernel columns.  A small pivoted Cholesky of the candidates'
+ * block of the residual K - L L^T (from their rows of L alone) accepts
+ * candidates while the largest updated candidate diagonal is at least tau,
+ * the largest remaining diagonal outside the candidates: the others'
+ * diagonals only decrease, so each accepted pivot is the one the plain
+ * algorithm would take (up to rounding and exact ties), and L is the same
+ * factor.  Only then are the accepted pivots' residual columns
+ * K[, p] - L L[p, ]^T computed for every row, in one pass over L with
+ * several products per loaded value (block_dots), and their columns of L
+ * follow by forward substitution against the candidates' block.  About a
+ * quarter of the candidates are accepted on smooth kernels: the rejected
+ * ones cost a kernel column each, not a pass over L. */
+#define RK_PIVCHOL_BLOCK 32
 
 static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
                          int want_sqrt, const rk_solve_ctl *ctl,
@@ -166,15 +295,19 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
   int rmax = autor ? auto_rank_max(n) : (rank > n ? (int)n : rank);
   if (A->column == NULL && rmax > 0)
     return rk_err(e, RK_EINTERNAL, -1, "pivchol: no kernel columns");
-  double *d = malloc((size_t)(n > 0 ? n : 1) * sizeof *d);
-  double *col = malloc((size_t)(n > 0 ? n : 1) * sizeof *col);
+  const int B = RK_PIVCHOL_BLOCK;
+  size_t n1 = (size_t)(n > 0 ? n : 1);
+  double *d = malloc(n1 * sizeof *d);
+  double *R = malloc(n1 * B * sizeof *R);  /* candidates' kernel columns */
+  double *Ra = malloc(n1 * B * sizeof *Ra); /* accepted residual columns */
+  double *Y = malloc((size_t)B * (rmax > 0 ? rmax : 1) * sizeof *Y);
   double *hist = malloc((size_t)(rmax + 1) * sizeof *hist);
-  unsigned char *done = calloc((size_t)(n > 0 ? n : 1), 1);
-  P->L = malloc((size_t)(n > 0 ? n : 1) * (size_t)(rmax > 0 ? rmax : 1) *
-                sizeof *P->L);
+  double *tsum = calloc((size_t)nt * B, sizeof *tsum);
+  unsigned char *done = calloc(n1, 1);
+  P->L = malloc(n1 * (size_t)(rmax > 0 ? rmax : 1) * sizeof *P->L);
   P->piv = malloc((size_t)(rmax > 0 ? rmax : 1) * sizeof *P->piv);
   int rc = RK_OK;
-  if (!d || !col || !hist || !done || !P->L || !P->piv) {
+  if (!d || !R || !Ra || !Y || !hist || !tsum || !done || !P->L || !P->piv) {
     rc = rk_err(e, RK_ENOMEM, -1,
                 "out of memory for the pivoted Cholesky preconditioner "
                 "(%lld x %d)",
@@ -200,60 +333,177 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
   if (A->alpha > sfloor)
     sfloor = A->alpha;
   hist[0] = tr;
-  int k = 0;
+  int k = 0, stop = 0;
   double *L = P->L;
-  for (; k < rmax; k++) {
-    int64_t p = -1;
-    double dp = 0;
-    for (int64_t i = 0; i < n; i++)
-      if (!done[i] && d[i] > dp) {
-        dp = d[i];
-        p = i;
-      }
-    if (p < 0 || !(dp > tiny))
+  int64_t cand[RK_PIVCHOL_BLOCK + 1];
+  double g[RK_PIVCHOL_BLOCK], piv_d[RK_PIVCHOL_BLOCK];
+  double Lc[RK_PIVCHOL_BLOCK * RK_PIVCHOL_BLOCK]; /* Lc[c * B + t]        */
+  double Rc[RK_PIVCHOL_BLOCK * RK_PIVCHOL_BLOCK];
+  int acc[RK_PIVCHOL_BLOCK], is_acc[RK_PIVCHOL_BLOCK];
+  while (k < rmax && !stop) {
+    int want = rmax - k < B ? rmax - k : B;
+    int nc = top_rows(d, done, n, want + 1, tiny, cand);
+    if (nc == 0)
       break;
-    rc = A->column(A->column_ctx, p, col, n, e);
-    if (rc != RK_OK)
-      goto out;
-    double s = 1.0 / sqrt(dp);
-    const double *Lp = L + p * rmax;
-    double trk = 0;
+    /* non-candidates' diagonals stay at most tau */
+    double tau = nc > want ? d[cand[want]] : 0;
+    if (nc > want)
+      nc = want;
+    double tc = now();
+    for (int c = 0; c < nc; c++) {
+      rc = A->column(A->column_ctx, cand[c], R + (size_t)c * n, n, e);
+      if (rc != RK_OK)
+        goto out;
+    }
+    P->column_seconds += now() - tc;
+    /* the candidates' rows of L, and their block of the residual:
+       Rc[a * B + c] = K[cand_a, cand_c] - L[cand_a, 0:k] . L[cand_c, 0:k] */
+    for (int c = 0; c < nc; c++)
+      memcpy(Y + (size_t)c * k, L + cand[c] * rmax, (size_t)k * sizeof *Y);
+    for (int a = 0; a < nc; a++)
+      for (int c = 0; c < nc; c++) {
+        double v = R[(size_t)c * n + cand[a]];
+        const double *ya = Y + (size_t)a * k, *yc = Y + (size_t)c * k;
+        for (int j = 0; j < k; j++)
+          v -= ya[j] * yc[j];
+        Rc[a * B + c] = v;
+      }
+    /* the small pivoted Cholesky of Rc */
+    for (int c = 0; c < nc; c++) {
+      g[c] = d[cand[c]];
+      is_acc[c] = 0;
+    }
+    int na = 0;
+    while (na < nc) {
+      int best = -1;
+      double gb = 0;
+      for (int c = 0; c < nc; c++)
+        if (!is_acc[c] && g[c] > gb) {
+          gb = g[c];
+          best = c;
+        }
+      if (best < 0 || !(gb > tiny) || gb < tau)
+        break;
+      double sq = sqrt(gb), s = 1.0 / sq;
+      for (int c = 0; c < nc; c++) {
+        if (is_acc[c] || c == best) {
+          Lc[c * B + na] = c == best ? sq : 0;
+          continue;
+        }
+        double v = Rc[c * B + best];
+        for (int t = 0; t < na; t++)
+          v -= Lc[c * B + t] * Lc[best * B + t];
+        v *= s;
+        Lc[c * B + na] = v;
+        double gc = g[c] - v * v;
+        g[c] = gc > 0 ? gc : 0;
+      }
+      piv_d[na] = sq;
+      acc[na++] = best;
+      is_acc[best] = 1;
+    }
+    /* the accepted pivots' residual columns for every row:
+       Ra[, t] = K[, p_t] - L[, 0:k] L[p_t, 0:k]^T, one pass over L */
+    for (int t = 0; t < na; t++) {
+      memcpy(Ra + (size_t)t * n, R + (size_t)acc[t] * n, (size_t)n * sizeof *Ra);
+      memcpy(Y + (size_t)t * k, L + cand[acc[t]] * rmax,
+             (size_t)k * sizeof *Y);
+    }
+    if (k > 0) {
+      int64_t nblk = (n + 63) / 64;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : trk)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+#endif
+      for (int64_t blk = 0; blk < nblk; blk++) {
+        int64_t i0 = blk * 64, i1 = i0 + 64 < n ? i0 + 64 : n;
+        block_dots(L, rmax, i0, i1, Y, na, k, Ra, (int64_t)n, 0);
+      }
+    }
+    /* the accepted columns for every row, and the trace after each */
+    memset(tsum, 0, (size_t)nt * B * sizeof *tsum);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef _OPENMP
+      double *ts = tsum + (size_t)omp_get_thread_num() * B;
+#pragma omp for schedule(static)
+#else
+      double *ts = tsum;
+#endif
+      for (int64_t i = 0; i < n; i++) {
+        double *Li = L + i * rmax + k;
+        if (done[i]) {
+          for (int t = 0; t < na; t++)
+            Li[t] = 0;
+          continue;
+        }
+        double di = d[i];
+        int pt = -1; /* this row is the t-th accepted pivot */
+        for (int t = 0; t < na; t++)
+          if (cand[acc[t]] == i)
+            pt = t;
+        for (int t = 0; t < na; t++) {
+          double v;
+          if (pt >= 0 && t >= pt) {
+            v = t == pt ? piv_d[t] : 0;
+            di = 0;
+          } else {
+            v = Ra[(size_t)t * n + i];
+            for (int s = 0; s < t; s++)
+              v -= Li[s] * Lc[acc[t] * B + s];
+            v /= piv_d[t];
+            double dn = di - v * v;
+            di = dn > 0 ? dn : 0;
+          }
+          Li[t] = v;
+          ts[t] += di;
+        }
+      }
+    }
+    /* the rank rule, pivot by pivot: the block may end early */
+    int keep = na;
+    for (int t = 0; t < na; t++) {
+      double trk = 0;
+      for (int h = 0; h < nt; h++)
+        trk += tsum[(size_t)h * B + t];
+      hist[k + t + 1] = trk;
+      if (autor) {
+        int r1 = k + t + 1;
+        if (trk <= RK_PIVCHOL_TRACE_FACTOR * sfloor ||
+            (r1 >= 32 && trk > 0.9 * hist[r1 / 2])) {
+          keep = t + 1;
+          stop = 1;
+          break;
+        }
+      }
+    }
+    /* the diagonal after the kept columns */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
 #endif
     for (int64_t i = 0; i < n; i++) {
-      double *Li = L + i * rmax;
-      if (done[i] || i == p) {
-        Li[k] = 0;
+      if (done[i])
         continue;
+      const double *Li = L + i * rmax + k;
+      double di = d[i];
+      for (int t = 0; t < keep; t++) {
+        double dn = di - Li[t] * Li[t];
+        di = dn > 0 ? dn : 0;
       }
-      double v = (col[i] - dot(Li, Lp, k)) * s;
-      Li[k] = v;
-      double di = d[i] - v * v;
-      d[i] = di > 0 ? di : 0;
-      trk += d[i];
+      d[i] = di;
     }
-    L[p * rmax + k] = sqrt(dp);
-    d[p] = 0;
-    done[p] = 1;
-    P->piv[k] = p;
-    tr = trk;
-    hist[k + 1] = tr;
-    if ((k & 15) == 15 && ctl && ctl->interrupted &&
-        ctl->interrupted(ctl->interrupt_data)) {
+    for (int t = 0; t < keep; t++) {
+      int64_t p = cand[acc[t]];
+      d[p] = 0;
+      done[p] = 1;
+      P->piv[k + t] = p;
+    }
+    k += keep;
+    tr = hist[k];
+    if (ctl && ctl->interrupted && ctl->interrupted(ctl->interrupt_data)) {
       rc = rk_err(e, RK_EINTERRUPT, -1, "interrupted");
       goto out;
-    }
-    if (autor) {
-      int r1 = k + 1;
-      if (tr <= RK_PIVCHOL_TRACE_FACTOR * sfloor) {
-        k++;
-        break;
-      }
-      if (r1 >= 32 && tr > 0.9 * hist[r1 / 2]) {
-        k++;
-        break;
-      }
     }
   }
   int r = k;
@@ -333,8 +583,11 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
   }
 out:
   free(d);
-  free(col);
+  free(R);
+  free(Ra);
+  free(Y);
   free(hist);
+  free(tsum);
   free(done);
   return rc;
 }
@@ -603,6 +856,7 @@ int rk_precond_build(rk_precond *P, const rk_sop *A, int kind, int rank,
                      int want_sqrt, int nthreads, const rk_solve_ctl *ctl,
                      rk_error *e) {
   memset(P, 0, sizeof *P);
+  double t0 = now();
   P->kind = kind;
   P->n = A->n;
   P->nthreads = nthreads_of(nthreads);
@@ -626,6 +880,7 @@ int rk_precond_build(rk_precond *P, const rk_sop *A, int kind, int rank,
   }
   if (rc != RK_OK)
     rk_precond_free(P);
+  P->seconds = now() - t0;
   return rc;
 }
 

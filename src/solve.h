@@ -78,6 +78,8 @@ typedef struct rk_precond {
      S = sqrt(shift) (I + L Y L^T / shift), Y = V diag(f) V^T (rank x rank) */
   double *Y;
   int nthreads;
+  double seconds;        /* wall time of the set-up                     */
+  double column_seconds; /* pivchol: of which the kernel columns        */
 } rk_precond;
 
 /* what stops, reports and interrupts a solve */
