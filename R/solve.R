@@ -364,13 +364,23 @@ setMethod("solve", "LazyTensor", function(a, b, alpha = 0, tol = 1e-6,
   attr(x, "precond") <- c(list(kind = precond), res$precond,
                           res[c("products", "exact_products", "cycles",
                                 "switched64")])
-  if (!isTRUE(res$converged))
-    rk_warn("rkeops_convergence_warning", sprintf(paste0(
-      "solve(): %d of %d right-hand side%s did not reach tol = %g within ",
+  if (!isTRUE(res$converged)) {
+    nbad <- sum(res$residual > cm$tol)
+    rhs <- sprintf("%d of %d right-hand side%s", nbad, ncol(b),
+                   if (ncol(b) == 1L) "" else "s")
+    rk_warn("rkeops_convergence_warning", if (isTRUE(res$stalled))
+      sprintf(paste0(
+        "solve(): %s did not reach tol = %g: the float64 residual stopped ",
+        "decreasing at %.3g after %d iterations, the rounding floor of this ",
+        "system's products (about eps |alpha I + K| |x| / |b|); a tol ",
+        "above it can be met"), rhs, cm$tol, max(res$residual),
+        max(res$iterations))
+    else sprintf(paste0(
+      "solve(): %s did not reach tol = %g within ",
       "maxit = %d iterations (largest relative residual %.3g); try ",
       "precond = \"pivchol\", a larger maxit or alpha"),
-      sum(res$residual > cm$tol), ncol(b), if (ncol(b) == 1L) "" else "s",
-      cm$tol, maxit, max(res$residual)))
+      rhs, cm$tol, maxit, max(res$residual)))
+  }
   x
 })
 

@@ -229,8 +229,9 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
 
   static const char *const f[] = {"x",          "iterations", "residual",
                                   "products",   "exact_products", "cycles",
-                                  "converged",  "switched64", "precond"};
-  SEXP res = PROTECT(named_list(9, f)); /* 1 */
+                                  "converged",  "switched64", "precond",
+                                  "stalled"};
+  SEXP res = PROTECT(named_list(10, f)); /* 1 */
   SEXP x = allocMatrix(REALSXP, (int)n, ncol);
   SET_VECTOR_ELT(res, 0, x);
   SEXP its = allocVector(INTSXP, ncol);
@@ -270,6 +271,7 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   SET_VECTOR_ELT(res, 6, ScalarLogical(out.converged));
   SET_VECTOR_ELT(res, 7, ScalarLogical(out.switched64));
   SET_VECTOR_ELT(res, 8, pinfo);
+  SET_VECTOR_ELT(res, 9, ScalarLogical(out.stalled));
   UNPROTECT(2);
   return res;
 }
@@ -407,12 +409,12 @@ static int dense_column(void *ctx, int64_t p, double *col, int64_t n,
   return RK_OK;
 }
 
-/* ffi_pivchol_dense(A, rank, alpha, float32): the "pivchol" preconditioner
+/* ffi_pivchol_dense(A, rank, alpha, theta): the "pivchol" preconditioner
    built from a dense symmetric matrix A (kernel columns are its columns),
    for tests against a reference pivoted Cholesky in R.  rank < 0: the
-   automatic rule.  Returns list(L (n x rank), piv (1-based), trace_left,
-   shift, logdet). */
-SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP f32) {
+   automatic rule; theta: rk_sop's pivchol_theta (0: the default).  Returns
+   list(L (n x rank), piv (1-based), trace_left, shift, logdet). */
+SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP theta) {
   int n;
   if (matrix_rows(A, &n, "A") != n)
     solve_abortf(RK_EVALUE, "pivchol: A must be square");
@@ -427,7 +429,7 @@ SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP f32) {
   S.column = dense_column;
   S.column_ctx = &dc;
   S.diag = diag;
-  S.working32 = asLogical(f32) == TRUE;
+  S.pivchol_theta = asReal(theta);
   rk_error e;
   ffi_err_init(&e);
   rk_precond P;

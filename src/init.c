@@ -29,7 +29,7 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
 /* defined in ffi-internal.c (the package's own tests) */
 SEXP ffi_engine_tables(void);
 SEXP ffi_ctest(SEXP name, SEXP tmpdir);
-SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP f32);
+SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP theta);
 /* defined in ffi-cuda.c (owned by the CUDA backend) */
 SEXP ffi_cuda_meminfo(SEXP device);
 void rk_ffi_init(DllInfo *dll);

@@ -106,6 +106,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
   out->products = out->exact_products = out->cycles = 0;
   out->converged = 0;
   out->switched64 = 0;
+  out->stalled = 0;
   if (out->ncoef)
     memset(out->ncoef, 0, (size_t)ncol * sizeof *out->ncoef);
 
@@ -263,6 +264,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
       out->switched64 = 1;
     } else if (!fast && stalled && nact > 0 && total < ctl->maxit) {
       /* float64 cycle without progress: more cycles would repeat it */
+      out->stalled = 1;
       break;
     }
   }

@@ -38,6 +38,9 @@ typedef struct rk_sop {
   uint64_t seed;      /* nystrom: seed of the random test matrix          */
   const double *diag; /* K_ii (jacobi, pivchol); may be NULL for "none"   */
   int working32;      /* the working precision is float32                */
+  double pivchol_theta; /* pivchol: pivots at least theta times the largest
+                           remaining diagonal (0: the default, 1/2; 1: the
+                           plain greedy order; solve-precond.c)          */
 } rk_sop;
 
 enum rk_precond_kind {
@@ -109,6 +112,8 @@ typedef struct rk_solve_out {
   int cycles;      /* refinement cycles                                 */
   int converged;   /* all columns reached tol                           */
   int switched64;  /* float32 refinement stalled: switched to float64   */
+  int stalled;     /* stopped before maxit: a float64 cycle did not halve
+                      the true residual (its rounding floor)             */
   /* Lanczos coefficients of the first cycle, for log-determinants: when
      cg_alpha != NULL, cg_alpha[c * cap + k] / cg_beta[...] receive the CG
      step lengths alpha_k and ratios beta_k of column c (k < cap), and

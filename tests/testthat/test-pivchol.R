@@ -1,18 +1,24 @@
 # test-pivchol.R -- the "pivchol" preconditioner's factor (the blocked
-# greedy pivoted Cholesky of src/solve-precond.c) against the plain greedy
-# algorithm written here in R, one pivot per step, on dense kernel
-# matrices: the same pivots in the same order, the same L, the same trace
-# left, and log det(shift I + L L^T) from base::determinant().
+# pivoted Cholesky of src/solve-precond.c) against the plain algorithm
+# written here in R, one pivot per step, on dense kernel matrices.  With
+# theta = 1 the blocked version must take the plain greedy pivots in the
+# same order; with the default theta = 1/2 each pivot's remaining diagonal
+# must be at least half the largest at its step.  Either way L must be the
+# pivoted Cholesky factor for its pivot order (replayed here), with the
+# same trace left, and log det(shift I + L L^T) as base::determinant().
 
-pc_dense <- function(A, rank = NULL, alpha = 0, f32 = FALSE) {
+pc_dense <- function(A, rank = NULL, alpha = 0, theta = 1) {
   .Call(rkeops:::ffi_pivchol_dense, A, if (is.null(rank)) -1L else as.integer(rank),
-        as.double(alpha), f32)
+        as.double(alpha), as.double(theta))
 }
 
-# the plain greedy pivoted Cholesky; rank = NULL: the automatic rule of
-# ?solve (trace left <= 1000 max(alpha, 1e-9 tr K), or doubling the rank
-# removed less than 10% of the trace, or rank min(n, 1024, 2^26 / n))
-pc_reference <- function(A, rank = NULL, alpha = 0, tiny_rel = 1e-13) {
+# the plain pivoted Cholesky: greedy, or in the order `order` (a replay);
+# rank = NULL: the automatic rule of ?solve (trace left <= 1000 max(alpha,
+# 1e-9 tr K), or doubling the rank removed less than 10% of the trace, or
+# rank min(n, 1024, 2^26 / n)).  ratio: each pivot's remaining diagonal
+# over the largest one at its step.
+pc_reference <- function(A, rank = NULL, alpha = 0, tiny_rel = 1e-13,
+                         order = NULL) {
   n <- nrow(A)
   d <- diag(A)
   tr0 <- sum(d)
@@ -23,10 +29,13 @@ pc_reference <- function(A, rank = NULL, alpha = 0, tiny_rel = 1e-13) {
   piv <- integer(0)
   done <- rep(FALSE, n)
   hist <- tr0
+  ratio <- numeric(0)
+  if (!is.null(order)) rmax <- length(order)
   for (k in seq_len(rmax)) {
     dd <- ifelse(done, -Inf, d)
-    p <- which.max(dd)
+    p <- if (is.null(order)) which.max(dd) else order[k]
     if (!(dd[p] > tiny)) break
+    ratio <- c(ratio, dd[p] / max(dd))
     prev <- seq_len(k - 1)
     l <- (A[, p] - L[, prev, drop = FALSE] %*% L[p, prev]) / sqrt(d[p])
     l[done] <- 0
@@ -38,17 +47,35 @@ pc_reference <- function(A, rank = NULL, alpha = 0, tiny_rel = 1e-13) {
     piv <- c(piv, p)
     tr <- sum(d)
     hist <- c(hist, tr)
-    if (is.null(rank) &&
+    if (is.null(order) && is.null(rank) &&
         (tr <= 1000 * sfloor || (k >= 32 && tr > 0.9 * hist[k %/% 2 + 1])))
       break
   }
-  list(L = L[, seq_along(piv), drop = FALSE], piv = piv, trace_left = sum(d))
+  list(L = L[, seq_along(piv), drop = FALSE], piv = piv, trace_left = sum(d),
+       ratio = ratio, hist = hist)
 }
 
-pc_check <- function(A, rank = NULL, alpha = 0, label = "") {
-  got <- pc_dense(A, rank, alpha)
-  ref <- pc_reference(A, rank, alpha)
-  expect_identical(got$piv, ref$piv, label = paste(label, "pivots"))
+pc_check <- function(A, rank = NULL, alpha = 0, label = "", theta = 1) {
+  got <- pc_dense(A, rank, alpha, theta)
+  if (theta == 1) {
+    ref <- pc_reference(A, rank, alpha)
+    expect_identical(got$piv, ref$piv, label = paste(label, "pivots"))
+  } else {
+    ref <- pc_reference(A, rank, alpha, order = got$piv)
+    expect_identical(ref$piv, got$piv, label = paste(label, "replay"))
+    expect_gte(min(ref$ratio), theta * (1 - 1e-9))
+    if (is.null(rank)) {
+      # the automatic rule stopped where the replay's trace says it should
+      r <- length(got$piv)
+      h <- ref$hist
+      sfloor <- max(alpha, 1e-9 * h[1])
+      stops <- vapply(seq_len(r), function(k)
+        h[k + 1] <= 1000 * sfloor || (k >= 32 && h[k + 1] > 0.9 * h[k %/% 2 + 1]),
+        logical(1))
+      expect_true(r == min(1024, floor(2^26 / nrow(A)), nrow(A)) ||
+                    (stops[r] && !any(stops[-r])), label = paste(label, "stop"))
+    }
+  }
   expect_equal(dim(got$L), dim(ref$L), label = paste(label, "dim(L)"))
   expect_lt(max(abs(got$L - ref$L)), 1e-10 * max(abs(ref$L)))
   expect_equal(got$trace_left, ref$trace_left, tolerance = 1e-8,
@@ -66,7 +93,7 @@ pc_check <- function(A, rank = NULL, alpha = 0, label = "") {
   invisible(got)
 }
 
-test_that("the blocked pivoted Cholesky takes the plain greedy pivots (fixed rank)", {
+test_that("the blocked pivoted Cholesky takes the plain greedy pivots (theta = 1, fixed rank)", {
   set.seed(1)
   X <- matrix(runif(600 * 3), 600, 3)
   D2 <- as.matrix(dist(X))^2
@@ -82,7 +109,7 @@ test_that("the blocked pivoted Cholesky takes the plain greedy pivots (fixed ran
   expect_equal(tcrossprod(got$L), unname(Es), tolerance = 1e-12)
 })
 
-test_that("the blocked pivoted Cholesky follows the automatic rank rule", {
+test_that("the blocked pivoted Cholesky follows the automatic rank rule (theta = 1)", {
   set.seed(2)
   X <- matrix(runif(800 * 3), 800, 3)
   G <- exp(-as.matrix(dist(X))^2 / (2 * 0.2^2))
@@ -115,4 +142,26 @@ test_that("ties and repeated points: pivots in index order, duplicates never piv
   expect_lte(length(got_auto$piv), 100)
   # all diagonals equal (a stationary kernel): the first pivot is row 1
   expect_identical(got$piv[1], 1L)
+})
+
+test_that("the default theta = 1/2: theta-greedy pivots, and L is their Cholesky factor", {
+  set.seed(4)
+  X <- matrix(runif(700 * 3), 700, 3)
+  D2 <- as.matrix(dist(X))^2
+  G <- exp(-D2 / (2 * 0.2^2))
+  for (r in c(1, 16, 17, 100, 250))
+    pc_check(G, rank = r, alpha = 1e-3, theta = 0.5,
+             label = paste("theta 1/2, rank", r))
+  got <- pc_check(G, alpha = 1e-3, theta = 0.5, label = "theta 1/2, auto")
+  expect_gt(length(got$piv), 50)
+  # 0 means the default: the same factor as theta = 1/2
+  def <- pc_dense(G, 100, 1e-3, theta = 0)
+  expect_identical(def$piv, pc_dense(G, 100, 1e-3, theta = 0.5)$piv)
+  # the pivot order differs from the greedy one, the preconditioner does
+  # about as well: the trace left at rank 100 within 20% of the greedy one
+  gr <- pc_dense(G, 100, 1e-3, theta = 1)
+  expect_false(identical(def$piv, gr$piv))
+  expect_lt(def$trace_left, 1.2 * gr$trace_left)
+  E <- exp(-sqrt(D2) / 0.3)
+  pc_check(E, rank = 120, alpha = 1e-2, theta = 0.5, label = "theta 1/2, exponential")
 })
