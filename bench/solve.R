@@ -136,6 +136,8 @@ for (sname in systems) {
           setup_s = if (is.null(info$seconds)) NA else round(info$seconds, 3),
           columns_s = if (is.null(info$column_seconds)) NA else
             round(info$column_seconds, 3),
+          gram_s = if (is.null(info$gram_seconds)) NA else
+            round(info$gram_seconds, 3),
           cycles = info$cycles,
           f64_products = info$exact_products,
           keops_s = ko, ko_ratio = round(ko / t, 2),
@@ -170,7 +172,7 @@ for (sname in systems) {
         precond = if (est) "dense chol ~" else "dense chol",
         seconds = round(r1$t, 3), iterations = NA,
         residual = signif(r1$res, 3), converged = TRUE, rank = NA,
-        setup_s = NA, columns_s = NA, cycles = NA, f64_products = NA,
+        setup_s = NA, columns_s = NA, gram_s = NA, cycles = NA, f64_products = NA,
         keops_s = NA, ko_ratio = NA, dense_s = NA, dense_ratio = NA,
         stringsAsFactors = FALSE)
       print(rows[[length(rows)]], row.names = FALSE)
@@ -182,8 +184,8 @@ cat("\n== solve() benchmark ==\n")
 print(do.call(rbind, rows), row.names = FALSE)
 cat("\nBLAS:", sessionInfo()$BLAS, "(", extSoftVersion()[["BLAS"]], ")\nLAPACK:",
     La_library(), "\n")
-cat("setup_s: the preconditioner's set-up (of the last run), columns_s: of which\n",
-    "the kernel columns (pivchol)\n")
+cat("setup_s: the preconditioner's set-up (of the last run); of which columns_s:\n",
+    "the kernel columns, gram_s: C = shift I + L^T L (pivchol)\n")
 cat("seconds: median of", reps, "run(s); keops_s / dense_s: KeOps 2.3 CG / dense",
     "Cholesky (PyTorch) on the same machine (anchors=);\nko_ratio = keops_s /",
     "seconds, dense_ratio = dense_s / seconds (> 1: rkeops faster)\n")

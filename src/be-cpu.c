@@ -332,4 +332,6 @@ const rk_backend_i rk_backend_cpu = {
     .bind = NULL,
     .rebind = NULL,
     .unbind = NULL,
+    .pin = NULL,
+    .unpin = NULL,
 };

@@ -302,3 +302,14 @@ int rk_op_merge(rk_operator *op, const rk_merge_args *m, rk_error *e) {
   if (rc != RK_OK) return rc;
   return op->be->merge(k, m, e);
 }
+
+int rk_op_pin(rk_operator *op, void *p, size_t bytes) {
+  if (op == NULL || p == NULL || bytes == 0 || op->be->pin == NULL)
+    return 0;
+  return op->be->pin(&op->o, p, bytes) == 0;
+}
+
+void rk_op_unpin(rk_operator *op, void *p) {
+  if (op != NULL && p != NULL && op->be->unpin != NULL)
+    op->be->unpin(p);
+}

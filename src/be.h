@@ -149,6 +149,11 @@ typedef struct rk_backend_i {
   int (*rebind)(const rk_formula *f, const rk_options *o, rk_data *d, int v,
                 rk_error *e);
   void (*unbind)(rk_data *d);
+  /* optional (NULL: no-op): page-lock host memory that runs copy to or
+     from (the solver's iterates and kernel columns), best effort: 0 when
+     locked; unpin only what pin locked */
+  int (*pin)(const rk_options *o, void *p, size_t bytes);
+  void (*unpin)(void *p);
 } rk_backend_i;
 
 /* the table: one row per backend, indexed by enum rk_backend */
@@ -326,5 +331,9 @@ int rk_op_state_size(const rk_operator *op);
    keeps the kernel's own grouping of partial sums */
 int rk_op_granule(const rk_operator *op);
 void rk_op_free(rk_operator *op);
+/* page-lock p (bytes) for the copies of op's runs (rk_backend_i.pin):
+   1 when locked (then rk_op_unpin it before freeing it), 0 when not */
+int rk_op_pin(rk_operator *op, void *p, size_t bytes);
+void rk_op_unpin(rk_operator *op, void *p);
 
 #endif /* RK_BE_H */

@@ -191,15 +191,17 @@ static SEXP named_list(int n, const char *const *names) {
 }
 
 static SEXP precond_info(const rk_precond *P) {
-  static const char *const f[] = {"rank",   "shift",   "trace_left",
-                                  "logdet", "seconds", "column_seconds"};
-  SEXP res = PROTECT(named_list(6, f)); /* 1 */
+  static const char *const f[] = {"rank",    "shift",          "trace_left",
+                                  "logdet",  "seconds",        "column_seconds",
+                                  "gram_seconds"};
+  SEXP res = PROTECT(named_list(7, f)); /* 1 */
   SET_VECTOR_ELT(res, 0, ScalarInteger(P->rank));
   SET_VECTOR_ELT(res, 1, ScalarReal(P->shift));
   SET_VECTOR_ELT(res, 2, ScalarReal(P->trace_left));
   SET_VECTOR_ELT(res, 3, ScalarReal(P->logdet));
   SET_VECTOR_ELT(res, 4, ScalarReal(P->seconds));
   SET_VECTOR_ELT(res, 5, ScalarReal(P->column_seconds));
+  SET_VECTOR_ELT(res, 6, ScalarReal(P->gram_seconds));
   UNPROTECT(1);
   return res;
 }
@@ -413,7 +415,9 @@ static int dense_column(void *ctx, int64_t p, double *col, int64_t n,
    built from a dense symmetric matrix A (kernel columns are its columns),
    for tests against a reference pivoted Cholesky in R.  rank < 0: the
    automatic rule; theta: rk_sop's pivchol_theta (0: the default).  Returns
-   list(L (n x rank), piv (1-based), trace_left, shift, logdet). */
+   list(L (n x rank, the float64 factor), piv (1-based), trace_left, shift,
+   logdet (of P = shift I + Lf Lf^T), Lf (the float32 factor P is built
+   from, as doubles)). */
 SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP theta) {
   int n;
   if (matrix_rows(A, &n, "A") != n)
@@ -430,6 +434,7 @@ SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP theta) {
   S.column_ctx = &dc;
   S.diag = diag;
   S.pivchol_theta = asReal(theta);
+  S.keep_factor = 1;
   rk_error e;
   ffi_err_init(&e);
   rk_precond P;
@@ -438,17 +443,21 @@ SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP theta) {
   if (rc != RK_OK)
     ffi_abort(&e, NULL, NULL);
   static const char *const f[] = {"L", "piv", "trace_left", "shift",
-                                  "logdet"};
-  SEXP res = PROTECT(named_list(5, f)); /* 1 */
+                                  "logdet", "Lf"};
+  SEXP res = PROTECT(named_list(6, f)); /* 1 */
   int r = P.rank;
   SEXP L = allocMatrix(REALSXP, n, r);
   SET_VECTOR_ELT(res, 0, L);
+  SEXP Lf = allocMatrix(REALSXP, n, r);
+  SET_VECTOR_ELT(res, 5, Lf);
   SEXP piv = allocVector(INTSXP, r);
   SET_VECTOR_ELT(res, 1, piv);
   for (int k = 0; k < r; k++) {
     INTEGER(piv)[k] = (int)P.piv[k] + 1;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
       REAL(L)[(size_t)k * n + i] = P.L[(size_t)i * r + k];
+      REAL(Lf)[(size_t)k * n + i] = (double)P.Lf[(size_t)i * r + k];
+    }
   }
   SET_VECTOR_ELT(res, 2, ScalarReal(P.trace_left));
   SET_VECTOR_ELT(res, 3, ScalarReal(P.shift));

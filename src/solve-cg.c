@@ -91,6 +91,10 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
   double *z = malloc((nn ? nn : 1) * sizeof *z);
   double *p = malloc((nn ? nn : 1) * sizeof *p);
   double *q = malloc((nn ? nn : 1) * sizeof *q);
+  /* the iterate goes to the device and the product comes back at each
+     iteration: page-locked, the copies run at full bus speed */
+  int pin_p = p && A->pin && A->pin(A->pin_ctx, p, (nn ? nn : 1) * sizeof *p);
+  int pin_q = q && A->pin && A->pin(A->pin_ctx, q, (nn ? nn : 1) * sizeof *q);
   double *sc = malloc((size_t)(ncol > 0 ? ncol : 1) * 6 * sizeof *sc);
   int *flag = malloc((size_t)(ncol > 0 ? ncol : 1) * 2 * sizeof *flag);
   if (!r || !z || !p || !q || !sc || !flag) {
@@ -279,6 +283,10 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
 out:
   free(r);
   free(z);
+  if (pin_p)
+    A->unpin(A->pin_ctx, p);
+  if (pin_q)
+    A->unpin(A->pin_ctx, q);
   free(p);
   free(q);
   free(sc);

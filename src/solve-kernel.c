@@ -117,6 +117,18 @@ int rk_solve_kernels_sketch(rk_solve_kernels *k, rk_formula *sk,
   return RK_OK;
 }
 
+/* host buffers page-locked for the products' and the columns' copies
+   (all operators share one device, so one operator's backend serves) */
+static int pin(void *ctx, void *p, size_t bytes) {
+  rk_solve_kernels *k = ctx;
+  return rk_op_pin(k->mv_op, p, bytes);
+}
+
+static void unpin(void *ctx, void *p) {
+  rk_solve_kernels *k = ctx;
+  rk_op_unpin(k->mv_op, p);
+}
+
 void rk_solve_kernels_sop(rk_solve_kernels *k, rk_sop *A) {
   A->working32 = k->o.precision == 32;
   A->apply = apply_work;
@@ -128,6 +140,9 @@ void rk_solve_kernels_sop(rk_solve_kernels *k, rk_sop *A) {
   A->sketch = k->sk_op ? apply_sketch : NULL;
   A->sketch_ctx = k;
   A->sketch_width = k->sk_width;
+  A->pin = pin;
+  A->unpin = unpin;
+  A->pin_ctx = k;
 }
 
 void rk_solve_kernels_free(rk_solve_kernels *k) {

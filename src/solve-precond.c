@@ -79,6 +79,7 @@ static int nthreads_of(int nt) {
 void rk_precond_free(rk_precond *P) {
   free(P->dinv);
   free(P->L);
+  free(P->Lf);
   free(P->C);
   free(P->piv);
   free(P->Y);
@@ -211,8 +212,8 @@ static void block_dots(const double *L, int64_t ldl, int64_t i0, int64_t i1,
    Cholesky's block product).  Each thread sums its panels into its own
    copy of C. */
 #define RK_GRAM_PANEL 192
-static int gram(const double *L, int64_t n, int r, double shift, double *C,
-                int nt) {
+static int gram(const double *L, const float *Lf, int64_t n, int r,
+                double shift, double *C, int nt) {
   size_t rr = (size_t)r * r;
   const int pw = RK_GRAM_PANEL;
   double *acc = calloc((size_t)nt * rr, sizeof *acc);
@@ -240,9 +241,15 @@ static int gram(const double *L, int64_t n, int r, double shift, double *C,
       int64_t i0 = pan * pw;
       int m = n - i0 < pw ? (int)(n - i0) : pw;
       for (int i = 0; i < m; i++) {
-        const double *Li = L + (i0 + i) * r;
-        for (int c = 0; c < r; c++)
-          Tt[(size_t)c * pw + i] = Li[c];
+        if (Lf) {
+          const float *Li = Lf + (i0 + i) * r;
+          for (int c = 0; c < r; c++)
+            Tt[(size_t)c * pw + i] = (double)Li[c];
+        } else {
+          const double *Li = L + (i0 + i) * r;
+          for (int c = 0; c < r; c++)
+            Tt[(size_t)c * pw + i] = Li[c];
+        }
       }
       for (int i = m; i < pw; i++)
         for (int c = 0; c < r; c++)
@@ -333,6 +340,9 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
   unsigned char *done = calloc(n1, 1);
   P->L = big_alloc(n1 * (size_t)(rmax > 0 ? rmax : 1) * sizeof *P->L);
   P->piv = malloc((size_t)(rmax > 0 ? rmax : 1) * sizeof *P->piv);
+  /* the kernel columns come from the device: page-locked, they copy at
+     full bus speed */
+  int pin_R = R && A->pin && A->pin(A->pin_ctx, R, n1 * B * sizeof *R);
   int rc = RK_OK;
   if (!d || !R || !Ra || !Y || !hist || !tsum || !done || !P->L || !P->piv) {
     rc = rk_err(e, RK_ENOMEM, -1,
@@ -555,8 +565,28 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
     P->logdet = (double)n * log(P->shift);
     goto out;
   }
+  /* the factor is applied in float: L~ = fl32(L) halves the memory that
+     each Woodbury product streams (they are memory-bound); C and so
+     log det P are those of L~, P = shift I + L~ L~^T exactly */
+  P->Lf = big_alloc((size_t)n * r * sizeof *P->Lf);
+  if (P->Lf == NULL) {
+    rc = rk_err(e, RK_ENOMEM, -1, "out of memory (pivoted Cholesky factor)");
+    goto out;
+  }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+  for (int64_t t = 0; t < n * (int64_t)r; t++)
+    P->Lf[t] = (float)L[t];
+  if (!A->keep_factor) {
+    free(P->L);
+    P->L = L = NULL;
+  }
+  double tg = now();
   P->C = malloc((size_t)r * r * sizeof *P->C);
-  if (P->C == NULL || gram(L, n, r, P->shift, P->C, nt) != 0) {
+  int grc = P->C == NULL ? -1 : gram(NULL, P->Lf, n, r, P->shift, P->C, nt);
+  P->gram_seconds = now() - tg;
+  if (grc != 0) {
     rc = rk_err(e, RK_ENOMEM, -1, "out of memory (pivoted Cholesky core)");
     goto out;
   }
@@ -615,6 +645,8 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
     free(G);
   }
 out:
+  if (pin_R)
+    A->unpin(A->pin_ctx, R);
   free(d);
   free(R);
   free(Ra);
@@ -807,7 +839,7 @@ static int build_nystrom(rk_precond *P, const rk_sop *A, int rank,
     nu *= 10;
   }
   /* H = R^-T W R^-1 with W = Y_nu^T Y_nu */
-  if (gram(L, n, r, 0.0, W, nt) != 0) {
+  if (gram(L, NULL, n, r, 0.0, W, nt) != 0) {
     rc = rk_err(e, RK_ENOMEM, -1, "out of memory (Nystrom core)");
     goto out;
   }
@@ -922,25 +954,34 @@ int rk_precond_build(rk_precond *P, const rk_sop *A, int kind, int rank,
    through the vectorized kernels */
 #define RK_APPLY_ROWS 256
 
-/* a[c * rk + k] += sum over rows i in [i0, i1) of L[i, k] r[c * n + i] */
-RK_HOT
-static void lt_rows(const double *L, int rk, int64_t i0, int64_t i1,
-                    const double *r, int64_t n, int ncol, double *a) {
-  for (int64_t i = i0; i < i1; i++) {
-    const double *Li = L + i * rk;
-    for (int c = 0; c < ncol; c++) {
-      double ri = r[(size_t)c * n + i];
-      if (ri == 0.0)
-        continue;
-      double *ac = a + (size_t)c * rk;
-#ifdef _OPENMP
-#pragma omp simd
-#endif
-      for (int k = 0; k < rk; k++)
-        ac[k] += Li[k] * ri;
-    }
+/* a[c * rk + k] += sum over rows i in [i0, i1) of L[i, k] r[c * n + i],
+   for L in double (nystrom) or float (pivchol) */
+#define RK_LT_ROWS(NAME, T)                                                    \
+  RK_HOT                                                                       \
+  static void NAME(const T *L, int rk, int64_t i0, int64_t i1,                 \
+                   const double *r, int64_t n, int ncol, double *a) {          \
+    for (int64_t i = i0; i < i1; i++) {                                        \
+      const T *Li = L + i * rk;                                                \
+      for (int c = 0; c < ncol; c++) {                                         \
+        double ri = r[(size_t)c * n + i];                                      \
+        if (ri == 0.0)                                                         \
+          continue;                                                            \
+        double *ac = a + (size_t)c * rk;                                       \
+        RK_SIMD                                                                \
+        for (int k = 0; k < rk; k++)                                           \
+          ac[k] += (double)Li[k] * ri;                                         \
+      }                                                                        \
+    }                                                                          \
   }
-}
+#ifdef _OPENMP
+#define RK_SIMD _Pragma("omp simd")
+#define RK_SIMD_SUM _Pragma("omp simd reduction(+ : s)")
+#else
+#define RK_SIMD
+#define RK_SIMD_SUM
+#endif
+RK_LT_ROWS(lt_rows_d, double)
+RK_LT_ROWS(lt_rows_f, float)
 
 /* t = L^T r (rank x ncol, column-major) */
 static int lt_times(const rk_precond *P, const double *r, double *t,
@@ -965,7 +1006,10 @@ static int lt_times(const rk_precond *P, const double *r, double *t,
     for (int64_t blk = 0; blk < nblk; blk++) {
       int64_t i0 = blk * RK_APPLY_ROWS,
               i1 = i0 + RK_APPLY_ROWS < n ? i0 + RK_APPLY_ROWS : n;
-      lt_rows(P->L, rk, i0, i1, r, n, ncol, a);
+      if (P->Lf)
+        lt_rows_f(P->Lf, rk, i0, i1, r, n, ncol, a);
+      else
+        lt_rows_d(P->L, rk, i0, i1, r, n, ncol, a);
     }
   }
   for (size_t j = 0; j < m; j++) {
@@ -979,24 +1023,25 @@ static int lt_times(const rk_precond *P, const double *r, double *t,
 }
 
 /* z[c * n + i] = a * (r[c * n + i] + b * L[i, ] . t[, c]) for i in [i0, i1) */
-RK_HOT
-static void l_rows(const double *L, int rk, int64_t i0, int64_t i1,
-                   const double *r, const double *t, double a, double b,
-                   double *z, int64_t n, int ncol) {
-  for (int64_t i = i0; i < i1; i++) {
-    const double *Li = L + i * rk;
-    for (int c = 0; c < ncol; c++) {
-      const double *tc = t + (size_t)c * rk;
-      double s = 0;
-#ifdef _OPENMP
-#pragma omp simd reduction(+ : s)
-#endif
-      for (int k = 0; k < rk; k++)
-        s += Li[k] * tc[k];
-      z[(size_t)c * n + i] = a * (r[(size_t)c * n + i] + b * s);
-    }
+#define RK_L_ROWS(NAME, T)                                                     \
+  RK_HOT                                                                       \
+  static void NAME(const T *L, int rk, int64_t i0, int64_t i1,                 \
+                   const double *r, const double *t, double a, double b,       \
+                   double *z, int64_t n, int ncol) {                           \
+    for (int64_t i = i0; i < i1; i++) {                                        \
+      const T *Li = L + i * rk;                                                \
+      for (int c = 0; c < ncol; c++) {                                         \
+        const double *tc = t + (size_t)c * rk;                                 \
+        double s = 0;                                                          \
+        RK_SIMD_SUM                                                            \
+        for (int k = 0; k < rk; k++)                                           \
+          s += (double)Li[k] * tc[k];                                          \
+        z[(size_t)c * n + i] = a * (r[(size_t)c * n + i] + b * s);             \
+      }                                                                        \
+    }                                                                          \
   }
-}
+RK_L_ROWS(l_rows_d, double)
+RK_L_ROWS(l_rows_f, float)
 
 /* z = a * (r + b * L t) */
 static void l_times_add(const rk_precond *P, const double *r,
@@ -1010,7 +1055,10 @@ static void l_times_add(const rk_precond *P, const double *r,
   for (int64_t blk = 0; blk < nblk; blk++) {
     int64_t i0 = blk * RK_APPLY_ROWS,
             i1 = i0 + RK_APPLY_ROWS < n ? i0 + RK_APPLY_ROWS : n;
-    l_rows(P->L, P->rank, i0, i1, r, t, a, b, z, n, ncol);
+    if (P->Lf)
+      l_rows_f(P->Lf, P->rank, i0, i1, r, t, a, b, z, n, ncol);
+    else
+      l_rows_d(P->L, P->rank, i0, i1, r, t, a, b, z, n, ncol);
   }
 }
 

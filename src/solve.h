@@ -38,6 +38,12 @@ typedef struct rk_sop {
   uint64_t seed;      /* nystrom: seed of the random test matrix          */
   const double *diag; /* K_ii (jacobi, pivchol); may be NULL for "none"   */
   int working32;      /* the working precision is float32                */
+  /* optional: page-lock host buffers that products and columns copy to
+     or from (1 when locked; unpin those before freeing them) */
+  int (*pin)(void *ctx, void *p, size_t bytes);
+  void (*unpin)(void *ctx, void *p);
+  void *pin_ctx;
+  int keep_factor;      /* pivchol: keep the float64 factor (tests)   */
   double pivchol_theta; /* pivchol: pivots at least theta times the largest
                            remaining diagonal (0: the default, 1/2; 1: the
                            plain greedy order; solve-precond.c)          */
@@ -69,8 +75,10 @@ typedef struct rk_precond {
   int rank;
   double shift;
   double *dinv; /* jacobi: 1 / (alpha + K_ii)                          */
-  double *L;    /* pivchol: n x rank, row-major (L[i * rank + k]); nystrom:
-                   the shifted sketch, n x rank, row-major               */
+  double *L;    /* nystrom: the shifted sketch, n x rank, row-major; pivchol:
+                   the factor, n x rank, row-major (L[i * rank + k]), freed
+                   after the set-up unless rk_sop.keep_factor            */
+  float *Lf;    /* pivchol: fl32(L), the factor that P is built from     */
   double *C;    /* pivchol: rank x rank Cholesky factor of C (upper, col-major);
                    nystrom: the core of P^-1 (rank x rank)              */
   int kept;     /* nystrom: eigenvalues kept (<= rank)                   */
@@ -83,6 +91,7 @@ typedef struct rk_precond {
   int nthreads;
   double seconds;        /* wall time of the set-up                     */
   double column_seconds; /* pivchol: of which the kernel columns        */
+  double gram_seconds;   /* pivchol: of which C = shift I + L^T L       */
 } rk_precond;
 
 /* what stops, reports and interrupts a solve */

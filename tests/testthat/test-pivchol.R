@@ -5,7 +5,8 @@
 # same order; with the default theta = 1/2 each pivot's remaining diagonal
 # must be at least half the largest at its step.  Either way L must be the
 # pivoted Cholesky factor for its pivot order (replayed here), with the
-# same trace left, and log det(shift I + L L^T) as base::determinant().
+# same trace left.  P is built from the factor rounded to float32 (Lf):
+# log det(shift I + Lf Lf^T) as base::determinant().
 
 pc_dense <- function(A, rank = NULL, alpha = 0, theta = 1) {
   .Call(rkeops:::ffi_pivchol_dense, A, if (is.null(rank)) -1L else as.integer(rank),
@@ -86,8 +87,11 @@ pc_check <- function(A, rank = NULL, alpha = 0, label = "", theta = 1) {
     LL <- tcrossprod(got$L)
     expect_lt(max(abs(LL[, got$piv] - A[, got$piv])), 1e-10 * max(abs(A)))
   }
-  # log det P, P = shift I + L L^T
-  Pm <- tcrossprod(got$L) + diag(got$shift, nrow(A))
+  # P is built from the factor rounded to float32: Lf = fl32(L)
+  expect_true(all(abs(got$Lf - got$L) <= 2^-24 * abs(got$L)))
+  expect_gt(mean(got$Lf != got$L), 0.5)
+  # log det P, P = shift I + Lf Lf^T
+  Pm <- tcrossprod(got$Lf) + diag(got$shift, nrow(A))
   expect_equal(got$logdet, as.numeric(determinant(Pm)$modulus),
                tolerance = 1e-9, label = paste(label, "logdet"))
   invisible(got)
