@@ -119,13 +119,15 @@ static int auto_rank_max(int64_t n) {
   return (int)r;
 }
 
-/* The hot loops (the O(n rank^2) block product of the pivoted Cholesky
- * and the Gram matrix) get an AVX2/FMA clone beside the portable one on
- * x86-64 Linux (resolved once at load time by the CPU's features); R's
- * flags build for the baseline ISA, whose 2-lane vectors halve their speed. */
+/* The hot loops (the O(n rank^2) block product of the pivoted Cholesky,
+ * the Gram matrix, the Woodbury products) get AVX-512 and AVX2/FMA clones
+ * beside the portable one on x86-64 Linux (resolved once at load time by
+ * the CPU's features); R's flags build for the baseline ISA, whose 2-lane
+ * vectors without FMA run them at a quarter of the speed. */
 #if defined(__linux__) && defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-#define RK_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define RK_HOT                                                                 \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 #endif
 #ifndef RK_HOT
@@ -311,13 +313,14 @@ static int top_rows(const double *d, const unsigned char *done, int64_t n,
  * pivoting, which keeps the greedy error bounds up to a constant) accepts
  * about a third more pivots per block on smooth kernels, so fewer blocks,
  * kernel columns and passes over L (at n = 1e5, rank 671, on an H200's
- * host: set-up 1.8 s -> 1.4 s, same iteration counts).  Only then are the
+ * host: set-up 1.8 s -> 1.4 s, same iteration counts; with 32 candidates
+ * and page-locked columns, 1.1 s).  Only then are the
  * accepted pivots' residual columns K[, p] - L L[p, ]^T computed for every
  * row, in one pass over L with several products per loaded value
  * (block_dots), and their columns of L follow by forward substitution
  * against the candidates' block.  The rejected candidates cost a kernel
  * column each, not a pass over L. */
-#define RK_PIVCHOL_BLOCK 16
+#define RK_PIVCHOL_BLOCK 32
 #define RK_PIVCHOL_THETA 0.5
 
 static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
