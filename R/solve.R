@@ -482,11 +482,17 @@ kernel_logdet <- function(K, alpha = 0, probes = 30, tol = 1e-6,
     attr(xb, "residual") <- res$b_residual
     attr(value, "solve") <- xb
   }
-  if (any(c(res$residual, res$b_residual) > cm$tol))
-    rk_warn("rkeops_convergence_warning", sprintf(paste0(
+  if (any(c(res$residual, res$b_residual) > cm$tol)) {
+    nbad <- sum(c(res$residual, res$b_residual) > cm$tol)
+    rk_warn("rkeops_convergence_warning", if (isTRUE(res$stalled))
+      sprintf(paste0(
+        "kernel_logdet(): %d of %d probe (and b) solves did not reach tol = %g: ",
+        "the float64 residual stopped decreasing at %.3g, the rounding floor ",
+        "of this system's products; a tol above it can be met"), nbad,
+        probes + nb, cm$tol, max(c(res$residual, res$b_residual)))
+    else sprintf(paste0(
       "kernel_logdet(): %d of %d probe (and b) solves did not reach tol = %g within ",
-      "maxit = %d iterations"), sum(c(res$residual, res$b_residual) > cm$tol),
-      probes + nb, cm$tol,
-      maxit))
+      "maxit = %d iterations"), nbad, probes + nb, cm$tol, maxit))
+  }
   value
 }

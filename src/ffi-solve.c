@@ -287,7 +287,7 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
    A^-1 y beside the probes); the block product has probes + nb columns.
    Returns list(quad (per probe), precond (with logdet = log det P),
    iterations, residual, z, solves, pinv_z, ok, b_solve, b_iterations,
-   b_residual); z, solves and pinv_z only when ctl$keep is TRUE, the b_*
+   b_residual, stalled); z, solves and pinv_z only when ctl$keep is TRUE, the b_*
    only with ctl$b. */
 static SEXP column_block(const double *src, int64_t n, int c0, int nc) {
   SEXP m = allocMatrix(REALSXP, (int)n, nc);
@@ -311,8 +311,8 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
   static const char *const f[] = {"quad",   "precond", "iterations",
                                   "residual", "z",     "solves",
                                   "pinv_z", "ok",      "b_solve",
-                                  "b_iterations", "b_residual"};
-  SEXP res = PROTECT(named_list(11, f)); /* 1 */
+                                  "b_iterations", "b_residual", "stalled"};
+  SEXP res = PROTECT(named_list(12, f)); /* 1 */
   SEXP quad = allocVector(REALSXP, ncol);
   SET_VECTOR_ELT(res, 0, quad);
   SEXP ok = allocVector(LGLSXP, ncol);
@@ -359,6 +359,7 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
   solve_done(&s, rc, &e);
   SEXP pinfo = PROTECT(precond_info(&pscal)); /* 2 */
   SET_VECTOR_ELT(res, 1, pinfo);
+  SET_VECTOR_ELT(res, 11, ScalarLogical(out.stalled));
   SEXP iv = allocVector(INTSXP, ncol);
   SET_VECTOR_ELT(res, 2, iv);
   SEXP rv = allocVector(REALSXP, ncol);

@@ -95,6 +95,27 @@ test_that("a tol below the rounding floor stops early with a warning that says s
   expect_lt(sqrt(sum((x - solve(A, b))^2)) / sqrt(sum(solve(A, b)^2)), 1e-8)
 })
 
+test_that("kernel_logdet() also says when its solves stop at the rounding floor", {
+  local_rk_cpu(prec = 64)
+  X <- sv_points(400)
+  w <- NULL
+  set.seed(6)
+  ld <- withCallingHandlers(
+    kernel_logdet(sv_kernels$gaussian$lt(X, 0.2), alpha = 1e-4, tol = 1e-15,
+                  probes = 4, maxit = 3000),
+    rkeops_convergence_warning = function(cnd) {
+      w <<- cnd
+      invokeRestart("muffleWarning")
+    })
+  expect_s3_class(w, "rkeops_convergence_warning")
+  expect_match(conditionMessage(w), "rounding floor")
+  expect_true(all(attr(ld, "iterations") < 3000L))
+  # the estimate is still within 3 standard errors of the dense one
+  A <- sv_kernels$gaussian$dense(X, 0.2) + diag(1e-4, 400)
+  ref <- as.numeric(determinant(A)$modulus)
+  expect_lt(abs(ld - ref), 3 * attr(ld, "se") + 1e-6 * abs(ref))
+})
+
 test_that("solve() in float32 reaches 1e-5 relative error by refinement", {
   local_rk_cpu(prec = 32)
   for (cs in list(list("gaussian", 500, 0.2, 1e-3, 2, "pivchol"),
