@@ -133,11 +133,9 @@ for (sname in systems) {
           seconds = round(t, 3), iterations = attr(x, "iterations"),
           residual = signif(attr(x, "residual"), 3),
           converged = conv, rank = info$rank,
-          setup_s = if (is.null(info$seconds)) NA else round(info$seconds, 3),
-          columns_s = if (is.null(info$column_seconds)) NA else
-            round(info$column_seconds, 3),
-          gram_s = if (is.null(info$gram_seconds)) NA else
-            round(info$gram_seconds, 3),
+          setup_s = round(info$seconds, 3),
+          columns_s = round(info$column_seconds, 3),
+          gram_s = round(info$gram_seconds, 3),
           cycles = info$cycles,
           f64_products = info$exact_products,
           keops_s = ko, ko_ratio = round(ko / t, 2),
