@@ -7,6 +7,9 @@
 #   Rscript bench/cpu.R max=120    entries predicted to take longer than 120 s
 #                                  (default 600) are timed at a smaller N and
 #                                  extrapolated quadratically (marked "~")
+#   Rscript bench/cpu.R rkeops-only    the rkeops rows only (no dense R, kernlab
+#                                  or FNN): for before/after comparisons of
+#                                  two installed versions (R_LIBS=...)
 #
 # Prints one table:
 #   * Gaussian kernel sum a_i = sum_j exp(-|x_i - y_j|^2 / s) b_j, D = 3,
@@ -21,6 +24,7 @@
 
 args <- commandArgs(TRUE)
 quick <- "quick" %in% args
+only <- "rkeops-only" %in% args
 max_s <- 600
 for (a in grep("^max=", args, value = TRUE)) max_s <- as.numeric(sub("^max=", "", a))
 big_reps <- 3
@@ -141,7 +145,7 @@ for (prec in c("float64", "float32")) {
     add_row("gauss", N, 3, prec, "rkeops", t, sprintf("median of %d; rel.err %.1e", reps_for(N), err))
   }
 }
-for (N in Ns) {
+for (N in if (only) numeric() else Ns) {
   x <- matrix(runif(3 * N), N, 3)
   y <- matrix(runif(3 * N), N, 3)
   b <- runif(N)
@@ -193,6 +197,7 @@ for (D in c(3, 50)) {
                     100 * knn_dense_check(idx, X)))
   }
   set_rkeops_options(list(precision = "float64"))
+  if (only) next
   if (has_fnn) {
     for (alg in c("kd_tree", "brute")) {
       ffun <- function(n) FNN::get.knn(X[seq_len(n), , drop = FALSE], k = K, algorithm = alg)

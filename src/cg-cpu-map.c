@@ -367,7 +367,7 @@ int rk_cpu_emit_rows_tile(rk_cg *g, const rk_formula *f, const cpu_plan *p,
     rk_cg_line(g, "{");
     g->indent++;
     rk_cg_red_decl(g, f, "acc");
-    rk_cg_line(g, "double *rk_sq = rk_st + (rk_r_%d - rk_ra) * RK_S;", q);
+    rk_cg_line(g, "double *rk_sq = rk_st + (rk_r_%d - rk_ra) * RK_NST;", q);
     rk_cg_red_load(g, f, "acc", "rk_sq[%s]");
     if (fast) {
       /* tile partial sums, lane by lane, folded with the scheme's update */

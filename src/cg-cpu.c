@@ -155,7 +155,7 @@ static void gen_prelude(const cpu_gen *q, int precision, const char *key,
   rk_buf_printf(out, "int rk_kernel_state_size(void) { return %d; }\n", q->S);
   rk_buf_printf(out, "int rk_kernel_tile(void) { return %d; }\n\n", q->sk.tj);
   rk_buf_printf(out, "#define TJ %d\n#define RK_G (TJ / RK_LANES)\n", q->sk.tj);
-  rk_buf_printf(out, "#define RK_BI %d\n#define RK_S %d\n#define RK_DIN %d\n"
+  rk_buf_printf(out, "#define RK_BI %d\n#define RK_NST %d\n#define RK_DIN %d\n"
                      "#define RK_NF %d\n#define RK_DOUT %d\n\n",
                 RK_BI, q->S, q->din, f->f->dim + (f->w ? f->w->dim : 0),
                 q->dout);
@@ -181,7 +181,11 @@ static void gen_entry(rk_cg *g, const cpu_gen *q) {
   rk_cg_line(g, "int64_t rk_nrows = r1 - r0;");
   rk_cg_line(g, "if (rk_nrows <= 0) return 0;");
   rk_cg_line(g, "if (nthreads < 1) nthreads = 1;");
-  rk_cg_line(g, "int64_t rk_bi = rk_nrows / (8 * (int64_t)nthreads);");
+  /* blocks of rows share each tile of the reduction variables: on one
+     thread (the pool's calls, be-cpu.c) one block of up to RK_BI rows, on
+     several about 8 blocks per thread for the dynamic schedule */
+  rk_cg_line(g, "int64_t rk_bi = nthreads > 1 ? rk_nrows / (8 * (int64_t)nthreads) "
+                ": rk_nrows;");
   rk_cg_line(g, "if (rk_bi > RK_BI) rk_bi = RK_BI;");
   rk_cg_line(g, "if (rk_bi < %d) rk_bi = %d;", RK_RB, RK_RB);
   rk_cg_line(g, "rk_bi = (rk_bi + %d) / %d * %d;", RK_RB - 1, RK_RB, RK_RB);
@@ -194,7 +198,7 @@ static void gen_entry(rk_cg *g, const cpu_gen *q) {
                 "(RK_DIN * RK_G + 1));");
   rk_cg_line(g, "T *rk_fb = aligned_alloc(32, sizeof(T) * (%d * RK_NF * TJ + "
                 "RK_LANES));", RK_RB);
-  rk_cg_line(g, "double *rk_st = malloc(sizeof(double) * (RK_BI * RK_S + 1));");
+  rk_cg_line(g, "double *rk_st = malloc(sizeof(double) * (RK_BI * RK_NST + 1));");
   rk_cg_line(g, "T *rk_ob = malloc(sizeof(T) * (RK_BI * RK_DOUT + 1));");
   rk_cg_line(g, "int rk_ok = rk_tv && rk_fb && rk_st && rk_ob;");
   rk_cg_line(g, "if (!rk_ok) {");
@@ -235,7 +239,7 @@ static void gen_block_open(rk_cg *g, const cpu_gen *q) {
   rk_cg_red_init(g, f, "acc");
   g->indent--;
   rk_cg_line(g, "}");
-  rk_cg_red_store(g, f, "acc", "rk_st[(rk_r - rk_ra) * RK_S + %s]");
+  rk_cg_red_store(g, f, "acc", "rk_st[(rk_r - rk_ra) * RK_NST + %s]");
   g->indent--;
   rk_cg_line(g, "}");
   for (int u = 0; u < q->nu; u++) {
@@ -305,7 +309,7 @@ static void gen_block_close(rk_cg *g, const cpu_gen *q) {
   rk_cg_line(g, "for (int64_t rk_r = rk_ra; rk_r < rk_re; rk_r++) {");
   g->indent++;
   rk_cg_red_decl(g, f, "acc");
-  rk_cg_red_load(g, f, "acc", "rk_st[(rk_r - rk_ra) * RK_S + %s]");
+  rk_cg_red_load(g, f, "acc", "rk_st[(rk_r - rk_ra) * RK_NST + %s]");
   rk_cg_line(g, "if (mode & 2) {");
   g->indent++;
   rk_cg_red_store(g, f, "acc", "st[(int64_t)(%s) * ldst + (rk_r - r0)]");

@@ -234,7 +234,10 @@ int64_t rk_chunk_rows(rk_chunker *c, int64_t left) {
 int64_t rk_chunk_grain(const rk_chunker *c, int64_t rows) {
   if (c->nthreads <= 1)
     return rows;
-  int64_t nb = 4 * (int64_t)c->nthreads;
+  /* about 8 blocks per thread (the dynamic schedule balances them); a
+     block is one kernel call, whose rows share each tile of the reduction
+     variables (cg-cpu.c: up to RK_BI rows at a time) */
+  int64_t nb = 8 * (int64_t)c->nthreads;
   int64_t g = (rows + nb - 1) / nb;
   return g < 1 ? 1 : g;
 }

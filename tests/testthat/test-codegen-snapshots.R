@@ -89,3 +89,31 @@ for (nm in names(snap_cases)) {
     })
   })
 }
+
+# the generated CPU source compiles without a warning (a macro of the
+# scalar prelude, RK_S(f), was once redefined by the kernel's state size)
+test_that("generated CPU kernels compile without warnings (-Wall -Wextra)", {
+  cc <- tryCatch(system2(file.path(R.home("bin"), "R"), c("CMD", "config", "CC"),
+                         stdout = TRUE, stderr = FALSE), error = function(e) "")
+  skip_if(!length(cc) || !nzchar(cc[1]), "no C compiler from R CMD config CC")
+  # the engine's own kernel flags (-march=native: the vector types' ABI)
+  desc <- strsplit(rkeops:::rk_config()$description, "\n", fixed = TRUE)[[1]]
+  flags <- sub("^kernel flags: *", "", grep("^kernel flags:", desc, value = TRUE))
+  expect_length(flags, 1)
+  flags <- gsub("-shared|-fPIC", "", flags)
+  withr::local_envvar(setNames(rep(NA, length(knobs)), knobs))
+  cases <- c(snap_cases, list(
+    maxarg = list(f = "Max_ArgMax_Reduction(x - y, 0)", args = c("x=Vi(2)", "y=Vj(2)")),
+    round = list(f = "Sum_Reduction(Round(x * y, 2) + Mod(x, y, 0.5), 1)",
+                 args = c("x=Vi(1)", "y=Vj(1)"))))
+  for (nm in names(cases)) for (prec in c("float64", "float32")) {
+    src <- rkeops:::rk_source(cases[[nm]]$f, cases[[nm]]$args, precision = prec)
+    f <- withr::local_tempfile(fileext = ".c")
+    writeLines(src, f)
+    cmd <- paste(cc[1], flags, "-std=gnu11 -Wall -Wextra -Wno-unknown-pragmas",
+                 "-Wno-unused-parameter -fsyntax-only", shQuote(f), "2>&1")
+    out <- suppressWarnings(system2("sh", c("-c", shQuote(cmd)), stdout = TRUE))
+    expect_identical(grep("warning|error", out, value = TRUE), character(),
+                     info = paste(nm, prec))
+  }
+})
