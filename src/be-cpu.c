@@ -243,12 +243,6 @@ static void cpu_unload(rk_kernel *k) {
 
 /* ---- running ---------------------------------------------------------- */
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* one block of rows: one call of the kernel on one thread of the pool
    (threads.c); out and st are indexed from the block's first row */
 typedef struct cpu_block {
@@ -285,7 +279,7 @@ static int cpu_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
                  s->j1 - s->j0, cost);
   for (int64_t r0 = s->r0; r0 < s->r1;) {
     int64_t r1 = r0 + rk_chunk_rows(&c, s->r1 - r0);
-    double t0 = now();
+    double t0 = rk_now();
     int rc = rk_par_rows(c.nthreads, r0, r1, rk_chunk_grain(&c, r1 - r0),
                          stack, cpu_block_run, &cb);
     if (rc == -2)
@@ -294,7 +288,7 @@ static int cpu_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
                     "the CPU kernel", (double)stack / 1048576.0);
     if (rc != 0)
       return rk_err(e, RK_ENOMEM, -1, "out of memory in the CPU kernel");
-    rk_chunk_done(&c, r1 - r0, now() - t0);
+    rk_chunk_done(&c, r1 - r0, rk_now() - t0);
     r0 = r1;
     if (r0 < s->r1 && o->interrupted && o->interrupted(o->interrupt_data))
       return rk_err(e, RK_EINTERRUPT, -1, "interrupted");

@@ -1,11 +1,12 @@
 /*
  * rk.c -- small helpers shared by every module: errors, growable string
- * buffers, hashing, the per-compile arena, processor count.
+ * buffers, hashing, the per-compile arena, processor count, monotonic clock.
  */
 #define _GNU_SOURCE
 #include "rk.h"
 
 #include <sched.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +290,14 @@ char *rk_arena_strdup(rk_arena *a, const char *s) {
   if (p)
     memcpy(p, s, n + 1);
   return p;
+}
+
+/* ---- clock ---------------------------------------------------------------- */
+
+double rk_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- processors ---------------------------------------------------------- */

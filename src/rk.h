@@ -80,5 +80,7 @@ void rk_say(const rk_options *o, const char *fmt, ...)
 /* ---- misc -------------------------------------------------------------- */
 /* number of processors available to this process */
 int rk_ncpu(void);
+/* seconds on a monotonic clock (differences only) */
+double rk_now(void);
 
 #endif /* RK_H */

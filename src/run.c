@@ -305,12 +305,6 @@ const rk_backend_i *rk_backend_pick(const rk_options *o) {
 static double part_speed[2][RK_PART_SPEEDS]; /* by backend id, device */
 static pthread_mutex_t part_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static double speed_of(int be, int dev) {
   if (be < 0 || be > 1 || dev < 0 || dev >= RK_PART_SPEEDS) return 0;
   pthread_mutex_lock(&part_mu);
@@ -370,12 +364,12 @@ typedef struct part_job {
 
 static void part_run(part_job *j) {
   const rk_backend_i *be = j->k->be;
-  double t0 = now_s();
+  double t0 = rk_now();
   j->rc = be->run(j->k, j->f, &j->o, j->d, &j->s, &j->e);
   if (j->rc == RK_OK)
     rk_parts_note(be->id, j->o.device,
                   (double)(j->s.r1 - j->s.r0) * (double)(j->s.j1 - j->s.j0),
-                  now_s() - t0);
+                  rk_now() - t0);
 }
 
 static void *part_thread(void *arg) {

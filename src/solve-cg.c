@@ -29,12 +29,6 @@
 #define RK_REFINE_ETA 1e-3 /* residual reduction of one float32 cycle */
 #define RK_PROGRESS_EVERY 0.1 /* seconds between progress updates    */
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double dot(const double *a, const double *b, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; i++)
@@ -66,7 +60,7 @@ static void progress_tick(progress *pg, int it, double res, int done) {
   const rk_solve_ctl *c = pg->ctl;
   if (c == NULL || c->progress == NULL)
     return;
-  double t = now(), el = t - pg->t0;
+  double t = rk_now(), el = t - pg->t0;
   if (done) {
     if (pg->shown)
       c->progress(c->progress_data, it, res, el, 1);
@@ -105,7 +99,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
   double *nb = sc, *rel = sc + ncol, *target = sc + 2 * ncol,
          *rz = sc + 3 * ncol, *rel0 = sc + 4 * ncol;
   int *active = flag, *incycle = flag + ncol;
-  progress pg = {ctl, now(), 0, 0};
+  progress pg = {ctl, rk_now(), 0, 0};
   memset(out->iters, 0, (size_t)ncol * sizeof *out->iters);
   out->products = out->exact_products = out->cycles = 0;
   out->converged = 0;

@@ -47,12 +47,6 @@
 #define RK_PIVCHOL_TRACE_FACTOR 1000.0
 #define RK_PIVCHOL_SHIFT_MIN 1e-9
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* A large array (L: up to 512 MiB), 2 MiB aligned and, on Linux, marked
    for transparent huge pages: first-touching it with 4 KiB pages costs a
    page fault per 4 KiB (about a tenth of the set-up at n = 1e5). */
@@ -335,6 +329,7 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
   const int B = RK_PIVCHOL_BLOCK;
   size_t n1 = (size_t)(n > 0 ? n : 1);
   double *d = malloc(n1 * sizeof *d);
+  double *d2 = malloc(n1 * sizeof *d2); /* d after a whole block */
   double *R = malloc(n1 * B * sizeof *R);  /* candidates' kernel columns */
   double *Ra = malloc(n1 * B * sizeof *Ra); /* accepted residual columns */
   double *Y = malloc((size_t)B * (rmax > 0 ? rmax : 1) * sizeof *Y);
@@ -347,7 +342,7 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
      full bus speed */
   int pin_R = R && A->pin && A->pin(A->pin_ctx, R, n1 * B * sizeof *R);
   int rc = RK_OK;
-  if (!d || !R || !Ra || !Y || !hist || !tsum || !done || !P->L || !P->piv) {
+  if (!d || !d2 || !R || !Ra || !Y || !hist || !tsum || !done || !P->L || !P->piv) {
     rc = rk_err(e, RK_ENOMEM, -1,
                 "out of memory for the pivoted Cholesky preconditioner "
                 "(%lld x %d)",
@@ -390,13 +385,13 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
     double tau = nc > want ? d[cand[want]] : 0;
     if (nc > want)
       nc = want;
-    double tc = now();
+    double tc = rk_now();
     for (int c = 0; c < nc; c++) {
       rc = A->column(A->column_ctx, cand[c], R + (size_t)c * n, n, e);
       if (rc != RK_OK)
         goto out;
     }
-    P->column_seconds += now() - tc;
+    P->column_seconds += rk_now() - tc;
     /* the candidates' rows of L, and their block of the residual:
        Rc[a * B + c] = K[cand_a, cand_c] - L[cand_a, 0:k] . L[cand_c, 0:k] */
     for (int c = 0; c < nc; c++)
@@ -482,6 +477,7 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
         if (done[i]) {
           for (int t = 0; t < na; t++)
             Li[t] = 0;
+          d2[i] = d[i];
           continue;
         }
         double di = d[i];
@@ -505,6 +501,7 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
           Li[t] = v;
           ts[t] += di;
         }
+        d2[i] = di;
       }
     }
     /* the rank rule, pivot by pivot: the block may end early */
@@ -524,20 +521,28 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
         }
       }
     }
-    /* the diagonal after the kept columns */
+    /* the diagonal after the kept columns: the row pass's when the whole
+       block is kept (the same operations in the same order), else again
+       from the kept columns */
+    if (keep == na) {
+      double *sw = d;
+      d = d2;
+      d2 = sw;
+    } else {
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static)
 #endif
-    for (int64_t i = 0; i < n; i++) {
-      if (done[i])
-        continue;
-      const double *Li = L + i * rmax + k;
-      double di = d[i];
-      for (int t = 0; t < keep; t++) {
-        double dn = di - Li[t] * Li[t];
-        di = dn > 0 ? dn : 0;
+      for (int64_t i = 0; i < n; i++) {
+        if (done[i])
+          continue;
+        const double *Li = L + i * rmax + k;
+        double di = d[i];
+        for (int t = 0; t < keep; t++) {
+          double dn = di - Li[t] * Li[t];
+          di = dn > 0 ? dn : 0;
+        }
+        d[i] = di;
       }
-      d[i] = di;
     }
     for (int t = 0; t < keep; t++) {
       int64_t p = cand[acc[t]];
@@ -585,10 +590,10 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
     free(P->L);
     P->L = L = NULL;
   }
-  double tg = now();
+  double tg = rk_now();
   P->C = malloc((size_t)r * r * sizeof *P->C);
   int grc = P->C == NULL ? -1 : gram(NULL, P->Lf, n, r, P->shift, P->C, nt);
-  P->gram_seconds = now() - tg;
+  P->gram_seconds = rk_now() - tg;
   if (grc != 0) {
     rc = rk_err(e, RK_ENOMEM, -1, "out of memory (pivoted Cholesky core)");
     goto out;
@@ -651,6 +656,7 @@ out:
   if (pin_R)
     A->unpin(A->pin_ctx, R);
   free(d);
+  free(d2);
   free(R);
   free(Ra);
   free(Y);
@@ -924,7 +930,7 @@ int rk_precond_build(rk_precond *P, const rk_sop *A, int kind, int rank,
                      int want_sqrt, int nthreads, const rk_solve_ctl *ctl,
                      rk_error *e) {
   memset(P, 0, sizeof *P);
-  double t0 = now();
+  double t0 = rk_now();
   P->kind = kind;
   P->n = A->n;
   P->nthreads = nthreads_of(nthreads);
@@ -948,7 +954,7 @@ int rk_precond_build(rk_precond *P, const rk_sop *A, int kind, int rank,
   }
   if (rc != RK_OK)
     rk_precond_free(P);
-  P->seconds = now() - t0;
+  P->seconds = rk_now() - t0;
   return rc;
 }
 
