@@ -25,11 +25,12 @@ rk_error_classes <- c(
 #'   `"error"` and `"condition"` are appended.
 #' @param message the message (pasted together when a vector).
 #' @param ... further fields of the condition object.
-#' @param call the call shown with the message (`NULL`: none).
+#' @param call the call shown with the message: by default the user's call
+#'   into rkeops (rk_user_call()), `NULL` for none.
 #' @return Does not return.
 #' @keywords internal
 #' @noRd
-rk_abort <- function(class, message, ..., call = NULL) {
+rk_abort <- function(class, message, ..., call = rk_user_call()) {
   cond <- structure(
     class = c(class, "rkeops_error", "error", "condition"),
     list(message = paste(message, collapse = "\n"), call = call, ...)
@@ -38,12 +39,47 @@ rk_abort <- function(class, message, ..., call = NULL) {
 }
 
 # a classed warning, c(<class>, "rkeops_warning", "warning", "condition")
-rk_warn <- function(class, message, call = NULL) {
+rk_warn <- function(class, message, call = rk_user_call()) {
   cond <- structure(
     class = c(class, "rkeops_warning", "warning", "condition"),
     list(message = paste(message, collapse = "\n"), call = call)
   )
   warning(cond)
+}
+
+# The user's call into rkeops, for conditions (as vctrs and rlang pass the
+# calling frame): the outermost frame running a function of this namespace
+# that the user can call -- an exported function, an operator made by
+# keops_kernel() (a closure of the namespace under another name), or a
+# method of a generic that is not ours (`x + y` on LazyTensors).  Frames
+# of internal helpers (called with `:::` or from inside rkeops) are skipped,
+# so that the user's own call is shown whatever helper raised the error.
+# NULL when rkeops was not called by the user (an internal called
+# directly).
+rk_user_call <- function() {
+  ns <- topenv(environment(rk_user_call))
+  exports <- getNamespaceExports(ns)
+  n <- sys.nframe() - 1L
+  for (k in seq_len(max(n, 0L))) {
+    f <- sys.function(k)
+    if (!is.function(f) || is.primitive(f)) next
+    env <- environment(f)
+    if (is.null(env) || !identical(topenv(env), ns)) next
+    cl <- sys.call(k)
+    head <- cl[[1L]]
+    nm <- if (is.name(head)) {
+      as.character(head)
+    } else if (is.call(head) && length(head) == 3L &&
+               (identical(head[[1L]], as.name("::")) ||
+                identical(head[[1L]], as.name(":::")))) {
+      as.character(head[[3L]])
+    } else {
+      ""
+    }
+    if (!nzchar(nm)) next
+    if (nm %in% exports || !exists(nm, envir = ns, inherits = FALSE)) return(cl)
+  }
+  NULL
 }
 
 # Called from C (ffi.c, ffi_abort) with the fields of an rk_error, after
@@ -57,17 +93,11 @@ rk_ffi_fail <- function(info) {
   }
   class <- unname(rk_error_classes[info$code_name])
   if (is.na(class)) class <- "rkeops_internal_error"
+  # an error at a position of the formula comes with the source and the
+  # caret, drawn by the engine (lex.c rk_err_show)
   msg <- info$message
   pos <- if (info$pos >= 0L) info$pos + 1L else NA_integer_
   formula <- info$formula
-  if (!is.na(pos) && is.character(formula) && !grepl("\n", msg, fixed = TRUE)) {
-    # point at the offending character (byte offsets: fine for ASCII formulas)
-    msg <- c(
-      msg,
-      paste0("  ", formula),
-      paste0("  ", strrep(" ", pos - 1L), "^")
-    )
-  }
   fields <- list(
     code = info$code_name,
     position = pos,

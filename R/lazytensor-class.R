@@ -60,12 +60,12 @@ setValidity("LazyTensor", function(object) {
 # Raise a classed rkeops error from the LazyTensor front end through
 # rk_abort() (errors.R).  `class` is the subclass ("rkeops_dim_error",
 # "rkeops_index_error", ...).
-lt_abort <- function(msg, class = "rkeops_input_error", call = NULL) {
-  rk_abort(class, msg, call = call)
+lt_abort <- function(msg, class = "rkeops_input_error") {
+  rk_abort(class, msg)
 }
 
-lt_dim_error <- function(msg, call = NULL) {
-  lt_abort(msg, "rkeops_dim_error", call = call)
+lt_dim_error <- function(msg) {
+  lt_abort(msg, "rkeops_dim_error")
 }
 
 # ---- variables -------------------------------------------------------------
@@ -293,15 +293,13 @@ lt_merge <- function(args, opname) {
     if (!is.na(a@M)) {
       if (!is.na(M) && M != a@M)
         lt_dim_error(sprintf(paste0("%s: the operands have %d and %d rows ",
-                                    "indexed by i"), opname, M, a@M),
-                     call = NULL)
+                                    "indexed by i"), opname, M, a@M))
       M <- a@M
     }
     if (!is.na(a@N)) {
       if (!is.na(N) && N != a@N)
         lt_dim_error(sprintf(paste0("%s: the operands have %d and %d rows ",
-                                    "indexed by j"), opname, N, a@N),
-                     call = NULL)
+                                    "indexed by j"), opname, N, a@N))
       N <- a@N
     }
   }

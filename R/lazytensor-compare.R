@@ -17,7 +17,7 @@ lt_compare <- function(op, e1, e2) {
   name <- lt_compare_ops[op]
   if (is.na(name))
     lt_abort(sprintf("the operator %s is not available for LazyTensors", op),
-             "rkeops_op_error", call = NULL)
+             "rkeops_op_error")
   lt_elementwise(unname(name), e1, e2)
 }
 

@@ -14,7 +14,7 @@ NULL
 lt_grad_reduction <- function(opstr) {
   if (!is.character(opstr) || length(opstr) != 1L || is.na(opstr)) {
     lt_abort("grad: `opstr` must be a reduction name such as \"Sum\"",
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   }
   key <- tolower(sub("_reduction$", "", opstr, ignore.case = TRUE))
   known <- c(sum = "Sum", logsumexp = "LogSumExp",
@@ -28,13 +28,13 @@ lt_grad_reduction <- function(opstr) {
     lt_abort(sprintf(paste0(
       "grad: unknown reduction \"%s\" (the differentiable ones are \"Sum\", ",
       "\"LogSumExp\", \"LogSumExpWeight\" and \"SumSoftMaxWeight\")"), opstr),
-      "rkeops_grad_error", call = NULL)
+      "rkeops_grad_error")
   }
   if (red %in% rk_grad_nondiff) {
     lt_abort(sprintf(paste0(
       "grad: cannot differentiate a %s reduction: differentiation through ",
       "Min, Max, KMin or Arg-type reductions makes no sense"), red),
-      "rkeops_grad_error", call = NULL)
+      "rkeops_grad_error")
   }
   unname(red)
 }
@@ -48,7 +48,7 @@ lt_grad_vars <- function(var) {
   if (!length(vs) || !all(vapply(vs, one, NA))) {
     lt_abort(paste0("grad: `var` must be a variable made by Vi(), Vj() or ",
                     "Pm(), or a list of such variables"),
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   }
   vs
 }
@@ -60,13 +60,13 @@ lt_grad_input <- function(gradin) {
     if (length(gradin@vars) != 1L ||
         !identical(gradin@formula, lt_token(gradin@vars[[1L]]$id))) {
       lt_abort("grad: `gradin` must be data, or a LazyTensor made by Vi(), Vj() or Pm()",
-               "rkeops_input_error", call = NULL)
+               "rkeops_input_error")
     }
     return(gradin@vars[[1L]]$data)
   }
   if (!is.numeric(gradin) || is.complex(gradin)) {
     lt_abort("grad: `gradin` must be a numeric matrix (one row per output index)",
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   }
   if (is.null(dim(gradin))) gradin <- matrix(as.double(gradin), ncol = 1L)
   gradin
@@ -123,16 +123,16 @@ grad <- function(f, gradin, opstr = "Sum", var, index, weight = NULL) {
   weighted <- red %in% c("LogSumExpWeight", "SumSoftMaxWeight")
   if (weighted && is.null(weight)) {
     lt_abort(sprintf("grad: a %s reduction needs `weight`", red),
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   }
   if (!weighted && !is.null(weight)) {
     lt_abort(sprintf(paste0("grad: `weight` is for LogSumExpWeight and ",
                             "SumSoftMaxWeight, not for %s"), red),
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   }
   if (red != "Sum" && f@dim != 1L) {
     lt_dim_error(sprintf("grad: a %s reduction needs f of dimension 1, not %d",
-                         red, f@dim), call = NULL)
+                         red, f@dim))
   }
   p <- lt_reduction_parts(f, red, index, weight = weight)
   ids <- vapply(p$vars, function(u) as.character(u$id), "")
@@ -144,7 +144,7 @@ grad <- function(f, gradin, opstr = "Sum", var, index, weight = NULL) {
         if (weighted) " or its weight" else "",
         " (a new Vi(), Vj() or Pm() on the same data is another variable: ",
         "differentiate with respect to the LazyTensor used in `f`)"),
-        "rkeops_var_error", call = NULL)
+        "rkeops_var_error")
     }
     k
   }, 0L)

@@ -21,7 +21,7 @@ lt_bcast_dim <- function(args, opname) {
     lt_dim_error(sprintf(paste0("%s: incompatible inner dimensions %s ",
                                 "(operands must have equal dimensions or ",
                                 "dimension 1)"), opname,
-                         paste(dims, collapse = " and ")), call = NULL)
+                         paste(dims, collapse = " and ")))
   if (length(big)) big else 1L
 }
 
@@ -29,14 +29,14 @@ lt_bcast_dim <- function(args, opname) {
 lt_int <- function(n, what, min = -Inf) {
   if (!is.numeric(n) || length(n) != 1L || !is.finite(n) || n != round(n))
     lt_abort(sprintf("`%s` must be a single whole number", what),
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   if (abs(n) > .Machine$integer.max)
     lt_abort(sprintf("`%s` = %.0f is out of range (at most %d in absolute value)",
                      what, n, .Machine$integer.max),
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   if (n < min)
     lt_abort(sprintf("`%s` must be at least %.0f, not %.0f", what, min, n),
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   as.integer(n)
 }
 
@@ -67,8 +67,7 @@ lt_check <- function(x, opname) {
   if (!is(x, "LazyTensor")) {
     if (is.numeric(x) && length(x) == 1L) return(lt_constant(x))
     lt_abort(sprintf("%s() expects a LazyTensor, not an object of class %s",
-                     tolower(opname), class(x)[1L]), "rkeops_input_error",
-             call = NULL)
+                     tolower(opname), class(x)[1L]), "rkeops_input_error")
   }
   x
 }
@@ -108,7 +107,7 @@ lt_arith <- function(op, e1, e2) {
     "%%" = lt_elementwise("Mod", e1, e2, 0),
     "%/%" = lt_unary("Floor", lt_infix("/", e1, e2)),
     lt_abort(sprintf("the operator %s is not available for LazyTensors", op),
-             "rkeops_op_error", call = NULL)
+             "rkeops_op_error")
   )
 }
 
@@ -171,7 +170,7 @@ setMethod("Arith", signature(e1 = "LazyTensor", e2 = "missing"),
       "+" = e1,
       "-" = lt_make(sprintf("(-%s)", e1@formula), list(e1), e1@dim, "-"),
       lt_abort(sprintf("the unary operator %s is not available", .Generic),
-               "rkeops_op_error", call = NULL))
+               "rkeops_op_error"))
   })
 
 #' @rdname LazyTensor-arith
@@ -195,7 +194,7 @@ lt_scalprod <- function(x, y) {
   if (x@dim != y@dim)
     lt_dim_error(sprintf(paste0("x | y (scalar product): the operands have ",
                                 "inner dimensions %d and %d; they must be ",
-                                "equal"), x@dim, y@dim), call = NULL)
+                                "equal"), x@dim, y@dim))
   lt_make(sprintf("(%s | %s)", x@formula, y@formula), list(x, y), 1L, "|")
 }
 
@@ -255,7 +254,7 @@ setMethod("Math", "LazyTensor", function(x) {
   switch(.Generic,
     ceiling = -lt_unary("Floor", -x),
     lt_abort(sprintf("%s() is not available for LazyTensors", .Generic),
-             "rkeops_op_error", call = NULL))
+             "rkeops_op_error"))
 })
 
 #' @rdname LazyTensor-math
@@ -265,7 +264,7 @@ setMethod("log", "LazyTensor", function(x, ...) {
   base <- if (length(dots)) dots[[1L]] else exp(1)
   if (!lt_is_scalar_num(base) || base <= 0)
     lt_abort("the base of log() must be a positive number",
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   if (base == exp(1)) return(lt_unary("Log", x))
   lt_unary("Log", x) / log(base)
 })
@@ -275,7 +274,7 @@ setMethod("log", "LazyTensor", function(x, ...) {
 setMethod("Math2", "LazyTensor", function(x, digits) {
   if (.Generic != "round")
     lt_abort(sprintf("%s() is not available for LazyTensors", .Generic),
-             "rkeops_op_error", call = NULL)
+             "rkeops_op_error")
   if (missing(digits)) digits <- 0L
   lt_unary("Round", x, lt_int(digits, "digits"))
 })
@@ -517,7 +516,7 @@ lt_same_dim <- function(x, y, opname) {
   if (x@dim != y@dim)
     lt_dim_error(sprintf(paste0("%s: the operands have inner dimensions %d ",
                                 "and %d; they must be equal"), opname, x@dim,
-                         y@dim), call = NULL)
+                         y@dim))
 }
 
 #' @rdname LazyTensor-norms
@@ -532,8 +531,7 @@ sqdist <- function(x, y) {
 lt_check_weight <- function(s, d, opname) {
   if (!s@dim %in% c(1L, d, d * d))
     lt_dim_error(sprintf(paste0("%s: the weight has dimension %d; it must ",
-                                "be 1, %d or %d"), opname, s@dim, d, d * d),
-                 call = NULL)
+                                "be 1, %d or %d"), opname, s@dim, d, d * d))
 }
 
 #' @rdname LazyTensor-norms
@@ -590,8 +588,7 @@ elem <- function(x, m) {
   x <- lt_check(x, "Elem")
   m <- lt_int(m, "m", 0)
   if (m >= x@dim)
-    lt_dim_error(sprintf("elem(x, m): m = %d is out of [0, %d)", m, x@dim),
-                 call = NULL)
+    lt_dim_error(sprintf("elem(x, m): m = %d is out of [0, %d)", m, x@dim))
   lt_unary("Elem", x, m, dim = 1L)
 }
 
@@ -603,10 +600,9 @@ elemT <- function(x, m, n) {
   n <- lt_int(n, "n", 1)
   if (x@dim != 1L)
     lt_dim_error(sprintf("elemT(x, m, n): x must have dimension 1, not %d",
-                         x@dim), call = NULL)
+                         x@dim))
   if (m >= n)
-    lt_dim_error(sprintf("elemT(x, m, n): m = %d is out of [0, %d)", m, n),
-                 call = NULL)
+    lt_dim_error(sprintf("elemT(x, m, n): m = %d is out of [0, %d)", m, n))
   lt_unary("ElemT", x, c(n, m), dim = n)
 }
 
@@ -618,8 +614,7 @@ extract <- function(x, m, d) {
   d <- lt_int(d, "d", 1)
   if (m + d > x@dim)
     lt_dim_error(sprintf(paste0("extract(x, m, d): components %d to %d are ",
-                                "out of [0, %d)"), m, m + d - 1L, x@dim),
-                 call = NULL)
+                                "out of [0, %d)"), m, m + d - 1L, x@dim))
   lt_unary("Extract", x, c(m, d), dim = d)
 }
 
@@ -632,7 +627,7 @@ extractT <- function(x, m, d) {
   if (m + x@dim > d)
     lt_dim_error(sprintf(paste0("extractT(x, m, d): x (dimension %d) at ",
                                 "position %d does not fit in dimension %d"),
-                         x@dim, m, d), call = NULL)
+                         x@dim, m, d))
   lt_unary("ExtractT", x, c(m, d), dim = d)
 }
 
@@ -651,7 +646,7 @@ one_hot <- function(x, D) {
   D <- lt_int(D, "D", 1)
   if (x@dim != 1L)
     lt_dim_error(sprintf("one_hot(x, D): x must have dimension 1, not %d",
-                         x@dim), call = NULL)
+                         x@dim))
   lt_unary("OneHot", x, D, dim = D)
 }
 
@@ -684,8 +679,7 @@ matvecmult <- function(m, v) {
   v <- lt_check(v, "MatVecMult")
   if (m@dim %% v@dim != 0L)
     lt_dim_error(sprintf(paste0("matvecmult(m, v): dim(m) = %d is not a ",
-                                "multiple of dim(v) = %d"), m@dim, v@dim),
-                 call = NULL)
+                                "multiple of dim(v) = %d"), m@dim, v@dim))
   lt_call("MatVecMult", list(m, v), dim = m@dim %/% v@dim)
 }
 
@@ -696,8 +690,7 @@ vecmatmult <- function(v, m) {
   m <- as_lt(m, "matrix")
   if (m@dim %% v@dim != 0L)
     lt_dim_error(sprintf(paste0("vecmatmult(v, m): dim(m) = %d is not a ",
-                                "multiple of dim(v) = %d"), m@dim, v@dim),
-                 call = NULL)
+                                "multiple of dim(v) = %d"), m@dim, v@dim))
   lt_call("VecMatMult", list(v, m), dim = m@dim %/% v@dim)
 }
 
@@ -764,8 +757,7 @@ setMethod("[", "LazyTensor", function(x, i, j, ..., drop = TRUE) {
   if (!missing(i) || length(sys.call()) - (!missing(drop)) < 4L)
     lt_abort(paste0("the rows (i or j indices) of a LazyTensor cannot be ",
                     "selected: subset the data before Vi() or Vj(); select ",
-                    "components with x[, k]"), "rkeops_input_error",
-             call = NULL)
+                    "components with x[, k]"), "rkeops_input_error")
   if (missing(j)) return(x)
   d <- x@dim
   ok <- (is.numeric(j) || is.logical(j)) && !anyNA(j) &&
@@ -775,11 +767,10 @@ setMethod("[", "LazyTensor", function(x, i, j, ..., drop = TRUE) {
   if (!ok)
     lt_dim_error(sprintf(paste0("x[, j]: j must select components among 1 ",
                                 "to %d (whole numbers, all positive or all ",
-                                "negative, or %d logical values)"), d, d),
-                 call = NULL)
+                                "negative, or %d logical values)"), d, d))
   cols <- seq_len(d)[j]
   if (!length(cols))
-    lt_dim_error("x[, j] selects no component", call = NULL)
+    lt_dim_error("x[, j] selects no component")
   # runs of consecutive components: one Elem or Extract each
   starts <- c(1L, which(diff(cols) != 1L) + 1L)
   ends <- c(starts[-1L] - 1L, length(cols))
@@ -806,7 +797,7 @@ lt_unsupported <- function(what, hint = NULL) {
                     "sum(K, index = \"j\") or K %*% B; as.matrix(K) ",
                     "materialises a small one)",
                     if (!is.null(hint)) paste0("; ", hint) else ""),
-             "rkeops_op_error", call = NULL)
+             "rkeops_op_error")
   }
 }
 
@@ -837,7 +828,7 @@ NULL
 setMethod("Complex", "LazyTensor", function(z) {
   lt_abort(sprintf(paste0("%s() is not available for LazyTensors: rkeops ",
                           "computes with real numbers only"), .Generic),
-           "rkeops_op_error", call = NULL)
+           "rkeops_op_error")
 })
 
 setGeneric("as.vector")

@@ -18,7 +18,7 @@ lt_check_index <- function(index) {
                      if (is.atomic(index))
                        paste(deparse(index), collapse = " ")
                      else paste("an object of class", class(index)[1L])),
-             "rkeops_index_error", call = NULL)
+             "rkeops_index_error")
   index
 }
 
@@ -78,7 +78,7 @@ lt_sum_scheme <- function(sum_scheme) {
     lt_abort(sprintf("`sum_scheme` must be one of %s",
                      paste0("\"", names(rk_sum_schemes), "\"",
                             collapse = ", ")),
-             "rkeops_value_error", call = NULL)
+             "rkeops_value_error")
   sum_scheme
 }
 
@@ -148,7 +148,7 @@ lt_dots_args <- function(...) {
                     "`sum_scheme`; got ",
                     paste0("`", ifelse(nzchar(nm), nm, "<unnamed>"), "`",
                            collapse = ", ")),
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   idx <- dots[[i]]
   if (is.null(idx) || (is.atomic(idx) && length(idx) == 1L && is.na(idx)))
     return(out)
@@ -169,7 +169,7 @@ lt_K <- function(K, x, index) {
     lt_abort(sprintf(paste0("K * dimension = %.0f is larger than 16384 (the ",
                             "K smallest values of each output row are kept ",
                             "in the kernel's local memory)"), K * x@dim),
-             "rkeops_value_error", call = NULL)
+             "rkeops_value_error")
   K
 }
 
@@ -276,17 +276,17 @@ setMethod("Summary", "LazyTensor", function(x, ..., na.rm = FALSE) {
     lt_abort(sprintf(paste0("%s() on a LazyTensor has no `na.rm`: NaN ",
                             "values propagate (select the points before ",
                             "Vi()/Vj())"), .Generic),
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   sums <- c("sum", "prod")
   if (!is.null(a$sum_scheme) && !.Generic %in% sums)
     lt_abort(sprintf(paste0("`sum_scheme` applies to sums (sum(), prod(), ",
                             "mean(), %%*%%), not to %s()"), .Generic),
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   symbolic <- lt_no_index(a$index)
   if (symbolic && !is.null(a$sum_scheme))
     lt_abort(paste0("`sum_scheme` needs a reduction over an index: the sum ",
                     "of the inner dimension is part of the formula"),
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   switch(.Generic,
     sum = if (symbolic) lt_unary("Sum", x, dim = 1L) else
       lt_reduce(x, "Sum", a$index, sum_scheme = lt_sum_scheme(a$sum_scheme)),
@@ -298,7 +298,7 @@ setMethod("Summary", "LazyTensor", function(x, ..., na.rm = FALSE) {
     prod = lt_prod(x, a$index, a$sum_scheme),
     lt_abort(sprintf(paste0("%s() is not available for LazyTensors (use ",
                             "min(), max() of a comparison)"), .Generic),
-             "rkeops_op_error", call = NULL)
+             "rkeops_op_error")
   )
 })
 
@@ -345,11 +345,11 @@ setMethod("mean", "LazyTensor", function(x, index = NA, sum_scheme = NULL,
                                          ...) {
   if (length(list(...)))
     lt_abort("mean() on a LazyTensor takes `index` and `sum_scheme` only",
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   if (lt_no_index(index)) {
     if (!is.null(sum_scheme))
       lt_abort("`sum_scheme` needs a reduction over an index",
-               "rkeops_input_error", call = NULL)
+               "rkeops_input_error")
     x <- lt_check(x, "mean")
     if (x@dim == 1L) return(x)
     return(lt_unary("Sum", x, dim = 1L) / x@dim)
@@ -459,7 +459,7 @@ logsumexp <- function(x, index, weight = NULL) {
   x <- lt_check(x, "LogSumExp")
   if (x@dim != 1L)
     lt_dim_error(sprintf("logsumexp(x): x must have dimension 1, not %d",
-                         x@dim), call = NULL)
+                         x@dim))
   if (is.null(weight)) return(lt_reduce(x, "LogSumExp", index))
   lt_reduce(x, "LogSumExpWeight", index, weight = weight)
 }
@@ -476,7 +476,7 @@ sumsoftmaxweight <- function(x, index, weight) {
   x <- lt_check(x, "SumSoftMaxWeight")
   if (x@dim != 1L)
     lt_dim_error(sprintf("sumsoftmaxweight(x): x must have dimension 1, not %d",
-                         x@dim), call = NULL)
+                         x@dim))
   lt_reduce(x, "SumSoftMaxWeight", index, weight = weight)
 }
 
@@ -513,14 +513,14 @@ setMethod("%*%", signature(x = "LazyTensor", y = "ANY"), function(x, y) {
   if (is(y, "LazyTensor"))
     lt_abort(paste0("K %*% B needs an ordinary numeric matrix B; for two ",
                     "LazyTensors, write sum(x * y, index = \"j\")"),
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   if (is.na(x@N))
     lt_abort("K %*% B: K has no variable indexed by j to sum over",
-             "rkeops_index_error", call = NULL)
+             "rkeops_index_error")
   B <- lt_as_data_matrix(y, "B in K %*% B")
   if (nrow(B) != x@N)
     lt_dim_error(sprintf(paste0("K %%*%% B: K has %d columns (j indices) but ",
-                                "B has %d rows"), x@N, nrow(B)), call = NULL)
+                                "B has %d rows"), x@N, nrow(B)))
   sum(x * Vj(B), index = "j", sum_scheme = lt_sum_scheme(NULL))
 })
 
@@ -569,15 +569,14 @@ NULL
 lt_as_matrix <- function(x, ...) {
   if (x@dim != 1L)
     lt_dim_error(sprintf(paste0("as.matrix(K) needs K of inner dimension 1, ",
-                                "not %d (select a component: K[, k])"), x@dim),
-                 call = NULL)
+                                "not %d (select a component: K[, k])"), x@dim))
   M <- if (is.na(x@M)) 1 else x@M
   N <- if (is.na(x@N)) 1 else x@N
   if (M * N > lt_as_matrix_max)
     lt_abort(sprintf(paste0("as.matrix(K): K is %.0f x %.0f, more than %g ",
                             "entries; reduce it instead (sum(K, index = ",
                             "\"j\"), K %%*%% B)"), M, N, lt_as_matrix_max),
-             "rkeops_memory_error", call = NULL)
+             "rkeops_memory_error")
   ii <- rep(seq_len(M), times = N)
   jj <- rep(seq_len(N), each = M)
   rows <- cols <- NULL
@@ -618,12 +617,11 @@ as.array.LazyTensor <- function(x, ...) lt_as_matrix(x, ...)
 lt_margin <- function(x, index, mean, na.rm, dims, what) {
   if (!identical(na.rm, FALSE) || !identical(as.numeric(dims), 1))
     lt_abort(sprintf("%s() on a LazyTensor takes no `na.rm` or `dims`", what),
-             "rkeops_input_error", call = NULL)
+             "rkeops_input_error")
   x <- lt_check(x, what)
   if (x@dim != 1L)
     lt_dim_error(sprintf(paste0("%s(K) needs K of inner dimension 1, not %d ",
-                                "(use sum(K, index = ...))"), what, x@dim),
-                 call = NULL)
+                                "(use sum(K, index = ...))"), what, x@dim))
   r <- if (mean) mean(x, index = index) else sum(x, index = index)
   if (!is.numeric(r)) return(r)
   stats::setNames(as.double(r), rownames(r))

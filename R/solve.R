@@ -23,7 +23,7 @@ sv_nystrom_rank <- function(rank, n) {
 sv_sketch_width <- function(r) as.integer(min(r, 64L))
 
 sv_abort <- function(msg, class = "rkeops_value_error") {
-  rk_abort(class, msg, call = NULL)
+  rk_abort(class, msg)
 }
 
 sv_number <- function(x, what, min = -Inf, strict = FALSE) {
@@ -354,7 +354,7 @@ setMethod("solve", "LazyTensor", function(a, b, alpha = 0, tol = 1e-6,
     rk_abort("rkeops_unsupported_error", paste0(
       "solve() on a cluster: precond = \"nystrom\" is not available (its ",
       "sketch runs in the local solver); use \"jacobi\" or \"none\", or ",
-      "rkeops_cluster(NULL) to solve locally"), call = NULL)
+      "rkeops_cluster(NULL) to solve locally"))
   ctl <- sv_ctl(cm$alpha, cm$tol, maxit, precond, cm$rank, st$sketch)
   res <- if (rk_cluster_on()) rk_cluster_solve(K, st, b, x0, ctl) else
     .Call(ffi_solve, st$mv, st$col, st$diag, b, x0, ctl, rk_core_options())

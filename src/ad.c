@@ -78,15 +78,10 @@ static const rk_node *ad_fail(rk_error *e, int code, const char *fmt, ...)
 
 /* set e (code, message) and return NULL */
 static const rk_node *ad_fail(rk_error *e, int code, const char *fmt, ...) {
-  if (e != NULL) {
-    va_list ap;
-    e->code = code;
-    e->pos = -1;
-    va_start(ap, fmt);
-    if (vsnprintf(e->msg, sizeof e->msg, fmt, ap) >= (int)sizeof e->msg)
-      rk_utf8_trim_end(e->msg);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  rk_verr(e, code, -1, fmt, ap);
+  va_end(ap);
   return NULL;
 }
 

@@ -32,7 +32,7 @@ static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
        kernel's local memory (the stack of a CPU thread, a CUDA thread's
        local memory): bounded, now that K may exceed the number of points */
     if ((long long)f->K * d > RK_KMIN_MAX)
-      return rk_parse_error(err, RK_EVALUE, src, redpos,
+      return rk_err_at(err, RK_EVALUE, src, redpos,
                             "%s_Reduction: K * dimension = %lld is larger "
                             "than %d (the K smallest values of each output "
                             "row are kept in the kernel's local memory)",
@@ -43,7 +43,7 @@ static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
   case RK_RED_LOGSUMEXPWEIGHT:
   case RK_RED_SUMSOFTMAXWEIGHT:
     if (d != 1)
-      return rk_parse_error(err, RK_EDIM, src, redpos,
+      return rk_err_at(err, RK_EDIM, src, redpos,
                             "%s_Reduction: the formula has dimension %d, "
                             "not 1",
                             ri->name, d), -1;
@@ -53,7 +53,7 @@ static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
     out = d;
   }
   if (out > 1000000)
-    return rk_parse_error(err, RK_EVALUE, src, redpos,
+    return rk_err_at(err, RK_EVALUE, src, redpos,
                           "%s_Reduction: output dimension %lld is too large",
                           ri->name, out), -1;
   return (int)out;
@@ -76,9 +76,9 @@ int rk_formula_parse(const char *formula, const char *const *args, int nargs,
     return rk_err(err, RK_EVALUE, -1, "unknown summation scheme %d",
                   sum_scheme);
   if (formula[strspn(formula, " \t\r\n")] == '\0')
-    return rk_err(err, RK_EPARSE, 0,
-                  "empty formula: expected a reduction such as "
-                  "Sum_Reduction(f, 1)");
+    return rk_err_at(err, RK_EPARSE, formula, 0,
+                     "empty formula: expected a reduction such as "
+                     "Sum_Reduction(f, 1)");
   rk_ctx *ctx = rk_ctx_new();
   rk_formula *f = ctx ? rk_arena_alloc(rk_ctx_arena(ctx), sizeof *f) : NULL;
   if (f == NULL) {

@@ -16,9 +16,13 @@
 
 static int rk_is_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
 
-void rk_parse_decorate(rk_error *e, const char *src, int pos) {
+void rk_err_show(rk_error *e, const char *src, int pos) {
   if (e == NULL || src == NULL)
     return;
+  if (strlen(e->msg) > sizeof e->msg - 256) { /* room for the display */
+    e->msg[sizeof e->msg - 256] = '\0';
+    rk_utf8_trim_end(e->msg);
+  }
   int len = (int)strlen(src);
   if (pos < 0)
     pos = 0;
@@ -74,18 +78,21 @@ void rk_parse_decorate(rk_error *e, const char *src, int pos) {
   rk_buf_free(&b);
 }
 
-int rk_parse_error(rk_error *e, int code, const char *src, int pos,
-                   const char *fmt, ...) {
+int rk_verr_at(rk_error *e, int code, const char *src, int pos,
+               const char *fmt, va_list ap) {
   if (e == NULL)
     return code;
-  e->code = code;
+  rk_verr(e, code, pos, fmt, ap);
+  rk_err_show(e, src, pos);
+  return code;
+}
+
+int rk_err_at(rk_error *e, int code, const char *src, int pos,
+              const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  if (vsnprintf(e->msg, sizeof e->msg - 256, fmt, ap) >=
-      (int)sizeof e->msg - 256)
-    rk_utf8_trim_end(e->msg); /* room for the display, whole characters */
+  rk_verr_at(e, code, src, pos, fmt, ap);
   va_end(ap);
-  rk_parse_decorate(e, src, pos);
   return code;
 }
 
@@ -117,17 +124,17 @@ static int rk_lex_number(const char *s, int p, rk_token *t, rk_error *e,
       q++;
   }
   if (rk_is_alpha(s[q]))
-    return rk_parse_error(e, RK_EPARSE, src, q,
+    return rk_err_at(e, RK_EPARSE, src, q,
                           "unexpected '%c' in a number", s[q]);
   char tmp[64];
   int n = q - p;
   if (n >= (int)sizeof tmp)
-    return rk_parse_error(e, RK_EPARSE, src, p, "number too long");
+    return rk_err_at(e, RK_EPARSE, src, p, "number too long");
   memcpy(tmp, s + p, (size_t)n);
   tmp[n] = '\0';
   t->val = strtod(tmp, NULL);
   if (!isfinite(t->val))
-    return rk_parse_error(e, RK_EPARSE, src, p, "number %s is out of range",
+    return rk_err_at(e, RK_EPARSE, src, p, "number %s is out of range",
                           tmp);
   t->isint = isint;
   t->len = n;
@@ -182,13 +189,13 @@ int rk_lex(const char *src, rk_token **toks, int *ntoks, rk_error *e) {
     } else {
       unsigned char u = (unsigned char)c;
       if (u >= 0x80)
-        rk_parse_error(e, RK_EPARSE, src, p,
+        rk_err_at(e, RK_EPARSE, src, p,
                        "unexpected non-ASCII character (byte 0x%02x)", u);
       else if (u < 0x20 || u == 0x7f)
-        rk_parse_error(e, RK_EPARSE, src, p,
+        rk_err_at(e, RK_EPARSE, src, p,
                        "unexpected control character (byte 0x%02x)", u);
       else
-        rk_parse_error(e, RK_EPARSE, src, p, "unexpected character '%c'", c);
+        rk_err_at(e, RK_EPARSE, src, p, "unexpected character '%c'", c);
       free(t);
       return RK_EPARSE;
     }

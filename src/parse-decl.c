@@ -54,8 +54,7 @@ static int decl_err(rk_parser *P, int k, int code, const char *fmt, ...) {
   char reason[512];
   va_list ap;
   va_start(ap, fmt);
-  if (vsnprintf(reason, sizeof reason, fmt, ap) >= (int)sizeof reason)
-    rk_utf8_trim_end(reason);
+  rk_vformat(reason, sizeof reason, fmt, ap);
   va_end(ap);
   rk_err(P->e, code, -1, "declaration \"%.*s\": %s", DECL_QUOTE(P->args[k]),
          reason);

@@ -47,16 +47,10 @@ static int perr(rk_parser *P, int code, int pos, const char *fmt, ...)
 #endif
     ;
 static int perr(rk_parser *P, int code, int pos, const char *fmt, ...) {
-  if (P->e == NULL)
-    return code;
   va_list ap;
   va_start(ap, fmt);
-  if (vsnprintf(P->e->msg, sizeof P->e->msg - 256, fmt, ap) >=
-      (int)sizeof P->e->msg - 256)
-    rk_utf8_trim_end(P->e->msg); /* room for the display, whole characters */
+  rk_verr_at(P->e, code, P->src, pos, fmt, ap);
   va_end(ap);
-  P->e->code = code;
-  rk_parse_decorate(P->e, P->src, pos);
   return code;
 }
 
@@ -80,13 +74,8 @@ static const rk_node *build(rk_parser *P, int pos, int op,
                             const rk_node *const *args, int nargs,
                             const int *ip, int nip, double dp) {
   const rk_node *n = rk_build(P->ctx, op, args, nargs, ip, nip, dp, P->e);
-  if (n == NULL && P->e != NULL) {
-    if (strlen(P->e->msg) > sizeof P->e->msg - 256) { /* room for the display */
-      P->e->msg[sizeof P->e->msg - 256] = '\0';
-      rk_utf8_trim_end(P->e->msg);
-    }
-    rk_parse_decorate(P->e, P->src, pos);
-  }
+  if (n == NULL && P->e != NULL)
+    rk_err_show(P->e, P->src, pos);
   return n;
 }
 

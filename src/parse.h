@@ -24,16 +24,20 @@ typedef struct rk_token {
    (message decorated with the source and a caret). */
 int rk_lex(const char *src, rk_token **toks, int *ntoks, rk_error *e);
 
-/* Fill e with code and a message: the reason (printf format), then src
-   on the next line indented by two spaces, then a caret under byte pos. */
-int rk_parse_error(rk_error *e, int code, const char *src, int pos,
-                   const char *fmt, ...)
+/* An error at byte pos of src: e gets code and the message (printf
+   format), then src on the next line indented by two spaces (a window of
+   it when long), then a caret under pos.  The one place where the caret
+   is drawn is rk_err_show, which decorates a message already in e (cut to
+   leave room) and sets e->pos. */
+int rk_err_at(rk_error *e, int code, const char *src, int pos,
+              const char *fmt, ...)
 #ifdef __GNUC__
     __attribute__((format(printf, 5, 6)))
 #endif
     ;
-/* append the source and caret display to e->msg and set e->pos */
-void rk_parse_decorate(rk_error *e, const char *src, int pos);
+int rk_verr_at(rk_error *e, int code, const char *src, int pos,
+               const char *fmt, va_list ap);
+void rk_err_show(rk_error *e, const char *src, int pos);
 
 /* the deepest nesting of parentheses / unary minus accepted */
 #define RK_PARSE_MAX_DEPTH 2000

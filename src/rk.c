@@ -14,17 +14,30 @@
 
 /* ---- errors ------------------------------------------------------------ */
 
-int rk_err(rk_error *e, int code, int pos, const char *fmt, ...) {
+void rk_vformat(char *buf, size_t size, const char *fmt, va_list ap) {
+  if (buf == NULL || size == 0)
+    return;
+  int n = vsnprintf(buf, size, fmt, ap);
+  if (n < 0)
+    buf[0] = '\0';
+  else if ((size_t)n >= size)
+    rk_utf8_trim_end(buf); /* cut on a character boundary */
+}
+
+int rk_verr(rk_error *e, int code, int pos, const char *fmt, va_list ap) {
   if (e == NULL)
     return code;
   e->code = code;
   e->pos = pos;
+  rk_vformat(e->msg, sizeof e->msg, fmt, ap);
+  return code;
+}
+
+int rk_err(rk_error *e, int code, int pos, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  rk_verr(e, code, pos, fmt, ap);
   va_end(ap);
-  if (n >= (int)sizeof e->msg)
-    rk_utf8_trim_end(e->msg); /* cut on a character boundary */
   return code;
 }
 

@@ -13,7 +13,15 @@
 
 #define RK_VERSION_STRING "0.1.0" /* keep in sync with DESCRIPTION */
 
-/* ---- errors: fill an rk_error and return its code -------------------- */
+/* ---- errors: fill an rk_error and return its code --------------------
+ * One formatter (rk_vformat: printf into a bounded buffer, cut on a
+ * character boundary) behind every message: rk_err / rk_verr here, and
+ * rk_err_at (lex.c) for an error at a position of the formula, which adds
+ * the source and the caret (drawn in one place, rk_err_show).  Module
+ * wrappers only add a prefix or a field (the argument number). */
+#include <stdarg.h>
+void rk_vformat(char *buf, size_t size, const char *fmt, va_list ap);
+int rk_verr(rk_error *e, int code, int pos, const char *fmt, va_list ap);
 int rk_err(rk_error *e, int code, int pos, const char *fmt, ...)
 #ifdef __GNUC__
     __attribute__((format(printf, 4, 5)))

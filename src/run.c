@@ -45,15 +45,12 @@ static int input_err(rk_error *e, int v, const char *fmt, ...)
 #endif
     ;
 static int input_err(rk_error *e, int v, const char *fmt, ...) {
-  if (e == NULL)
-    return RK_EINPUT;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  rk_verr(e, RK_EINPUT, -1, fmt, ap);
   va_end(ap);
-  e->code = RK_EINPUT;
-  e->pos = -1;
-  e->arg = v;
+  if (e != NULL)
+    e->arg = v;
   return RK_EINPUT;
 }
 

@@ -99,3 +99,37 @@ test_that("the session survives many errors", {
   }
   expect_equal(op(list(1:2, 1:2))[, 1], c(3, 6))
 })
+
+test_that("errors carry the user's call into rkeops, not an internal one", {
+  head_of <- function(e) {
+    cl <- conditionCall(e)
+    expect_false(is.null(cl))
+    h <- cl[[1L]]
+    if (is.call(h)) deparse(h) else as.character(h)
+  }
+  # from the engine (parse error, through rk_ffi_fail in C)
+  f <- function() keops_kernel("Sum_Reduction(Exp(x-, 1)", "x=Vi(1)")
+  e <- expect_error(f(), class = "rkeops_parse_error")
+  expect_identical(head_of(e), "keops_kernel")
+  e <- expect_error(rkeops::keops_kernel("Sum_Reduction(Exp(x-, 1)", "x=Vi(1)"),
+                    class = "rkeops_parse_error")
+  expect_identical(head_of(e), "rkeops::keops_kernel")
+  # from R-side checks of an operator's inputs
+  op <- keops_kernel("Sum_Reduction(x * y, 1)", c("x=Vi(2)", "y=Vj(2)"))
+  e <- expect_error(op(list(1:3, matrix(1, 2, 2))), class = "rkeops_dim_error")
+  expect_identical(head_of(e), "op")
+  # LazyTensor arithmetic (an S4 method of a base generic)
+  x <- LazyTensor(matrix(1, 3, 2), "i")
+  y <- LazyTensor(matrix(1, 3, 3), "j")
+  e <- expect_error(x + y, class = "rkeops_dim_error")
+  expect_identical(head_of(e), "+")
+  e <- expect_error(sum(x, index = "k"))
+  expect_identical(head_of(e), "sum")
+  # an option
+  e <- expect_error(set_rkeops_options(list(precision = "float16")),
+                    class = "rkeops_error")
+  expect_identical(head_of(e), "set_rkeops_options")
+  # the console shows it
+  msg <- tryCatch(f(), error = function(e) paste(capture.output(print(e)), collapse = "\n"))
+  expect_match(msg, "^<rkeops_parse_error in keops_kernel\\(")
+})
