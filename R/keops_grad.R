@@ -29,10 +29,30 @@
 # Min, Max, ArgMin, ArgMax, Min_ArgMin, Max_ArgMax, KMin, ArgKMin and
 # KMin_ArgKMin are not differentiable reductions: rkeops_grad_error.
 
-rk_grad_nondiff <- c(
-  "Min", "Max", "ArgMin", "ArgMax", "Min_ArgMin", "Max_ArgMax", "KMin",
-  "ArgKMin", "KMin_ArgKMin"
-)
+# The engine's reduction table (red.def, through ffi_engine_tables), read
+# once per session: which reductions have a gradient is written there only.
+rk_red_table <- function() {
+  t <- rk_state$red_table
+  if (is.null(t)) {
+    t <- .Call(ffi_engine_tables)$reds
+    rk_state$red_table <- t
+  }
+  t
+}
+rk_red_diff <- function() {
+  t <- rk_red_table()
+  t$name[t$differentiable]
+}
+rk_red_nondiff <- function() {
+  t <- rk_red_table()
+  t$name[!t$differentiable]
+}
+# "A, B, C and D" (quoted when q)
+rk_and_list <- function(x, q = FALSE) {
+  if (q) x <- sprintf("\"%s\"", x)
+  if (length(x) <= 1L) return(paste(x))
+  paste(paste(x[-length(x)], collapse = ", "), "and", x[length(x)])
+}
 
 # parts of a reduction from the engine (the parsed formula, see rk_parse()):
 # reduction, axis, K, outdim, f, w, names, dims, cats, canonical, nodes
@@ -99,14 +119,13 @@ rk_grad_var_pos <- function(parts, args, var) {
 #   operator's output is a full sum (a 1 x d row): eta is then a parameter.
 rk_grad_plan <- function(parts, args, sum_scheme, pos, eta_param = FALSE) {
   red <- parts$reduction
-  if (red %in% rk_grad_nondiff) {
+  if (red %in% rk_red_nondiff()) {
     rk_abort("rkeops_grad_error", sprintf(paste0(
       "keops_grad: cannot differentiate a %s_Reduction: differentiation ",
       "through Min, Max, KMin or Arg-type reductions makes no sense (only ",
-      "Sum, LogSumExp, LogSumExpWeight and SumSoftMaxWeight reductions are ",
-      "differentiable)"), red))
+      "%s reductions are differentiable)"), red, rk_and_list(rk_red_diff())))
   }
-  if (!red %in% c("Sum", "LogSumExp", "LogSumExpWeight", "SumSoftMaxWeight")) {
+  if (!red %in% rk_red_diff()) {
     rk_abort("rkeops_grad_error",
              sprintf("keops_grad: no gradient for %s_Reduction", red))
   }

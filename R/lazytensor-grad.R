@@ -17,20 +17,14 @@ lt_grad_reduction <- function(opstr) {
              "rkeops_input_error")
   }
   key <- tolower(sub("_reduction$", "", opstr, ignore.case = TRUE))
-  known <- c(sum = "Sum", logsumexp = "LogSumExp",
-             logsumexpweight = "LogSumExpWeight",
-             sumsoftmaxweight = "SumSoftMaxWeight", min = "Min", max = "Max",
-             argmin = "ArgMin", argmax = "ArgMax", min_argmin = "Min_ArgMin",
-             max_argmax = "Max_ArgMax", kmin = "KMin", argkmin = "ArgKMin",
-             kmin_argkmin = "KMin_ArgKMin")
-  red <- known[key]
+  known <- rk_red_table()$name # red.def, from the engine
+  red <- known[match(key, tolower(known))]
   if (is.na(red)) {
-    lt_abort(sprintf(paste0(
-      "grad: unknown reduction \"%s\" (the differentiable ones are \"Sum\", ",
-      "\"LogSumExp\", \"LogSumExpWeight\" and \"SumSoftMaxWeight\")"), opstr),
-      "rkeops_grad_error")
+    lt_abort(sprintf("grad: unknown reduction \"%s\" (the differentiable ones are %s)",
+                     opstr, rk_and_list(rk_red_diff(), q = TRUE)),
+             "rkeops_grad_error")
   }
-  if (red %in% rk_grad_nondiff) {
+  if (red %in% rk_red_nondiff()) {
     lt_abort(sprintf(paste0(
       "grad: cannot differentiate a %s reduction: differentiation through ",
       "Min, Max, KMin or Arg-type reductions makes no sense"), red),

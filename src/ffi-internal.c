@@ -61,20 +61,23 @@ static SEXP ffi_red_table(void) {
   SEXP nf = PROTECT(allocVector(INTSXP, n));      /* 2 */
   SEXP hask = PROTECT(allocVector(LGLSXP, n));    /* 3 */
   SEXP outkind = PROTECT(allocVector(STRSXP, n)); /* 4 */
+  SEXP diff = PROTECT(allocVector(LGLSXP, n));    /* 5 */
   static const char *const kinds[] = {"values", "indices", "both"};
   for (int i = 0; i < n; i++) {
     const char *nm = "";
-    int f = 0, k = 0, o = 0;
-    rk_table_red(i, &nm, &f, &k, &o);
+    int f = 0, k = 0, o = 0, g = 0;
+    rk_table_red(i, &nm, &f, &k, &o, &g);
     SET_STRING_ELT(name, i, mkChar(nm));
     INTEGER(nf)[i] = f;
     LOGICAL(hask)[i] = k != 0;
     SET_STRING_ELT(outkind, i, mkChar(o >= 0 && o <= 2 ? kinds[o] : "?"));
+    LOGICAL(diff)[i] = g != 0;
   }
-  static const char *const nms[] = {"name", "nf", "hask", "outkind"};
-  SEXP vals[] = {name, nf, hask, outkind};
-  SEXP res = named_list(4, nms, vals);
-  UNPROTECT(4);
+  static const char *const nms[] = {"name", "nf", "hask", "outkind",
+                                    "differentiable"};
+  SEXP vals[] = {name, nf, hask, outkind, diff};
+  SEXP res = named_list(5, nms, vals);
+  UNPROTECT(5);
   return res;
 }
 

@@ -33,12 +33,14 @@ int rk_table_op(int i, const char **name, int *nargs, int *nip, int *flags) {
 
 int rk_table_nreds(void) { return RK_RED__COUNT; }
 
-int rk_table_red(int i, const char **name, int *nf, int *hask, int *outkind) {
+int rk_table_red(int i, const char **name, int *nf, int *hask, int *outkind,
+                 int *diff) {
   if (i < 0 || i >= RK_RED__COUNT)
     return 0;
   *name = rk_reds[i].name;
   *nf = rk_reds[i].nf;
   *hask = rk_reds[i].hask;
   *outkind = rk_reds[i].outkind;
+  *diff = rk_reds[i].diff;
   return 1;
 }

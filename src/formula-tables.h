@@ -22,7 +22,9 @@ int rk_table_op(int i, const char **name, int *nargs, int *nip, int *flags);
 
 int rk_table_nreds(void);
 /* reduction row i: number of formula arguments (2 with a weight), 1 when
-   an integer K follows, output kind (0 values, 1 indices, 2 both) */
-int rk_table_red(int i, const char **name, int *nf, int *hask, int *outkind);
+   an integer K follows, output kind (0 values, 1 indices, 2 both), 1 when
+   it has a gradient */
+int rk_table_red(int i, const char **name, int *nf, int *hask, int *outkind,
+                 int *diff);
 
 #endif /* RK_FORMULA_TABLES_H */

@@ -21,7 +21,8 @@ const rk_opinfo rk_ops[RK_OP__COUNT] = {
 };
 
 const rk_redinfo rk_reds[RK_RED__COUNT] = {
-#define R(E, name, nf, hask, outkind) [RK_RED_##E] = {name, nf, hask, outkind},
+#define R(E, name, nf, hask, outkind, diff) \
+  [RK_RED_##E] = {name, nf, hask, outkind, diff},
 #include "red.def"
 #undef R
 };

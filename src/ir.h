@@ -38,7 +38,7 @@ enum rk_op {
 };
 
 enum rk_redop {
-#define R(E, name, nf, hask, outkind) RK_RED_##E,
+#define R(E, name, nf, hask, outkind, diff) RK_RED_##E,
 #include "red.def"
 #undef R
   RK_RED__COUNT
@@ -140,6 +140,7 @@ extern const rk_opinfo rk_ops[RK_OP__COUNT];
 typedef struct rk_redinfo {
   const char *name; /* "Sum", spelled "Sum_Reduction" */
   int nf, hask, outkind;
+  int diff; /* 1: has a gradient (red.def DIFF) */
 } rk_redinfo;
 
 extern const rk_redinfo rk_reds[RK_RED__COUNT];

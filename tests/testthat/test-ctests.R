@@ -58,3 +58,30 @@ test_that("the engine's reduction table", {
   expect_setequal(reds$name[reds$outkind == "both"],
                   c("Min_ArgMin", "Max_ArgMax", "KMin_ArgKMin"))
 })
+
+test_that("which reductions have a gradient is the engine's column, and it holds", {
+  reds <- engine_tables()$reds
+  expect_setequal(reds$name[reds$differentiable],
+                  c("Sum", "LogSumExp", "LogSumExpWeight", "SumSoftMaxWeight"))
+  # every reduction: keops_grad() works exactly for the differentiable ones
+  for (k in seq_along(reds$name)) {
+    red <- reds$name[k]
+    f <- switch(reds$nf[k] + 2L * reds$hask[k],
+                sprintf("%s_Reduction(SqDist(x, y), 1)", red),
+                sprintf("%s_Reduction(SqDist(x, y), x - y, 1)", red),
+                sprintf("%s_Reduction(SqDist(x, y), 2, 1)", red))
+    op <- keops_kernel(f, c("x=Vi(2)", "y=Vj(2)"))
+    if (reds$differentiable[k]) {
+      g <- keops_grad(op, "x")
+      expect_true(is.function(g), info = red)
+    } else {
+      expect_error(keops_grad(op, "x"), class = "rkeops_grad_error", info = red)
+    }
+  }
+  # and the messages list them from the engine
+  x <- Vi(matrix(1, 3, 2))
+  e <- expect_error(grad(x, x, "Bogus"), class = "rkeops_grad_error")
+  expect_match(conditionMessage(e),
+               "\"Sum\", \"LogSumExp\", \"LogSumExpWeight\" and \"SumSoftMaxWeight\"",
+               fixed = TRUE)
+})

@@ -45,7 +45,7 @@ $CC -fsanitize=fuzzer,address,undefined "$B/obj/fuzz-formula.o" "${objs[@]}" \
 # a dictionary of the op and reduction names
 {
   sed -n 's/^X([A-Z_0-9]*, *"\([^"]*\)".*/"\1"/p' "$ROOT/src/ops.def"
-  sed -n 's/^X([A-Z_0-9]*, *"\([^"]*\)".*/"\1_Reduction"/p' "$ROOT/src/red.def"
+  sed -n 's/^R([A-Z_0-9]*, *"\([^"]*\)".*/"\1_Reduction"/p' "$ROOT/src/red.def"
   printf '"%s"\n' "Vi(" "Vj(" "Pm(" "Var(" "=Vi(" "=Vj(" "=Pm(" "_Reduction(" ", 0)" ", 1)"
 } | sort -u > "$B/formula.dict"
 
