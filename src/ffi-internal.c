@@ -50,7 +50,9 @@ static SEXP ffi_op_table(void) {
   static const char *const nms[] = {"name", "nargs", "nip", "leaf",
                                     "elementwise", "expanded", "derivative"};
   SEXP vals[] = {name, nargs, nip, leaf, elem, expd, deriv};
-  SEXP res = named_list(7, nms, vals);
+  _Static_assert(sizeof nms / sizeof nms[0] == sizeof vals / sizeof vals[0],
+                 "one name per value");
+  SEXP res = named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
   UNPROTECT(7);
   return res;
 }
@@ -76,7 +78,9 @@ static SEXP ffi_red_table(void) {
   static const char *const nms[] = {"name", "nf", "hask", "outkind",
                                     "differentiable"};
   SEXP vals[] = {name, nf, hask, outkind, diff};
-  SEXP res = named_list(5, nms, vals);
+  _Static_assert(sizeof nms / sizeof nms[0] == sizeof vals / sizeof vals[0],
+                 "one name per value");
+  SEXP res = named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
   UNPROTECT(5);
   return res;
 }
@@ -87,7 +91,9 @@ SEXP ffi_engine_tables(void) {
   SEXP reds = PROTECT(ffi_red_table()); /* 2 */
   static const char *const nms[] = {"ops", "reds"};
   SEXP vals[] = {ops, reds};
-  SEXP res = named_list(2, nms, vals);
+  _Static_assert(sizeof nms / sizeof nms[0] == sizeof vals / sizeof vals[0],
+                 "one name per value");
+  SEXP res = named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
   UNPROTECT(2);
   return res;
 }
@@ -117,7 +123,9 @@ SEXP ffi_ctest(SEXP name, SEXP tmpdir) {
   SEXP m = PROTECT(mkString(msg));             /* 2 */
   static const char *const nms[] = {"pass", "message"};
   SEXP vals[] = {pass, m};
-  SEXP res = named_list(2, nms, vals);
+  _Static_assert(sizeof nms / sizeof nms[0] == sizeof vals / sizeof vals[0],
+                 "one name per value");
+  SEXP res = named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
   UNPROTECT(2);
   return res;
 }

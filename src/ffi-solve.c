@@ -194,7 +194,7 @@ static SEXP precond_info(const rk_precond *P) {
   static const char *const f[] = {"rank",    "shift",          "trace_left",
                                   "logdet",  "seconds",        "column_seconds",
                                   "gram_seconds"};
-  SEXP res = PROTECT(named_list(7, f)); /* 1 */
+  SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   SET_VECTOR_ELT(res, 0, ScalarInteger(P->rank));
   SET_VECTOR_ELT(res, 1, ScalarReal(P->shift));
   SET_VECTOR_ELT(res, 2, ScalarReal(P->trace_left));
@@ -233,7 +233,7 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
                                   "products",   "exact_products", "cycles",
                                   "converged",  "switched64", "precond",
                                   "stalled"};
-  SEXP res = PROTECT(named_list(10, f)); /* 1 */
+  SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   SEXP x = allocMatrix(REALSXP, (int)n, ncol);
   SET_VECTOR_ELT(res, 0, x);
   SEXP its = allocVector(INTSXP, ncol);
@@ -312,7 +312,7 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
                                   "residual", "z",     "solves",
                                   "pinv_z", "ok",      "b_solve",
                                   "b_iterations", "b_residual", "stalled"};
-  SEXP res = PROTECT(named_list(12, f)); /* 1 */
+  SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   SEXP quad = allocVector(REALSXP, ncol);
   SET_VECTOR_ELT(res, 0, quad);
   SEXP ok = allocVector(LGLSXP, ncol);
@@ -445,7 +445,7 @@ SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP theta) {
     ffi_abort(&e, NULL, NULL);
   static const char *const f[] = {"L", "piv", "trace_left", "shift",
                                   "logdet", "Lf"};
-  SEXP res = PROTECT(named_list(6, f)); /* 1 */
+  SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   int r = P.rank;
   SEXP L = allocMatrix(REALSXP, n, r);
   SET_VECTOR_ELT(res, 0, L);

@@ -27,6 +27,11 @@ const rk_redinfo rk_reds[RK_RED__COUNT] = {
 #undef R
 };
 
+const char *const rk_cat_names[RK_CAT__COUNT] = {
+    [RK_CAT_I] = "Vi", [RK_CAT_J] = "Vj", [RK_CAT_P] = "Pm"};
+_Static_assert(RK_CAT_P + 1 == RK_CAT__COUNT,
+               "rk_cat_names: one name per category of enum rk_cat");
+
 int rk_op_lookup(const char *name, size_t len) {
   for (int i = 0; i < RK_OP__COUNT; i++)
     if (strlen(rk_ops[i].name) == len && memcmp(rk_ops[i].name, name, len) == 0)

@@ -145,6 +145,10 @@ typedef struct rk_redinfo {
 
 extern const rk_redinfo rk_reds[RK_RED__COUNT];
 
+/* the declaration kind of each category, by enum rk_cat: "Vi", "Vj", "Pm" */
+#define RK_CAT__COUNT 3
+extern const char *const rk_cat_names[RK_CAT__COUNT];
+
 /* op / reduction lookup by formula-language name; -1 when unknown */
 int rk_op_lookup(const char *name, size_t len);
 int rk_red_lookup(const char *name, size_t len); /* name without _Reduction */

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const rk_cat_name[] = {"Vi", "Vj", "Pm"};
 static int is_punct(const rk_token *t, char c) {
   return t->kind == RK_TK_PUNCT && t->ch == c;
 }
@@ -86,7 +85,7 @@ static int decl_head(rk_parser *P, int k, const rk_token *tk, int ntk,
   int kl = tk[2].len;
   d->cat = -1;
   for (int c = 0; c < 3; c++)
-    if (kl == 2 && memcmp(kind, rk_cat_name[c], 2) == 0)
+    if (kl == 2 && memcmp(kind, rk_cat_names[c], 2) == 0)
       d->cat = c;
   d->isvar = kl == 3 && memcmp(kind, "Var", 3) == 0;
   if (d->cat < 0 && !d->isvar)

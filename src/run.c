@@ -57,7 +57,6 @@ static int input_err(rk_error *e, int v, const char *fmt, ...) {
 /* check every input; *ni / *nj: number of i / j points */
 static int check_inputs(const rk_formula *f, const rk_input *in, int nin,
                         int64_t *ni, int64_t *nj, rk_error *e) {
-  static const char *const catname[] = {"Vi", "Vj", "Pm"};
   char l1[256], l2[256];
   int first[2] = {-1, -1};
   int64_t cnt[2] = {-1, -1};
@@ -95,7 +94,7 @@ static int check_inputs(const rk_formula *f, const rk_input *in, int nin,
       return input_err(e, v,
                        "%s is %s of dimension %d: expected a matrix with %d "
                        "%s (one %s per point), got %lld",
-                       l1, catname[cat], d, d, row ? "rows" : "columns",
+                       l1, rk_cat_names[cat], d, d, row ? "rows" : "columns",
                        row ? "column" : "row", (long long)got);
     if (first[cat] < 0) {
       first[cat] = v;
