@@ -13,7 +13,10 @@ snap_cases <- list(
   lse = list(f = "LogSumExp_Reduction(-SqDist(x, y) + Log(a), 0)",
              args = c("x=Vi(2)", "y=Vj(2)", "a=Vi(1)")),
   softmax = list(f = "SumSoftMaxWeight_Reduction(x | y, g, 1)",
-                 args = c("x=Vi(2)", "y=Vj(2)", "g=Vj(3)"))
+                 args = c("x=Vi(2)", "y=Vj(2)", "g=Vj(3)")),
+  # the min/max family with its argument (one formula per reduction family)
+  maxarg = list(f = "Max_ArgMax_Reduction(x - y, 0)",
+                args = c("x=Vi(2)", "y=Vj(2)"))
 )
 
 knobs <- c("RKEOPS_CPU_LSE", "RKEOPS_CPU_UNROLL", "RKEOPS_CUDA_GEOM", "RKEOPS_CUDA_UNROLLJ",
@@ -103,7 +106,6 @@ test_that("generated CPU kernels compile without warnings (-Wall -Wextra)", {
   flags <- gsub("-shared|-fPIC", "", flags)
   withr::local_envvar(setNames(rep(NA, length(knobs)), knobs))
   cases <- c(snap_cases, list(
-    maxarg = list(f = "Max_ArgMax_Reduction(x - y, 0)", args = c("x=Vi(2)", "y=Vj(2)")),
     round = list(f = "Sum_Reduction(Round(x * y, 2) + Mod(x, y, 0.5), 1)",
                  args = c("x=Vi(1)", "y=Vj(1)"))))
   for (nm in names(cases)) for (prec in c("float64", "float32")) {
