@@ -14,7 +14,8 @@ typedef const rk_node *rk_vjp_rule(rk_ctx *c, const rk_node *n, int argi,
 
 /* rk_vjp_zero and rk_vjp_none are declared once per row that names them:
    repeated identical declarations are valid C */
-#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls) rk_vjp_rule vjpfn;
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)       \
+  rk_vjp_rule vjpfn;
 #include "ops.def"
 #undef X
 

@@ -406,24 +406,24 @@ static int ad_over_budget(rk_ctx *c, int start, const char *name, int dim,
    the products diag(op'_u) x being the op's own VJP rule applied to x
    (elementwise rules are componentwise and broadcast a dimension-1 x).
    The divergence is the trace, Sum(a) + sum_i (b_i | c_i) (d a and
-   b_i Sum(c_i) for dimension-1 a and b_i): a few nodes of dimension d whatever d,
-   instead of one scalar formula per component.  Any other operation of
+   b_i Sum(c_i) for dimension-1 a and b_i): a few nodes of dimension d whatever
+   d, instead of one scalar formula per component.  Any other operation of
    dimension d on the way (Concat, Extract, MatVecMult, ...) makes
    ad_divergence fall back on components (NULL with no error here). */
 
 #define AD_SJ_MAXTERMS 16
 
 typedef struct ad_sj {
-  int ok;            /* the structure above holds for this node       */
-  const rk_node *a;  /* NULL: no diagonal part                        */
+  int ok;           /* the structure above holds for this node       */
+  const rk_node *a; /* NULL: no diagonal part                        */
   int nt;
   const rk_node *b[AD_SJ_MAXTERMS], *cv[AD_SJ_MAXTERMS];
   const rk_node *grad; /* dimension-1 nodes: their gradient (lazily)  */
 } ad_sj;
 
 /* J += (b, cv), merging terms of the same gradient; 0 when full */
-static int ad_sj_term(rk_ctx *c, ad_sj *j, const rk_node *b,
-                      const rk_node *cv, rk_error *e) {
+static int ad_sj_term(rk_ctx *c, ad_sj *j, const rk_node *b, const rk_node *cv,
+                      rk_error *e) {
   for (int i = 0; i < j->nt; i++)
     if (j->cv[i] == cv)
       return (j->b[i] = rk_op2(c, RK_OP_ADD, j->b[i], b, e)) != NULL;
@@ -446,8 +446,7 @@ static const rk_node *ad_divergence_sj(rk_ctx *c, const rk_node *f,
   ad_sj *J = rk_arena_alloc(ar, (size_t)nt * sizeof *J);
   char *dep = rk_arena_alloc(ar, (size_t)nt);
   const rk_node *one = rk_intcst(c, 1);
-  if (J == NULL || dep == NULL || one == NULL ||
-      !ad_map_init(&map, ar, nt))
+  if (J == NULL || dep == NULL || one == NULL || !ad_map_init(&map, ar, nt))
     return ad_oom(e);
   for (int k = 0; k < nt; k++) {
     const rk_node *n = topo[k];
@@ -472,14 +471,16 @@ static const rk_node *ad_divergence_sj(rk_ctx *c, const rk_node *f,
       const ad_sj *jx = &J[xi];
       if (x->dim == 1) { /* broadcast scalar s: op'_s grad(s)^T */
         ad_sj *js = &J[xi];
-        if (js->grad == NULL && (js->grad = rk_ad_grad(c, x, v, one, e)) == NULL)
+        if (js->grad == NULL &&
+            (js->grad = rk_ad_grad(c, x, v, one, e)) == NULL)
           return NULL;
         const rk_node *b = rk_ad_rules[n->op](c, n, i, one, e);
         if (b == NULL)
           return NULL;
         if (rk_is_zero(b))
           continue;
-        j->ok = (b->dim == d || b->dim == 1) && ad_sj_term(c, j, b, js->grad, e);
+        j->ok =
+            (b->dim == d || b->dim == 1) && ad_sj_term(c, j, b, js->grad, e);
         continue;
       }
       if (!jx->ok || x->dim != d) {
@@ -506,8 +507,8 @@ static const rk_node *ad_divergence_sj(rk_ctx *c, const rk_node *f,
         if (b == NULL)
           return NULL;
         if (!rk_is_zero(b))
-          j->ok = (b->dim == d || b->dim == 1) &&
-                  ad_sj_term(c, j, b, jx->cv[t], e);
+          j->ok =
+              (b->dim == d || b->dim == 1) && ad_sj_term(c, j, b, jx->cv[t], e);
       }
     }
     if (e != NULL && e->code != RK_OK)
@@ -516,15 +517,16 @@ static const rk_node *ad_divergence_sj(rk_ctx *c, const rk_node *f,
   const ad_sj *jf = &J[ad_map_get(&map, f)];
   if (!jf->ok)
     return NULL; /* no error set: the caller falls back */
-  const rk_node *tr =
-      jf->a == NULL  ? rk_zero(c, 1)
-      : jf->a->dim == 1 ? rk_op2(c, RK_OP_MULT, rk_intcst(c, d), jf->a, e)
-                        : rk_op1(c, RK_OP_SUM, jf->a, e);
+  const rk_node *tr = jf->a == NULL ? rk_zero(c, 1)
+                      : jf->a->dim == 1
+                          ? rk_op2(c, RK_OP_MULT, rk_intcst(c, d), jf->a, e)
+                          : rk_op1(c, RK_OP_SUM, jf->a, e);
   for (int t = 0; t < jf->nt && tr; t++) {
     const rk_node *b = jf->b[t], *cv = jf->cv[t];
     tr = rk_op2(c, RK_OP_ADD, tr,
-                b->dim == 1 ? rk_op2(c, RK_OP_MULT, b, rk_op1(c, RK_OP_SUM, cv, e), e)
-                            : rk_op2(c, RK_OP_SCALPROD, b, cv, e),
+                b->dim == 1
+                    ? rk_op2(c, RK_OP_MULT, b, rk_op1(c, RK_OP_SUM, cv, e), e)
+                    : rk_op2(c, RK_OP_SCALPROD, b, cv, e),
                 e);
   }
   return tr ? tr : ad_oom(e);

@@ -125,7 +125,10 @@ int rk_cc_run(const char *cmd, const char *logpath, const rk_options *o,
   if (WIFEXITED(status))
     return rk_err(e, RK_ECOMPILE, -1, "exit status %d", WEXITSTATUS(status));
   if (WIFSIGNALED(status))
-    return rk_err(e, RK_ECOMPILE, -1, "the C compiler was killed by signal %d (%s); no kernel was made",
-                  WTERMSIG(status), strsignal(WTERMSIG(status)));
-  return rk_err(e, RK_ECOMPILE, -1, "the C compiler ended abnormally (wait status %d)", status);
+    return rk_err(
+        e, RK_ECOMPILE, -1,
+        "the C compiler was killed by signal %d (%s); no kernel was made",
+        WTERMSIG(status), strsignal(WTERMSIG(status)));
+  return rk_err(e, RK_ECOMPILE, -1,
+                "the C compiler ended abnormally (wait status %d)", status);
 }

@@ -51,15 +51,16 @@ static size_t cpu_describe(char *buf, size_t size) {
   rk_buf_printf(&b, "kernel flags: %s\n", rk_cpu_cflags());
   const char *why;
   int nt = rk_threads_get(0, &why), na = rk_threads_avail();
-  rk_buf_printf(&b, "threads: %d by default (%s), %d core%s available%s\n",
-                nt, why, na, na == 1 ? "" : "s",
+  rk_buf_printf(&b, "threads: %d by default (%s), %d core%s available%s\n", nt,
+                why, na, na == 1 ? "" : "s",
                 rk_threads_forked() ? "; forked process: 1 thread" : "");
   if (RK_HAVE_OPENMP)
     rk_buf_printf(&b, "OpenMP: yes (%s)\n", rk_cpu_openmp_flags());
   else
     rk_buf_puts(&b, "OpenMP: no (not needed: the threads are rkeops' own)\n");
   size_t len = b.len;
-  if (buf && size > 0) snprintf(buf, size, "%s", b.s ? b.s : "");
+  if (buf && size > 0)
+    snprintf(buf, size, "%s", b.s ? b.s : "");
   rk_buf_free(&b);
   return len;
 }
@@ -147,9 +148,8 @@ static int run_compiler(const char *src, const char *obj, const char *logp,
 
 /* compile src in dir into img->path (a temporary .so, not yet sealed);
    on failure the source stays in dir, named in e->path, with the log */
-static int cpu_compile(const rk_options *o, const rk_target *t,
-                       const char *src, const char *dir, rk_image *img,
-                       rk_error *e) {
+static int cpu_compile(const rk_options *o, const rk_target *t, const char *src,
+                       const char *dir, rk_image *img, rk_error *e) {
   (void)t;
   rk_buf cpath, opath, lpath;
   rk_buf_init(&cpath);
@@ -201,8 +201,8 @@ done:
 
 /* dlopen the image and check it is the kernel for key */
 static int cpu_load(const rk_options *o, const rk_formula *f,
-                    const rk_cg_config *c, const rk_image *img,
-                    const char *key, rk_kernel *k, rk_error *e) {
+                    const rk_cg_config *c, const rk_image *img, const char *key,
+                    rk_kernel *k, rk_error *e) {
   (void)o;
   (void)f;
   (void)c;
@@ -217,13 +217,14 @@ static int cpu_load(const rk_options *o, const rk_formula *f,
   void *tj_sym = dlsym(h, "rk_kernel_tile");
   if (abi_sym) /* object to function pointer, the ISO C way */
     memcpy(&abi, &abi_sym, sizeof abi);
-  if (ss_sym) memcpy(&ssize, &ss_sym, sizeof ssize);
-  if (tj_sym) memcpy(&tile, &tj_sym, sizeof tile);
+  if (ss_sym)
+    memcpy(&ssize, &ss_sym, sizeof ssize);
+  if (tj_sym)
+    memcpy(&tile, &tj_sym, sizeof tile);
   const char *kk = dlsym(h, "rk_kernel_key");
   void *fn = dlsym(h, "rk_kernel_run"), *mg = dlsym(h, "rk_kernel_merge");
   if (abi == NULL || ssize == NULL || tile == NULL || kk == NULL ||
-      fn == NULL || mg == NULL ||
-      abi() != RK_CPU_ABI || strcmp(kk, key) != 0) {
+      fn == NULL || mg == NULL || abi() != RK_CPU_ABI || strcmp(kk, key) != 0) {
     dlclose(h);
     return rk_err(e, RK_ECOMPILE, -1,
                   "not the expected kernel (ABI or key differ)");
@@ -237,7 +238,8 @@ static int cpu_load(const rk_options *o, const rk_formula *f,
 }
 
 static void cpu_unload(rk_kernel *k) {
-  if (k->handle) dlclose(k->handle);
+  if (k->handle)
+    dlclose(k->handle);
   k->handle = k->fn = k->aux = NULL;
 }
 
@@ -256,8 +258,8 @@ static int cpu_block_run(void *ctx, int64_t a, int64_t b) {
   const rk_span *s = c->s;
   int64_t off = a - s->r0;
   return c->fn(a, b, s->j0, s->j1, c->d->vars, c->d->ld,
-               s->out ? s->out + off : NULL, s->ldo,
-               s->st ? s->st + off : NULL, s->ldst, s->mode, 1);
+               s->out ? s->out + off : NULL, s->ldo, s->st ? s->st + off : NULL,
+               s->ldst, s->mode, 1);
 }
 
 /* Rows of [r0, r1) in chunks sized by the estimated, then measured, work
@@ -280,12 +282,13 @@ static int cpu_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
   for (int64_t r0 = s->r0; r0 < s->r1;) {
     int64_t r1 = r0 + rk_chunk_rows(&c, s->r1 - r0);
     double t0 = rk_now();
-    int rc = rk_par_rows(c.nthreads, r0, r1, rk_chunk_grain(&c, r1 - r0),
-                         stack, cpu_block_run, &cb);
+    int rc = rk_par_rows(c.nthreads, r0, r1, rk_chunk_grain(&c, r1 - r0), stack,
+                         cpu_block_run, &cb);
     if (rc == -2)
       return rk_err(e, RK_ENOMEM, -1,
                     "no thread with %.0f MiB of stack could be created for "
-                    "the CPU kernel", (double)stack / 1048576.0);
+                    "the CPU kernel",
+                    (double)stack / 1048576.0);
     if (rc != 0)
       return rk_err(e, RK_ENOMEM, -1, "out of memory in the CPU kernel");
     rk_chunk_done(&c, r1 - r0, rk_now() - t0);
@@ -299,8 +302,8 @@ static int cpu_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
 static int cpu_merge(rk_kernel *k, const rk_merge_args *m, rk_error *e) {
   rk_cpu_merge fn;
   memcpy(&fn, &k->aux, sizeof fn);
-  if (fn(m->n, m->nparts, m->st, m->ldst, m->stpart, m->out, m->ldo,
-         m->mode) != 0)
+  if (fn(m->n, m->nparts, m->st, m->ldst, m->stpart, m->out, m->ldo, m->mode) !=
+      0)
     return rk_err(e, RK_EINTERNAL, -1, "the CPU merge failed");
   return RK_OK;
 }

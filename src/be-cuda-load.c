@@ -16,7 +16,7 @@
 rk_cu_api rk_cu;
 rk_nvrtc_api rk_nvrtc;
 
-static int cu_state;      /* 0 untried, 1 loaded, -1 failed */
+static int cu_state; /* 0 untried, 1 loaded, -1 failed */
 static char cu_why[1024];
 static int nvrtc_state;
 static char nvrtc_why[1024];
@@ -25,16 +25,18 @@ static int nvrtc_ver;
 static int nvrtc_maxarch;
 
 static void set_why(char *why, size_t size, const char *msg) {
-  if (why && size) snprintf(why, size, "%s", msg);
+  if (why && size)
+    snprintf(why, size, "%s", msg);
 }
 
 /* dlsym into a function-pointer slot without a pedantic object/function
    pointer cast warning */
-static int sym(void *h, const char *name, void *slot, int required,
-               char *miss, size_t msize) {
+static int sym(void *h, const char *name, void *slot, int required, char *miss,
+               size_t msize) {
   void *p = dlsym(h, name);
   memcpy(slot, &p, sizeof p);
-  if (!p && required && miss[0] == 0) snprintf(miss, msize, "%s", name);
+  if (!p && required && miss[0] == 0)
+    snprintf(miss, msize, "%s", name);
   return p != NULL;
 }
 
@@ -46,7 +48,8 @@ int rk_cu_load(char *why, size_t size) {
     void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!h) {
       const char *d = dlerror();
-      if (d) snprintf(err1, sizeof err1, "%s", d);
+      if (d)
+        snprintf(err1, sizeof err1, "%s", d);
       h = dlopen("libcuda.so", RTLD_NOW | RTLD_LOCAL);
     }
     if (!h) {
@@ -108,7 +111,8 @@ int rk_cu_load(char *why, size_t size) {
       }
     }
   }
-  if (cu_state < 0) set_why(why, size, cu_why);
+  if (cu_state < 0)
+    set_why(why, size, cu_why);
   return cu_state > 0;
 }
 
@@ -123,12 +127,19 @@ const char *rk_cu_errname(CUresult r) {
 
 /* candidate NVRTC libraries, newest first: plain sonames (found through the
    loader's path), then CUDA_HOME, CUDA_PATH and /usr/local/cuda */
-static const char *const nvrtc_sonames[] = {
-    "libnvrtc.so",         "libnvrtc.so.13",   "libnvrtc.so.12",
-    "libnvrtc.so.11.2",    "libnvrtc.so.11.8", "libnvrtc.so.11.7",
-    "libnvrtc.so.11.6",    "libnvrtc.so.11.5", "libnvrtc.so.11.4",
-    "libnvrtc.so.11.3",    "libnvrtc.so.11.1", "libnvrtc.so.11.0",
-    NULL};
+static const char *const nvrtc_sonames[] = {"libnvrtc.so",
+                                            "libnvrtc.so.13",
+                                            "libnvrtc.so.12",
+                                            "libnvrtc.so.11.2",
+                                            "libnvrtc.so.11.8",
+                                            "libnvrtc.so.11.7",
+                                            "libnvrtc.so.11.6",
+                                            "libnvrtc.so.11.5",
+                                            "libnvrtc.so.11.4",
+                                            "libnvrtc.so.11.3",
+                                            "libnvrtc.so.11.1",
+                                            "libnvrtc.so.11.0",
+                                            NULL};
 
 static void *try_nvrtc(const char *dir, char *tried, size_t tsize) {
   for (int i = 0; nvrtc_sonames[i]; i++) {
@@ -167,8 +178,10 @@ int rk_nvrtc_load(char *why, size_t size) {
         }
       }
     }
-    if (!h) h = try_nvrtc("/usr/local/cuda/lib64", tried, sizeof tried);
-    if (!h) h = try_nvrtc("/usr/local/cuda/lib", tried, sizeof tried);
+    if (!h)
+      h = try_nvrtc("/usr/local/cuda/lib64", tried, sizeof tried);
+    if (!h)
+      h = try_nvrtc("/usr/local/cuda/lib", tried, sizeof tried);
     if (!h) {
       snprintf(nvrtc_why, sizeof nvrtc_why,
                "NVRTC (libnvrtc.so) not found in %s; install NVRTC (the CUDA "
@@ -214,16 +227,24 @@ int rk_nvrtc_load(char *why, size_t size) {
           int archs[256];
           if (rk_nvrtc.GetSupportedArchs(archs) == 0)
             for (int i = 0; i < n; i++)
-              if (archs[i] > nvrtc_maxarch) nvrtc_maxarch = archs[i];
+              if (archs[i] > nvrtc_maxarch)
+                nvrtc_maxarch = archs[i];
         }
         nvrtc_state = 1;
       }
     }
   }
-  if (nvrtc_state < 0) set_why(why, size, nvrtc_why);
+  if (nvrtc_state < 0)
+    set_why(why, size, nvrtc_why);
   return nvrtc_state > 0;
 }
 
-const char *rk_nvrtc_libname(void) { return nvrtc_name; }
-int rk_nvrtc_version(void) { return nvrtc_ver; }
-int rk_nvrtc_max_arch(void) { return nvrtc_maxarch; }
+const char *rk_nvrtc_libname(void) {
+  return nvrtc_name;
+}
+int rk_nvrtc_version(void) {
+  return nvrtc_ver;
+}
+int rk_nvrtc_max_arch(void) {
+  return nvrtc_maxarch;
+}

@@ -52,8 +52,8 @@ typedef struct rk_cu_api {
   CUresult (*ModuleGetFunction)(CUfunction *f, CUmodule m, const char *name);
   CUresult (*FuncSetAttribute)(CUfunction f, int attr, int value);
   CUresult (*FuncGetAttribute)(int *v, int attr, CUfunction f);
-  CUresult (*LaunchKernel)(CUfunction f, unsigned gx, unsigned gy,
-                           unsigned gz, unsigned bx, unsigned by, unsigned bz,
+  CUresult (*LaunchKernel)(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
+                           unsigned bx, unsigned by, unsigned bz,
                            unsigned shmem, CUstream s, void **params,
                            void **extra);
   CUresult (*MemAlloc)(CUdeviceptr *p, size_t bytes);

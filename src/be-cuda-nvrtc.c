@@ -23,19 +23,23 @@
 /* save a failed source for the user to look at; its path goes to e->path */
 static void save_source(const char *src, const char *name, rk_error *e) {
   const char *tmp = getenv("TMPDIR");
-  if (!tmp || !*tmp) tmp = "/tmp";
+  if (!tmp || !*tmp)
+    tmp = "/tmp";
   char path[1024];
   snprintf(path, sizeof path, "%s/rkeops-%.40s-XXXXXX.cu", tmp, name);
   int fd = mkstemps(path, 3);
-  if (fd < 0) return;
+  if (fd < 0)
+    return;
   size_t n = strlen(src), off = 0;
   while (off < n) {
     ssize_t w = write(fd, src + off, n - off);
-    if (w <= 0) break;
+    if (w <= 0)
+      break;
     off += (size_t)w;
   }
   close(fd);
-  if (e) snprintf(e->path, sizeof e->path, "%s", path);
+  if (e)
+    snprintf(e->path, sizeof e->path, "%s", path);
 }
 
 /* the NVRTC target for a device of compute capability major.minor:
@@ -73,9 +77,11 @@ void rk_nvrtc_fail_message(char *buf, size_t size, const char *archopt,
 
 int rk_nvrtc_target(int major, int minor, char *buf, size_t size) {
   char why[256];
-  if (!rk_nvrtc_load(why, sizeof why)) return 0;
+  if (!rk_nvrtc_load(why, sizeof why))
+    return 0;
   int cubin, arch = pick_arch(major, minor, &cubin);
-  if (arch < 0) return 0;
+  if (arch < 0)
+    return 0;
   int v = rk_nvrtc_version();
   snprintf(buf, size, "nvrtc%d.%d/%s_%d", v / 1000, (v % 1000) / 10,
            cubin ? "sm" : "compute", arch);
@@ -110,8 +116,7 @@ static int nvrtc_compile_now(const char *src, const char *name, int major,
   if (r != 0) {
     size_t lsz = 0;
     char msg[512];
-    rk_nvrtc_fail_message(msg, sizeof msg, archopt,
-                          rk_nvrtc.GetErrorString(r));
+    rk_nvrtc_fail_message(msg, sizeof msg, archopt, rk_nvrtc.GetErrorString(r));
     int code = rk_err(e, RK_ECOMPILE, -1, "%s", msg);
     if (e) {
       e->log[0] = 0;
@@ -193,8 +198,7 @@ int rk_nvrtc_compile(const char *src, const char *name, int major, int minor,
   if (j == NULL || j->src == NULL || j->name == NULL) {
     if (j)
       nvrtc_job_free(j);
-    return nvrtc_compile_now(src, name, major, minor, image, size, is_cubin,
-                             e);
+    return nvrtc_compile_now(src, name, major, minor, image, size, is_cubin, e);
   }
   j->major = major;
   j->minor = minor;
@@ -231,8 +235,8 @@ int rk_formula_nvrtc_check(rk_formula *f, int precision, int major, int minor,
     void *img = NULL;
     size_t n = 0;
     int cubin = 0;
-    rc = rk_nvrtc_compile(src.s, "rkeops_check", major, minor, &img, &n,
-                          &cubin, err);
+    rc = rk_nvrtc_compile(src.s, "rkeops_check", major, minor, &img, &n, &cubin,
+                          err);
     free(img);
   }
   rk_buf_free(&src);

@@ -7,11 +7,11 @@
  * data kept in device memory between calls (bind, for rk_op).
  *
  * A call copies each input to the device once (unless it is bound),
- * runs, and copies the results (or states) back.  When the data do not fit in free device memory, the
- * output rows (i) and the reduction points (j) are processed in blocks;
- * the reduction state stays on the device between j-blocks (mode bits of
- * rk_main), so the combination is exact for every reduction.  When there
- * are too few output rows to fill the GPU, the reduction is split over
+ * runs, and copies the results (or states) back.  When the data do not fit in
+ * free device memory, the output rows (i) and the reduction points (j) are
+ * processed in blocks; the reduction state stays on the device between j-blocks
+ * (mode bits of rk_main), so the combination is exact for every reduction. When
+ * there are too few output rows to fill the GPU, the reduction is split over
  * blockIdx.y and the parts are merged by rk_merge; the number of parts
  * is chosen to fill whole waves of resident blocks (cuOccupancy*).  Each
  * launch covers at most RK_PAIRS_PER_LAUNCH pairs (rows in chunks), and
@@ -31,7 +31,7 @@
 #define RK_MAXDEV 16
 
 typedef struct rk_dev {
-  int init;       /* 1 ready, -1 failed */
+  int init; /* 1 ready, -1 failed */
   CUdevice dev;
   CUcontext ctx;
   int major, minor, nsm;
@@ -54,16 +54,18 @@ static int cu_fail(rk_error *e, CUresult r, const char *what) {
                 "CUDA error in %s: %s", what, rk_cu_errname(r));
 }
 
-#define CU(call, what)                                                        \
-  do {                                                                        \
-    CUresult cu_r_ = (call);                                                  \
-    if (cu_r_ != 0) return cu_fail(e, cu_r_, what);                           \
+#define CU(call, what)                                                         \
+  do {                                                                         \
+    CUresult cu_r_ = (call);                                                   \
+    if (cu_r_ != 0)                                                            \
+      return cu_fail(e, cu_r_, what);                                          \
   } while (0)
 
 static int cuda_available(char *why, size_t size) {
   char w[1024] = "";
   if (!rk_cu_load(w, sizeof w)) {
-    if (why && size) snprintf(why, size, "%s", w);
+    if (why && size)
+      snprintf(why, size, "%s", w);
     return 0;
   }
   int n = 0;
@@ -74,7 +76,8 @@ static int cuda_available(char *why, size_t size) {
     return 0;
   }
   if (!rk_nvrtc_load(w, sizeof w)) {
-    if (why && size) snprintf(why, size, "%s", w);
+    if (why && size)
+      snprintf(why, size, "%s", w);
     return 0;
   }
   return n;
@@ -88,8 +91,8 @@ static int dev_get(int d, rk_dev **out, rk_error *e) {
   int n = 0;
   rk_cu.DeviceGetCount(&n);
   if (d < 0 || d >= n || d >= RK_MAXDEV)
-    return rk_err(e, RK_EVALUE, -1, "no CUDA device %d (%d device%s found)",
-                  d, n, n == 1 ? "" : "s");
+    return rk_err(e, RK_EVALUE, -1, "no CUDA device %d (%d device%s found)", d,
+                  n, n == 1 ? "" : "s");
   rk_dev *x = &devs[d];
   if (x->init == 0) {
     CU(rk_cu.DeviceGet(&x->dev, d), "cuDeviceGet");
@@ -119,13 +122,15 @@ static size_t cuda_describe(char *buf, size_t size) {
     int v = 0, n = 0;
     rk_cu.DriverGetVersion(&v);
     rk_buf_printf(&b, "CUDA driver: %d.%d\n", v / 1000, (v % 1000) / 10);
-    if (rk_cu.DeviceGetCount(&n) != 0) n = 0;
+    if (rk_cu.DeviceGetCount(&n) != 0)
+      n = 0;
     for (int d = 0; d < n; d++) {
       CUdevice dev;
       char name[256] = "?";
       int ma = 0, mi = 0, nsm = 0;
       size_t mem = 0;
-      if (rk_cu.DeviceGet(&dev, d) != 0) continue;
+      if (rk_cu.DeviceGet(&dev, d) != 0)
+        continue;
       rk_cu.DeviceGetName(name, (int)sizeof name, dev);
       rk_cu.DeviceGetAttribute(&ma, RK_CU_ATTR_CC_MAJOR, dev);
       rk_cu.DeviceGetAttribute(&mi, RK_CU_ATTR_CC_MINOR, dev);
@@ -135,7 +140,8 @@ static size_t cuda_describe(char *buf, size_t size) {
                     "GPU %d: %s, compute capability %d.%d, %d SMs, %.1f GiB\n",
                     d, name, ma, mi, nsm, (double)mem / 1073741824.0);
     }
-    if (n == 0) rk_buf_puts(&b, "GPUs: none found\n");
+    if (n == 0)
+      rk_buf_puts(&b, "GPUs: none found\n");
   }
   if (!rk_nvrtc_load(why, sizeof why)) {
     rk_buf_printf(&b, "NVRTC: not available (%s)\n", why);
@@ -145,16 +151,19 @@ static size_t cuda_describe(char *buf, size_t size) {
                   (v % 1000) / 10, rk_nvrtc_libname(), rk_nvrtc_max_arch());
   }
   size_t len = b.len;
-  if (buf && size) snprintf(buf, size, "%s", b.s ? b.s : "");
+  if (buf && size)
+    snprintf(buf, size, "%s", b.s ? b.s : "");
   rk_buf_free(&b);
   return len;
 }
 
 static void cuda_unload(rk_kernel *k) {
-  if (!k) return;
+  if (!k)
+    return;
   if (k->handle && rk_cu.ModuleUnload) {
     rk_cuda_aux *a = k->aux;
-    if (a && a->device >= 0 && a->device < RK_MAXDEV && devs[a->device].init > 0)
+    if (a && a->device >= 0 && a->device < RK_MAXDEV &&
+        devs[a->device].init > 0)
       rk_cu.CtxSetCurrent(devs[a->device].ctx);
     rk_cu.ModuleUnload((CUmodule)k->handle);
   }
@@ -166,8 +175,10 @@ int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes) {
   rk_dev *x;
   rk_error e;
   size_t fr = 0, tot = 0;
-  if (dev_get(device, &x, &e) != RK_OK) return -1;
-  if (rk_cu.MemGetInfo(&fr, &tot) != 0) return -1;
+  if (dev_get(device, &x, &e) != RK_OK)
+    return -1;
+  if (rk_cu.MemGetInfo(&fr, &tot) != 0)
+    return -1;
   *free_bytes = (double)fr;
   *total_bytes = (double)tot;
   return 0;
@@ -179,7 +190,8 @@ static int cuda_target(const rk_options *o, rk_target *t, rk_error *e) {
   rk_dev *x;
   char target[96];
   int rc = dev_get(o->device, &x, e);
-  if (rc != RK_OK) return rc;
+  if (rc != RK_OK)
+    return rc;
   if (!rk_nvrtc_target(x->major, x->minor, target, sizeof target))
     return rk_err(e, RK_EUNSUPPORTED, -1, "NVRTC is not available");
   rk_buf_puts(&t->text, target);
@@ -200,7 +212,8 @@ static int cuda_compile(const rk_options *o, const rk_target *t,
   int cubin = 0;
   (void)dir;
   int rc = dev_get(o->device, &x, e);
-  if (rc != RK_OK) return rc;
+  if (rc != RK_OK)
+    return rc;
   rk_say(o, "compiling the CUDA kernel with NVRTC (%s)",
          t->text.s ? t->text.s : "");
   return rk_nvrtc_compile(src, "rkeops_kernel.cu", x->major, x->minor,
@@ -219,20 +232,25 @@ static int cuda_load(const rk_options *o, const rk_formula *f,
   rk_dev *x;
   (void)key; /* the image's key is checked by the cache trailer */
   int rc = dev_get(o->device, &x, e);
-  if (rc != RK_OK) return rc;
+  if (rc != RK_OK)
+    return rc;
   CUresult r = rk_cu.ModuleLoadDataEx(&m, img->data, 2, opts, vals);
   if (r != 0) {
     rc = cu_fail(e, r, "cuModuleLoadDataEx");
-    if (e) snprintf(e->log, sizeof e->log, "%s", elog);
+    if (e)
+      snprintf(e->log, sizeof e->log, "%s", elog);
     return rc;
   }
   r = rk_cu.ModuleGetFunction(&fm, m, "rk_main");
-  if (r == 0) r = rk_cu.ModuleGetFunction(&fg, m, "rk_merge");
+  if (r == 0)
+    r = rk_cu.ModuleGetFunction(&fg, m, "rk_merge");
   rk_cuda_aux *a = calloc(1, sizeof *a);
   rc = r ? cu_fail(e, r, "cuModuleGetFunction") : RK_OK;
-  if (rc == RK_OK && !a) rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
+  if (rc == RK_OK && !a)
+    rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
   /* the geometry the source was generated with: once per load */
-  if (rc == RK_OK) rc = rk_cg_cuda_geom(f, c, &a->gm, e);
+  if (rc == RK_OK)
+    rc = rk_cg_cuda_geom(f, c, &a->gm, e);
   if (rc != RK_OK) {
     free(a);
     rk_cu.ModuleUnload(m);
@@ -253,7 +271,8 @@ static int cuda_load(const rk_options *o, const rk_formula *f,
 
 /* at least `need` bytes of pool on device x (grow-only) */
 static int pool_reserve(rk_dev *x, size_t need, rk_error *e) {
-  if (need <= x->pool_size) return RK_OK;
+  if (need <= x->pool_size)
+    return RK_OK;
   if (x->pool) {
     rk_cu.MemFree(x->pool);
     x->pool = 0;
@@ -275,22 +294,21 @@ static void cuda_release(void) {
     }
 }
 
-
 /* ---- running ------------------------------------------------------------ */
 
 typedef struct plan {
-  int64_t bi, bj;    /* rows / points per device block */
-  int parts;         /* reduction parts over blockIdx.y (1: none) */
+  int64_t bi, bj; /* rows / points per device block */
+  int parts;      /* reduction parts over blockIdx.y (1: none) */
   size_t off_in, off_out, off_st, total;
 } plan;
 
 #define RK_PAIRS_PER_LAUNCH 2e12
-#define ALIGN256(x) (((x) + 255) & ~(size_t)255)
+#define ALIGN256(x)         (((x) + 255) & ~(size_t)255)
 
 static void plan_layout(plan *p, size_t pbytes, size_t obytes, size_t ibytes,
                         size_t outb, size_t stb, int nblocksj, int states) {
-  size_t st = (p->parts > 1 || nblocksj > 1 || states) ? stb * (size_t)p->parts
-                                                       : 0;
+  size_t st =
+      (p->parts > 1 || nblocksj > 1 || states) ? stb * (size_t)p->parts : 0;
   p->off_in = ALIGN256(pbytes) + ALIGN256(obytes * (size_t)p->bi);
   p->off_out = p->off_in + ALIGN256(ibytes * (size_t)p->bj);
   p->off_st = p->off_out + ALIGN256(outb * (size_t)p->bi);
@@ -301,7 +319,8 @@ static void plan_layout(plan *p, size_t pbytes, size_t obytes, size_t ibytes,
    at dst with leading dimension n */
 static int put_var(CUdeviceptr dst, const void *src, int dim, int64_t ld,
                    int64_t p0, int64_t n, size_t es, rk_error *e) {
-  if (n <= 0) return RK_OK;
+  if (n <= 0)
+    return RK_OK;
   if (p0 == 0 && n == ld) {
     CU(rk_cu.MemcpyHtoD(dst, src, (size_t)dim * (size_t)n * es),
        "cuMemcpyHtoD");
@@ -309,8 +328,8 @@ static int put_var(CUdeviceptr dst, const void *src, int dim, int64_t ld,
   }
   for (int k = 0; k < dim; k++)
     CU(rk_cu.MemcpyHtoD(dst + (size_t)k * (size_t)n * es,
-                        (const char *)src + ((size_t)k * (size_t)ld +
-                                             (size_t)p0) * es,
+                        (const char *)src +
+                            ((size_t)k * (size_t)ld + (size_t)p0) * es,
                         (size_t)n * es),
        "cuMemcpyHtoD");
   return RK_OK;
@@ -323,15 +342,16 @@ static int choose_parts(rk_dev *x, rk_kernel *k, const rk_cuda_geom *gm,
                         int64_t nout, int64_t nred) {
   int nb = 0;
   if (rk_cu.OccupancyMaxActiveBlocksPerMultiprocessor == NULL ||
-      rk_cu.OccupancyMaxActiveBlocksPerMultiprocessor(
-          &nb, (CUfunction)k->fn, gm->tpb, 0) != 0 ||
+      rk_cu.OccupancyMaxActiveBlocksPerMultiprocessor(&nb, (CUfunction)k->fn,
+                                                      gm->tpb, 0) != 0 ||
       nb < 1)
     nb = 1;
   double cap = (double)nb * (double)x->nsm;
   int64_t rows_blk = (int64_t)gm->tpb * gm->rb;
   double bx = (double)((nout + rows_blk - 1) / rows_blk);
   int64_t maxp = nred / (2 * (int64_t)gm->tj);
-  if (maxp > 64) maxp = 64;
+  if (maxp > 64)
+    maxp = 64;
   int best = 1;
   double best_t = 1e300;
   for (int q = 1; q <= maxp || q == 1; q++) {
@@ -378,10 +398,14 @@ static void call_sizes(cuda_call *c) {
   c->pbytes = c->obytes = c->ibytes = 0;
   for (int v = 0; v < c->nv && !c->bd; v++) {
     int d = f->vars[v].dim, cat = f->vars[v].cat;
-    if (d <= 0 || !c->d->vars[v]) continue;
-    if (cat == RK_CAT_P) c->pbytes += ALIGN256((size_t)d * c->es);
-    else if (cat == c->outer_cat) c->obytes += (size_t)d * c->es;
-    else c->ibytes += (size_t)d * c->es;
+    if (d <= 0 || !c->d->vars[v])
+      continue;
+    if (cat == RK_CAT_P)
+      c->pbytes += ALIGN256((size_t)d * c->es);
+    else if (cat == c->outer_cat)
+      c->obytes += (size_t)d * c->es;
+    else
+      c->ibytes += (size_t)d * c->es;
   }
   c->outb = (size_t)f->outdim * 8;
   c->stb = (size_t)c->gm->state * 8;
@@ -400,13 +424,14 @@ static int call_plan(cuda_call *c, rk_error *e) {
   /* RKEOPS_CUDA_MEMORY_LIMIT (bytes): a smaller budget, to exercise the
      blocked path in tests */
   const char *lim = getenv("RKEOPS_CUDA_MEMORY_LIMIT");
-  if (lim && atof(lim) > 0 && atof(lim) < avail) avail = atof(lim);
+  if (lim && atof(lim) > 0 && atof(lim) < avail)
+    avail = atof(lim);
   plan *p = &c->p;
   p->bi = c->nout;
   p->bj = c->nred;
   /* states in: every part would start from them, so one part */
-  p->parts = (c->s->mode & 1) ? 1
-                              : choose_parts(c->x, c->k, c->gm, c->nout, c->nred);
+  p->parts =
+      (c->s->mode & 1) ? 1 : choose_parts(c->x, c->k, c->gm, c->nout, c->nred);
   plan_layout(p, c->pbytes, c->obytes, c->ibytes, c->outb, c->stb, 1, states);
   if ((double)p->total > avail) {
     p->parts = 1;
@@ -414,15 +439,17 @@ static int call_plan(cuda_call *c, rk_error *e) {
       int64_t nbj = (c->nred + p->bj - 1) / (p->bj > 0 ? p->bj : 1);
       plan_layout(p, c->pbytes, c->obytes, c->ibytes, c->outb, c->stb,
                   (int)(nbj > 1 ? 2 : 1), states);
-      if ((double)p->total <= avail) break;
+      if ((double)p->total <= avail)
+        break;
       if (p->bi <= c->rows_blk && p->bj <= c->gm->tj)
         return rk_err(e, RK_ENOMEM, -1,
                       "not enough free GPU memory (%.0f MiB free)",
                       (double)fr / 1048576.0);
-      int shrink_j = p->bj > c->gm->tj &&
-                     (p->bi <= c->rows_blk ||
-                      (double)p->bj * (double)c->ibytes >=
-                          (double)p->bi * (double)(c->obytes + c->outb + c->stb));
+      int shrink_j =
+          p->bj > c->gm->tj &&
+          (p->bi <= c->rows_blk ||
+           (double)p->bj * (double)c->ibytes >=
+               (double)p->bi * (double)(c->obytes + c->outb + c->stb));
       if (shrink_j)
         p->bj = (p->bj + 1) / 2;
       else
@@ -430,7 +457,8 @@ static int call_plan(cuda_call *c, rk_error *e) {
     }
   }
   c->nbj = (c->nred + p->bj - 1) / (p->bj > 0 ? p->bj : 1);
-  if (c->nbj < 1) c->nbj = 1;
+  if (c->nbj < 1)
+    c->nbj = 1;
   int rc = pool_reserve(c->x, p->total, e);
   c->base = c->x->pool;
   return rc;
@@ -441,7 +469,8 @@ static int call_params(cuda_call *c, rk_error *e) {
   size_t off = 0;
   for (int v = 0; v < c->nv && v < 64; v++) {
     int d = c->f->vars[v].dim;
-    if (d <= 0 || !c->d->vars[v] || c->f->vars[v].cat != RK_CAT_P) continue;
+    if (d <= 0 || !c->d->vars[v] || c->f->vars[v].cat != RK_CAT_P)
+      continue;
     c->dld[v] = 1;
     if (c->bd) {
       c->dptr[v] = c->bd->ptr[v];
@@ -463,8 +492,10 @@ static int call_vars(cuda_call *c, int outer, int64_t p0, int64_t n,
   int64_t g0 = (outer ? c->s->r0 : c->s->j0) + p0;
   for (int v = 0; v < c->nv && v < 64; v++) {
     int d = c->f->vars[v].dim, cat = c->f->vars[v].cat;
-    if (d <= 0 || !c->d->vars[v] || cat == RK_CAT_P) continue;
-    if ((cat == c->outer_cat) != outer) continue;
+    if (d <= 0 || !c->d->vars[v] || cat == RK_CAT_P)
+      continue;
+    if ((cat == c->outer_cat) != outer)
+      continue;
     if (c->bd) { /* in place: the whole variable is on the device */
       c->dptr[v] = c->bd->ptr[v] + (size_t)g0 * c->es;
       c->dld[v] = c->d->npts[v];
@@ -472,9 +503,10 @@ static int call_vars(cuda_call *c, int outer, int64_t p0, int64_t n,
     }
     c->dptr[v] = c->base + o2;
     c->dld[v] = n;
-    int rc = put_var(c->dptr[v], c->d->vars[v], d, c->d->ld[v], g0, n, c->es,
-                     e);
-    if (rc != RK_OK) return rc;
+    int rc =
+        put_var(c->dptr[v], c->d->vars[v], d, c->d->ld[v], g0, n, c->es, e);
+    if (rc != RK_OK)
+      return rc;
     o2 += (size_t)d * c->es * (size_t)(outer ? c->p.bi : n);
   }
   return RK_OK;
@@ -513,12 +545,14 @@ static int call_launch(cuda_call *c, int64_t i0, int64_t ni, int64_t jb,
     mode = 2;
   }
   unsigned gy = c->p.parts > 1 ? (unsigned)((nj + jchunk - 1) / jchunk) : 1;
-  if (gy < 1) gy = 1;
+  if (gy < 1)
+    gy = 1;
   int64_t rchunk = ni;
   if ((double)ni * (double)nj > RK_PAIRS_PER_LAUNCH) {
-    rchunk = (int64_t)(RK_PAIRS_PER_LAUNCH / (double)nj) / c->rows_blk *
-             c->rows_blk;
-    if (rchunk < c->rows_blk) rchunk = c->rows_blk;
+    rchunk =
+        (int64_t)(RK_PAIRS_PER_LAUNCH / (double)nj) / c->rows_blk * c->rows_blk;
+    if (rchunk < c->rows_blk)
+      rchunk = c->rows_blk;
   }
   for (int64_t r0 = 0; r0 < ni; r0 += rchunk) {
     long long lni = ni - r0 < rchunk ? ni - r0 : rchunk;
@@ -542,8 +576,8 @@ static int call_launch(cuda_call *c, int64_t i0, int64_t ni, int64_t jb,
       params[11 + 2 * v] = &c->dld[v];
     }
     unsigned gx = (unsigned)((lni + c->rows_blk - 1) / c->rows_blk);
-    CU(rk_cu.LaunchKernel((CUfunction)c->k->fn, gx, gy, 1, (unsigned)gm->tpb,
-                          1, 1, 0, NULL, params, NULL),
+    CU(rk_cu.LaunchKernel((CUfunction)c->k->fn, gx, gy, 1, (unsigned)gm->tpb, 1,
+                          1, 0, NULL, params, NULL),
        "cuLaunchKernel(rk_main)");
     if (c->p.parts > 1) {
       int np = (int)gy, mmode = st_out ? 2 : 0;
@@ -585,7 +619,8 @@ static int cuda_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
   memset(&c, 0, sizeof c);
   rk_cuda_aux *a = k->aux;
   int rc = dev_get(a->device, &c.x, e);
-  if (rc != RK_OK) return rc;
+  if (rc != RK_OK)
+    return rc;
   if (f->nvars > 64)
     return rk_err(e, RK_EUNSUPPORTED, -1,
                   "the CUDA backend handles at most 64 variables");
@@ -600,19 +635,25 @@ static int cuda_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
   if (c.bd && (c.bd->device != a->device || c.bd->es != c.es))
     return rk_err(e, RK_EINTERNAL, -1, "bound data of another device");
   call_sizes(&c);
-  if (c.nout <= 0) return RK_OK;
+  if (c.nout <= 0)
+    return RK_OK;
   rc = call_plan(&c, e);
-  if (rc == RK_OK) rc = call_params(&c, e);
+  if (rc == RK_OK)
+    rc = call_params(&c, e);
   for (int64_t i0 = 0; rc == RK_OK && i0 < c.nout; i0 += c.p.bi) {
     int64_t ni = c.nout - i0 < c.p.bi ? c.nout - i0 : c.p.bi;
     rc = call_vars(&c, 1, i0, ni, e);
-    if (rc == RK_OK && (s->mode & 1)) rc = call_states(&c, i0, ni, 0, e);
+    if (rc == RK_OK && (s->mode & 1))
+      rc = call_states(&c, i0, ni, 0, e);
     for (int64_t jb = 0; rc == RK_OK && jb < c.nbj; jb++) {
-      int64_t j0 = jb * c.p.bj, nj = c.nred - j0 < c.p.bj ? c.nred - j0 : c.p.bj;
-      if (c.nred == 0) nj = 0;
+      int64_t j0 = jb * c.p.bj,
+              nj = c.nred - j0 < c.p.bj ? c.nred - j0 : c.p.bj;
+      if (c.nred == 0)
+        nj = 0;
       if (i0 == 0 || c.nbj > 1) /* inner variables: once unless blocked */
         rc = call_vars(&c, 0, j0, nj, e);
-      if (rc == RK_OK) rc = call_launch(&c, i0, ni, jb, j0, nj, e);
+      if (rc == RK_OK)
+        rc = call_launch(&c, i0, ni, jb, j0, nj, e);
     }
     if (rc == RK_OK)
       rc = (s->mode & 2) ? call_states(&c, i0, ni, 1, e)
@@ -627,24 +668,25 @@ static int cuda_merge(rk_kernel *k, const rk_merge_args *m, rk_error *e) {
   rk_cuda_aux *a = k->aux;
   rk_dev *x;
   int rc = dev_get(a->device, &x, e);
-  if (rc != RK_OK || m->n <= 0) return rc;
+  if (rc != RK_OK || m->n <= 0)
+    return rc;
   size_t stn = (size_t)(m->nparts - 1) * (size_t)m->stpart +
                (size_t)a->gm.state * (size_t)m->ldst;
   size_t outn = (size_t)a->outdim * (size_t)m->n;
   rc = pool_reserve(x, ALIGN256(stn * 8) + outn * 8 + 256, e);
-  if (rc != RK_OK) return rc;
+  if (rc != RK_OK)
+    return rc;
   CUdeviceptr dst = x->pool, dout = x->pool + ALIGN256(stn * 8);
   CU(rk_cu.MemcpyHtoD(dst, m->st, stn * 8), "cuMemcpyHtoD");
   long long lni = m->n, ldst = m->ldst, stpart = m->stpart, ldo = m->n;
   int np = m->nparts, mode = m->mode;
   void *mp[8] = {&lni, &np, &dst, &ldst, &stpart, &dout, &ldo, &mode};
   unsigned mx = (unsigned)((m->n + a->gm.tpb - 1) / a->gm.tpb);
-  CU(rk_cu.LaunchKernel(a->merge, mx, 1, 1, (unsigned)a->gm.tpb, 1, 1, 0,
-                        NULL, mp, NULL),
+  CU(rk_cu.LaunchKernel(a->merge, mx, 1, 1, (unsigned)a->gm.tpb, 1, 1, 0, NULL,
+                        mp, NULL),
      "cuLaunchKernel(rk_merge)");
   if (m->mode & 2) {
-    CU(rk_cu.MemcpyDtoH(m->st, dst,
-                        (size_t)a->gm.state * (size_t)m->ldst * 8),
+    CU(rk_cu.MemcpyDtoH(m->st, dst, (size_t)a->gm.state * (size_t)m->ldst * 8),
        "cuMemcpyDtoH");
     return RK_OK;
   }
@@ -659,11 +701,13 @@ static int cuda_merge(rk_kernel *k, const rk_merge_args *m, rk_error *e) {
 
 static void cuda_unbind(rk_data *d) {
   cuda_bound *bd = d->dev;
-  if (!bd) return;
+  if (!bd)
+    return;
   if (bd->device >= 0 && bd->device < RK_MAXDEV && devs[bd->device].init > 0) {
     rk_cu.CtxSetCurrent(devs[bd->device].ctx);
     for (int v = 0; v < bd->n && v < 64; v++)
-      if (bd->ptr[v]) rk_cu.MemFree(bd->ptr[v]);
+      if (bd->ptr[v])
+        rk_cu.MemFree(bd->ptr[v]);
   }
   free(bd);
   d->dev = NULL;
@@ -677,7 +721,8 @@ static int cuda_rebind(const rk_formula *f, const rk_options *o, rk_data *d,
     return rk_err(e, RK_EINTERNAL, -1, "no bound data at position %d", v);
   int rc = dev_get(bd->device, &x, e);
   (void)o;
-  if (rc != RK_OK) return rc;
+  if (rc != RK_OK)
+    return rc;
   int dim = f->vars[v].dim;
   return put_var(bd->ptr[v], d->vars[v], dim, d->ld[v], 0, d->npts[v], bd->es,
                  e);
@@ -688,26 +733,30 @@ static int cuda_bind(rk_kernel *k, const rk_formula *f, const rk_options *o,
   rk_cuda_aux *a = k->aux;
   rk_dev *x;
   int rc = dev_get(a->device, &x, e);
-  if (rc != RK_OK) return rc;
+  if (rc != RK_OK)
+    return rc;
   if (f->nvars > 64)
     return rk_err(e, RK_EUNSUPPORTED, -1,
                   "the CUDA backend handles at most 64 variables");
   cuda_bound *bd = calloc(1, sizeof *bd);
-  if (!bd) return rk_err(e, RK_ENOMEM, -1, "out of memory");
+  if (!bd)
+    return rk_err(e, RK_ENOMEM, -1, "out of memory");
   bd->device = a->device;
   bd->n = f->nvars;
   bd->es = o->precision == 64 ? 8 : 4;
   d->dev = bd;
   for (int v = 0; v < f->nvars; v++) {
     int dim = f->vars[v].dim;
-    if (dim <= 0 || !d->vars[v]) continue;
+    if (dim <= 0 || !d->vars[v])
+      continue;
     size_t n = (size_t)dim * (size_t)(d->npts[v] > 0 ? d->npts[v] : 1);
     CUresult r = rk_cu.MemAlloc(&bd->ptr[v], n * bd->es);
     if (r != 0) {
       rc = cu_fail(e, r, "cuMemAlloc");
       bd->ptr[v] = 0;
     }
-    if (rc == RK_OK) rc = cuda_rebind(f, o, d, v, e);
+    if (rc == RK_OK)
+      rc = cuda_rebind(f, o, d, v, e);
     if (rc != RK_OK) {
       cuda_unbind(d);
       return rc;

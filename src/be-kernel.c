@@ -61,9 +61,12 @@ static void host_cpu_read(char *buf, size_t size) {
     vendor[12] = '\0';
   }
   unsigned sig = 0, c1 = 0, d1 = 0, b7 = 0, c7 = 0, d7 = 0, ce = 0, de = 0;
-  if (max >= 1) __cpuid(1, sig, b, c1, d1);
-  if (max >= 7) __cpuid_count(7, 0, a, b7, c7, d7);
-  if (__get_cpuid(0x80000001u, &a, &b, &ce, &de) == 0) ce = de = 0;
+  if (max >= 1)
+    __cpuid(1, sig, b, c1, d1);
+  if (max >= 7)
+    __cpuid_count(7, 0, a, b7, c7, d7);
+  if (__get_cpuid(0x80000001u, &a, &b, &ce, &de) == 0)
+    ce = de = 0;
   /* leaf 1 ebx holds the APIC id (differs between cores): not used */
   snprintf(buf, size, "%s %s %08x %08x.%08x %08x.%08x.%08x %08x.%08x", m,
            vendor, sig, c1, d1, b7, c7, d7, ce, de);
@@ -77,12 +80,15 @@ static void host_cpu_read(char *buf, size_t size) {
   snprintf(buf, size, "%s", m);
 #endif
   for (char *p = buf; *p; p++) /* one printable line */
-    if (*p < 32 || *p > 126 || *p == ';') *p = '?';
+    if (*p < 32 || *p > 126 || *p == ';')
+      *p = '?';
 }
 
 const char *rk_host_cpu(void) {
-  if (host_overridden) return host_override;
-  if (!host_cpu[0]) host_cpu_read(host_cpu, sizeof host_cpu);
+  if (host_overridden)
+    return host_override;
+  if (!host_cpu[0])
+    host_cpu_read(host_cpu, sizeof host_cpu);
   return host_cpu;
 }
 
@@ -90,7 +96,8 @@ void rk_host_cpu_override(const char *s) {
   host_overridden = s != NULL;
   snprintf(host_override, sizeof host_override, "%s", s ? s : "");
   for (char *p = host_override; *p; p++)
-    if (*p < 32 || *p > 126 || *p == ';') *p = '?';
+    if (*p < 32 || *p > 126 || *p == ';')
+      *p = '?';
 }
 
 /* ---- the table of backends: one row per backend ---------------------- */
@@ -140,22 +147,27 @@ static char refused_dir[1024];
 static char notice[1400];
 
 static void cache_refused(const char *dir, const char *why) {
-  if (strcmp(dir, refused_dir) == 0) return; /* said already */
+  if (strcmp(dir, refused_dir) == 0)
+    return; /* said already */
   snprintf(refused_dir, sizeof refused_dir, "%s", dir);
-  snprintf(notice, sizeof notice,
-           "%.1200s; compiling in a private temporary directory instead (kernels "
-           "are not kept on disk)",
-           why);
+  snprintf(
+      notice, sizeof notice,
+      "%.1200s; compiling in a private temporary directory instead (kernels "
+      "are not kept on disk)",
+      why);
 }
 
 int rk_cache_notice(char *buf, size_t size) {
-  if (!notice[0]) return 0;
-  if (buf && size) snprintf(buf, size, "%s", notice);
+  if (!notice[0])
+    return 0;
+  if (buf && size)
+    snprintf(buf, size, "%s", notice);
   notice[0] = '\0';
   return 1;
 }
 
-/* ---- the flow ------------------------------------------------------------- */
+/* ---- the flow -------------------------------------------------------------
+ */
 
 typedef struct flow {
   const rk_backend_i *be;
@@ -207,9 +219,11 @@ static rk_kernel *flow_disk(flow *w) {
   rk_error e2;
   rk_err_clear(&e2);
   rk_cache_path(w->dir, w->dkey.s, w->t.ext, &w->path);
-  if (w->path.oom) return NULL;
+  if (w->path.oom)
+    return NULL;
   struct stat st;
-  if (lstat(w->path.s, &st) != 0) return NULL;
+  if (lstat(w->path.s, &st) != 0)
+    return NULL;
   rk_image img;
   memset(&img, 0, sizeof img);
   rk_kernel *k = NULL;
@@ -219,11 +233,13 @@ static rk_kernel *flow_disk(flow *w) {
       img.path = w->path.s; /* borrowed */
       k = flow_load(w, &img, &e2);
       img.path = NULL;
-      if (!k) why = e2.msg;
+      if (!k)
+        why = e2.msg;
     }
   } else if (rk_cache_read_blob(w->path.s, w->dkey.s, &img.data, &img.size)) {
     k = flow_load(w, &img, &e2);
-    if (!k) why = e2.msg;
+    if (!k)
+      why = e2.msg;
     image_free(&img);
   }
   if (k) {
@@ -232,7 +248,8 @@ static rk_kernel *flow_disk(flow *w) {
     return k;
   }
   rk_say(w->o, "ignoring the cache file %s: %s; rebuilding", w->path.s, why);
-  if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) unlink(w->path.s);
+  if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
+    unlink(w->path.s);
   return NULL;
 }
 
@@ -278,7 +295,8 @@ static rk_kernel *flow_compile(flow *w, rk_error *e) {
       rk_buf_free(&fpath);
     } else {
       unlink(img.path); /* loaded: the mapping outlives the name */
-      if (k) rk_say(w->o, "compiled (not cached)");
+      if (k)
+        rk_say(w->o, "compiled (not cached)");
     }
   } else if (rc == RK_OK) {
     k = flow_load(w, &img, e);
@@ -291,13 +309,14 @@ static rk_kernel *flow_compile(flow *w, rk_error *e) {
     }
   }
   image_free(&img);
-  if (tmpdir[0]) rmdir(tmpdir); /* kept when it holds a failed source */
+  if (tmpdir[0])
+    rmdir(tmpdir); /* kept when it holds a failed source */
   return k;
 }
 
 int rk_kernel_get(const rk_backend_i *be, const rk_formula *f,
-                  const rk_options *o, const rk_cg_config *c,
-                  rk_kernel **out, int *compiled, rk_error *e) {
+                  const rk_options *o, const rk_cg_config *c, rk_kernel **out,
+                  int *compiled, rk_error *e) {
   flow w;
   memset(&w, 0, sizeof w);
   w.be = be;
@@ -306,12 +325,15 @@ int rk_kernel_get(const rk_backend_i *be, const rk_formula *f,
   w.c = c;
   rk_buf_init(&w.t.text);
   *out = NULL;
-  if (compiled) *compiled = 0;
+  if (compiled)
+    *compiled = 0;
   int rc = be->target(o, &w.t, e);
-  if (rc != RK_OK) goto done;
+  if (rc != RK_OK)
+    goto done;
   rk_kernel_key(be, f, c, w.t.text.s, &w.key);
   rk_buf_printf(&w.mkey, "%s", w.key.s ? w.key.s : "");
-  if (w.t.per_device) rk_buf_printf(&w.mkey, "#device %d", o->device);
+  if (w.t.per_device)
+    rk_buf_printf(&w.mkey, "#device %d", o->device);
   if (w.key.oom || w.mkey.oom) {
     rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
     goto done;
@@ -322,7 +344,8 @@ int rk_kernel_get(const rk_backend_i *be, const rk_formula *f,
     goto done;
   }
   rc = be->source(f, c, w.key.s, &w.src, e);
-  if (rc != RK_OK) goto done;
+  if (rc != RK_OK)
+    goto done;
   char srchash[33];
   rk_hash_hex(w.src.s ? w.src.s : "", srchash);
   rk_buf_printf(&w.dkey, "%s gen=%s", w.key.s, srchash);
@@ -347,7 +370,8 @@ int rk_kernel_get(const rk_backend_i *be, const rk_formula *f,
       rc = e && e->code ? e->code : RK_EINTERNAL;
       goto done;
     }
-    if (compiled) *compiled = 1;
+    if (compiled)
+      *compiled = 1;
   }
   rc = rk_memcache_add(k, e);
   *out = rc == RK_OK ? rk_memcache_find(w.mkey.s) : NULL;

@@ -19,8 +19,8 @@
 
 struct rk_operator {
   rk_formula *f;
-  rk_options o;       /* a copy, without callbacks                   */
-  char *cache_dir;    /* owned copy of o.cache_dir                   */
+  rk_options o;    /* a copy, without callbacks                   */
+  char *cache_dir; /* owned copy of o.cache_dir                   */
   const rk_backend_i *be;
   rk_cg_config cfg;
   rk_data d;
@@ -34,17 +34,28 @@ struct rk_operator {
   int64_t *cut;
 };
 
-int64_t rk_op_nout(const rk_operator *op) { return op->nout; }
-int64_t rk_op_nred(const rk_operator *op) { return op->nred; }
-int rk_op_state_size(const rk_operator *op) { return op->state_size; }
-int rk_op_granule(const rk_operator *op) { return op->granule; }
+int64_t rk_op_nout(const rk_operator *op) {
+  return op->nout;
+}
+int64_t rk_op_nred(const rk_operator *op) {
+  return op->nred;
+}
+int rk_op_state_size(const rk_operator *op) {
+  return op->state_size;
+}
+int rk_op_granule(const rk_operator *op) {
+  return op->granule;
+}
 
 void rk_op_free(rk_operator *op) {
-  if (op == NULL) return;
-  for (int p = 0; p < op->nparts && op->part; p++) rk_op_free(op->part[p]);
+  if (op == NULL)
+    return;
+  for (int p = 0; p < op->nparts && op->part; p++)
+    rk_op_free(op->part[p]);
   free(op->part);
   free(op->cut);
-  if (op->d.dev && op->be->unbind) op->be->unbind(&op->d);
+  if (op->d.dev && op->be->unbind)
+    op->be->unbind(&op->d);
   rk_data_free(&op->d);
   free(op->cache_dir);
   free(op);
@@ -134,7 +145,8 @@ static int op_run_parts(rk_operator *op, const rk_op_call *c, rk_error *e) {
     op_job *j = &jobs[p];
     int64_t a = op->cut[p] > c->r0 ? op->cut[p] : c->r0;
     int64_t b = op->cut[p + 1] < c->r1 ? op->cut[p + 1] : c->r1;
-    if (b < a) b = a; /* no rows here: only the replacement */
+    if (b < a)
+      b = a; /* no rows here: only the replacement */
     j->op = op->part[p];
     j->c = *c;
     j->c.r0 = a;
@@ -155,22 +167,27 @@ static int op_run_parts(rk_operator *op, const rk_op_call *c, rk_error *e) {
                c->st + (size_t)q * (size_t)(c->r1 - c->r0) + (a - c->r0),
                n * sizeof(double));
     rk_err_clear(&j->e);
-    if (rc != RK_OK) break;
+    if (rc != RK_OK)
+      break;
     if (op->threaded) {
       j->c.o = c->o ? &quiet : NULL; /* no R callback off the main thread */
       started[p] = pthread_create(&tid[p], NULL, op_thread, j) == 0;
-      if (started[p]) continue;
+      if (started[p])
+        continue;
     }
     op_thread(j);
   }
   for (int p = 0; p < np; p++)
-    if (started[p]) pthread_join(tid[p], NULL);
-  if (rc != RK_OK) rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
+    if (started[p])
+      pthread_join(tid[p], NULL);
+  if (rc != RK_OK)
+    rc = rk_err(e, RK_ENOMEM, -1, "out of memory");
   int64_t ld = c->r1 - c->r0;
   for (int p = 0; p < np && rc == RK_OK; p++) {
     op_job *j = &jobs[p];
     size_t n = (size_t)(j->c.r1 - j->c.r0), at = (size_t)(j->c.r0 - c->r0);
-    if (j->rc != RK_OK || n == 0) continue;
+    if (j->rc != RK_OK || n == 0)
+      continue;
     if (j->c.out && !(c->mode & 2))
       for (int q = 0; q < op->f->outdim; q++)
         memcpy(c->out + (size_t)q * (size_t)ld + at, j->c.out + (size_t)q * n,
@@ -198,8 +215,8 @@ static int op_run_parts(rk_operator *op, const rk_op_call *c, rk_error *e) {
   return rc;
 }
 
-rk_operator *rk_op_prepare(rk_formula *f, const rk_options *o, const rk_input *in,
-                     int nin, rk_error *e) {
+rk_operator *rk_op_prepare(rk_formula *f, const rk_options *o,
+                           const rk_input *in, int nin, rk_error *e) {
   int64_t ni, nj;
   rk_err_clear(e);
   if (f == NULL || o == NULL) {
@@ -211,7 +228,8 @@ rk_operator *rk_op_prepare(rk_formula *f, const rk_options *o, const rk_input *i
            o->precision);
     return NULL;
   }
-  if (rk_inputs_check(f, in, nin, &ni, &nj, e) != RK_OK) return NULL;
+  if (rk_inputs_check(f, in, nin, &ni, &nj, e) != RK_OK)
+    return NULL;
   rk_operator *op = calloc(1, sizeof *op);
   if (op == NULL) {
     rk_err(e, RK_ENOMEM, -1, "out of memory");
@@ -229,17 +247,20 @@ rk_operator *rk_op_prepare(rk_formula *f, const rk_options *o, const rk_input *i
   op->nout = f->axis == 1 ? ni : nj;
   op->nred = f->axis == 1 ? nj : ni;
   op->be = rk_backend_pick(o);
-  if (o->ndevices > 1) return op_prepare_parts(op, f, o, in, nin, e);
+  if (o->ndevices > 1)
+    return op_prepare_parts(op, f, o, in, nin, e);
   rk_cg_config_env(&op->cfg, o->precision);
   rk_kernel *k = NULL;
   int rc = (o->cache_dir && !op->cache_dir)
                ? rk_err(e, RK_ENOMEM, -1, "out of memory")
                : rk_data_prepare(f, in, o->precision, ni, nj, &op->d, e);
-  if (rc == RK_OK) rc = rk_kernel_get(op->be, f, o, &op->cfg, &k, NULL, e);
+  if (rc == RK_OK)
+    rc = rk_kernel_get(op->be, f, o, &op->cfg, &k, NULL, e);
   if (rc == RK_OK) {
     op->state_size = k->state_size;
     op->granule = k->granule > 0 ? k->granule : 1;
-    if (op->be->bind) rc = op->be->bind(k, f, o, &op->d, e);
+    if (op->be->bind)
+      rc = op->be->bind(k, f, o, &op->d, e);
   }
   if (rc != RK_OK) {
     rk_op_free(op);
@@ -263,28 +284,32 @@ int rk_op_run(rk_operator *op, const rk_op_call *c, rk_error *e) {
                   "rows [%lld, %lld) and points [%lld, %lld) must lie in "
                   "[0, %lld) and [0, %lld)",
                   (long long)c->r0, (long long)c->r1, (long long)c->j0,
-                  (long long)c->j1, (long long)op->nout,
-                  (long long)op->nred);
-  if ((c->mode & ~3) != 0 || ((c->mode & 2) == 0 && c->out == NULL &&
-                              c->r1 > c->r0 && op->f->outdim > 0) ||
+                  (long long)c->j1, (long long)op->nout, (long long)op->nred);
+  if ((c->mode & ~3) != 0 ||
+      ((c->mode & 2) == 0 && c->out == NULL && c->r1 > c->r0 &&
+       op->f->outdim > 0) ||
       (c->mode != 0 && c->st == NULL && c->r1 > c->r0))
     return rk_err(e, RK_EINPUT, -1, "mode %d: missing results or states",
                   c->mode);
-  if (op->nparts > 1) return op_run_parts(op, c, e);
+  if (op->nparts > 1)
+    return op_run_parts(op, c, e);
   rk_options o = call_options(op, c->o);
   int rc = RK_OK;
   if (c->replace >= 0) {
     rc = rk_data_replace(op->f, c->replace, c->x, op->o.precision, &op->d, e);
     if (rc == RK_OK && op->d.dev && op->be->rebind)
       rc = op->be->rebind(op->f, &o, &op->d, c->replace, e);
-    if (rc != RK_OK) return rc;
+    if (rc != RK_OK)
+      return rc;
   }
-  if (c->r1 == c->r0) return RK_OK;
+  if (c->r1 == c->r0)
+    return RK_OK;
   rk_kernel *k = NULL;
   rc = op_kernel(op, &o, &k, e);
-  if (rc != RK_OK) return rc;
-  rk_span s = {c->r0, c->r1, c->j0, c->j1, c->out, c->r1 - c->r0,
-               c->st, c->r1 - c->r0, c->mode, rk_nthreads(&o)};
+  if (rc != RK_OK)
+    return rc;
+  rk_span s = {c->r0,         c->r1, c->j0,         c->j1,   c->out,
+               c->r1 - c->r0, c->st, c->r1 - c->r0, c->mode, rk_nthreads(&o)};
   return op->be->run(k, op->f, &o, &op->d, &s, e);
 }
 
@@ -295,11 +320,14 @@ int rk_op_merge(rk_operator *op, const rk_merge_args *m, rk_error *e) {
                     (m->nparts > 1 && m->stpart < m->ldst * op->state_size) ||
                     (!(m->mode & 2) && (m->out == NULL || m->ldo < m->n)))))
     return rk_err(e, RK_EINPUT, -1, "invalid states to merge");
-  if (m->n == 0) return RK_OK;
-  if (op->nparts > 1) return rk_op_merge(op->part[0], m, e);
+  if (m->n == 0)
+    return RK_OK;
+  if (op->nparts > 1)
+    return rk_op_merge(op->part[0], m, e);
   rk_kernel *k = NULL;
   int rc = op_kernel(op, &op->o, &k, e);
-  if (rc != RK_OK) return rc;
+  if (rc != RK_OK)
+    return rc;
   return op->be->merge(k, m, e);
 }
 

@@ -77,38 +77,40 @@ typedef struct rk_merge_args {
   int mode;
 } rk_merge_args;
 
-/* ---- kernels, images, targets --------------------------------------------- */
+/* ---- kernels, images, targets ---------------------------------------------
+ */
 struct rk_backend_i;
 
 typedef struct rk_kernel {
-  char *key;                       /* memory key (full key + device)    */
+  char *key; /* memory key (full key + device)    */
   const struct rk_backend_i *be;
-  void *handle;                    /* dlopen handle, or CUmodule         */
-  void *fn;                        /* entry point                        */
-  void *aux;                       /* backend data (more entry points)   */
-  int state_size;                  /* doubles per row of a state         */
-  int granule;                     /* reduction points per tile: splits
-                                      of j at multiples keep the kernel's
-                                      own partial sums (1: any split)  */
+  void *handle;   /* dlopen handle, or CUmodule         */
+  void *fn;       /* entry point                        */
+  void *aux;      /* backend data (more entry points)   */
+  int state_size; /* doubles per row of a state         */
+  int granule;    /* reduction points per tile: splits
+                     of j at multiples keep the kernel's
+                     own partial sums (1: any split)  */
 } rk_kernel;
 
 /* a compiled kernel: a file (a shared object: the flow seals, loads and
    installs it) or bytes (a CUDA image: the flow loads and stores them) */
 enum { RK_IMAGE_FILE = 0, RK_IMAGE_BLOB = 1 };
 typedef struct rk_image {
-  char *path;   /* RK_IMAGE_FILE: malloc'ed path                        */
-  void *data;   /* RK_IMAGE_BLOB: malloc'ed bytes                       */
+  char *path; /* RK_IMAGE_FILE: malloc'ed path                        */
+  void *data; /* RK_IMAGE_BLOB: malloc'ed bytes                       */
   size_t size;
 } rk_image;
 
 /* what besides (formula, configuration) an image depends on */
 typedef struct rk_target {
-  rk_buf text;      /* e.g. "cc gcc -O3 ...; host x86 ..." or "nvrtc12.4/sm_90" */
-  const char *ext;  /* cache file extension: "so", "cubin", "ptx"        */
-  int per_device;   /* 1: a loaded kernel belongs to o->device           */
+  rk_buf text; /* e.g. "cc gcc -O3 ...; host x86 ..." or "nvrtc12.4/sm_90" */
+  const char *ext; /* cache file extension: "so", "cubin", "ptx"        */
+  int per_device;  /* 1: a loaded kernel belongs to o->device           */
 } rk_target;
 
-/* ---- the backend interface --------------------------------------------------- */
+/* ---- the backend interface
+ * --------------------------------------------------- */
 typedef struct rk_backend_i {
   const char *name; /* "cpu", "cuda": in the kernel key and messages     */
   int id;           /* enum rk_backend                                   */
@@ -130,9 +132,8 @@ typedef struct rk_backend_i {
                  const char *dir, rk_image *img, rk_error *e);
   /* load an image as the kernel for key (embedded key checked when the
      image carries one): fills k->handle, fn, aux, state_size */
-  int (*load)(const rk_options *o, const rk_formula *f,
-              const rk_cg_config *c, const rk_image *img, const char *key,
-              rk_kernel *k, rk_error *e);
+  int (*load)(const rk_options *o, const rk_formula *f, const rk_cg_config *c,
+              const rk_image *img, const char *key, rk_kernel *k, rk_error *e);
   /* compute s (rows, reduction range, states in/out) on data d */
   int (*run)(rk_kernel *k, const rk_formula *f, const rk_options *o,
              const rk_data *d, const rk_span *s, rk_error *e);
@@ -157,24 +158,25 @@ typedef struct rk_backend_i {
 } rk_backend_i;
 
 /* the table: one row per backend, indexed by enum rk_backend */
-extern const rk_backend_i rk_backend_cpu;  /* be-cpu.c  */
-extern const rk_backend_i rk_backend_cuda; /* be-cuda.c */
+extern const rk_backend_i rk_backend_cpu;   /* be-cpu.c  */
+extern const rk_backend_i rk_backend_cuda;  /* be-cuda.c */
 const rk_backend_i *rk_backend_get(int id); /* NULL when unknown */
 int rk_backend_count(void);
 
-/* ---- the kernel flow (be-kernel.c) --------------------------------------------
- * key -> memory cache -> generate -> hash of the source -> disk cache ->
- * compile -> install -> memory cache, for every backend.  The key:
- * package version, backend and ABI, scheme, configuration (every field
- * that applies), target, canonical formula, the declared variables
- * (dimension and category of each, used or not): one printable line.
+/* ---- the kernel flow (be-kernel.c)
+ * -------------------------------------------- key -> memory cache -> generate
+ * -> hash of the source -> disk cache -> compile -> install -> memory cache,
+ * for every backend.  The key: package version, backend and ABI, scheme,
+ * configuration (every field that applies), target, canonical formula, the
+ * declared variables (dimension and category of each, used or not): one
+ * printable line.
  */
 void rk_kernel_key(const rk_backend_i *be, const rk_formula *f,
                    const rk_cg_config *c, const char *target, rk_buf *buf);
 /* the kernel of f for be: *compiled = 1 when a compiler ran */
 int rk_kernel_get(const rk_backend_i *be, const rk_formula *f,
-                  const rk_options *o, const rk_cg_config *c,
-                  rk_kernel **out, int *compiled, rk_error *e);
+                  const rk_options *o, const rk_cg_config *c, rk_kernel **out,
+                  int *compiled, rk_error *e);
 /* check the inputs against the formula (run.c): *ni / *nj points */
 int rk_inputs_check(const rk_formula *f, const rk_input *in, int nin,
                     int64_t *ni, int64_t *nj, rk_error *e);
@@ -213,16 +215,15 @@ void rk_host_cpu_override(const char *s);
  */
 typedef int (*rk_cpu_entry)(int64_t r0, int64_t r1, int64_t j0, int64_t j1,
                             const void *const *vars, const int64_t *ld,
-                            double *out, int64_t ldo, double *st,
-                            int64_t ldst, int mode, int nthreads);
+                            double *out, int64_t ldo, double *st, int64_t ldst,
+                            int mode, int nthreads);
 typedef int (*rk_cpu_merge)(int64_t n, int nparts, double *st, int64_t ldst,
-                            int64_t stpart, double *out, int64_t ldo,
-                            int mode);
+                            int64_t stpart, double *out, int64_t ldo, int mode);
 
 /* compiler configuration recorded by configure (rk-config.h) */
-const char *rk_cpu_compiler(void);      /* e.g. "gcc"                    */
-const char *rk_cpu_cflags(void);        /* R's CFLAGS + ours             */
-const char *rk_cpu_openmp_flags(void);  /* "" when OpenMP is unavailable */
+const char *rk_cpu_compiler(void);     /* e.g. "gcc"                    */
+const char *rk_cpu_cflags(void);       /* R's CFLAGS + ours             */
+const char *rk_cpu_openmp_flags(void); /* "" when OpenMP is unavailable */
 
 /* ---- the kernel cache (be-cache.c) ----------------------------------------
  * Memory: a table from memory key to a loaded kernel, for the session.
@@ -248,8 +249,7 @@ int rk_cache_verify(const char *path, const char *key);
 /* append the trailer for key to the file at tmp_path */
 int rk_cache_seal(const char *tmp_path, const char *key, rk_error *e);
 /* rename tmp_path to final_path (atomic on one file system) */
-int rk_cache_install(const char *tmp_path, const char *final_path,
-                     rk_error *e);
+int rk_cache_install(const char *tmp_path, const char *final_path, rk_error *e);
 /* a unique temporary path in dir with this extension */
 void rk_cache_tmppath(const char *dir, const char *ext, rk_buf *out);
 /* blobs (CUDA images): read verified content without the trailer */
@@ -266,9 +266,8 @@ void rk_cache_count_disk_load(void);
  * Both libraries are dlopen'ed at first use; no CUDA header is needed to
  * build the package.  The generated kernels' ABI: top of cg-cuda.c.
  */
-int rk_nvrtc_compile(const char *src, const char *name, int major,
-                     int minor, void **image, size_t *size, int *is_cubin,
-                     rk_error *e);
+int rk_nvrtc_compile(const char *src, const char *name, int major, int minor,
+                     void **image, size_t *size, int *is_cubin, rk_error *e);
 /* the architecture number for compute capability major.minor given the
    newest NVRTC knows (maxa, <= 0: unknown); *cubin cleared when PTX must
    be used; -1 for a capability out of range */
@@ -310,17 +309,17 @@ int rk_parts_run(const rk_backend_i *be, rk_kernel **ks, const rk_formula *f,
  */
 typedef struct rk_operator rk_operator;
 typedef struct rk_op_call {
-  int64_t r0, r1;     /* output rows                                     */
-  int64_t j0, j1;     /* reduction points                                */
-  int replace;        /* position whose data x replaces, or -1           */
-  const rk_input *x;  /* same shape as the prepared input                */
-  double *out;        /* results, (r1 - r0) x outdim column-major        */
-  double *st;         /* states, (r1 - r0) x S column-major, or NULL     */
-  int mode;           /* as rk_span: bit 0 states in, bit 1 states out   */
+  int64_t r0, r1;      /* output rows                                     */
+  int64_t j0, j1;      /* reduction points                                */
+  int replace;         /* position whose data x replaces, or -1           */
+  const rk_input *x;   /* same shape as the prepared input                */
+  double *out;         /* results, (r1 - r0) x outdim column-major        */
+  double *st;          /* states, (r1 - r0) x S column-major, or NULL     */
+  int mode;            /* as rk_span: bit 0 states in, bit 1 states out   */
   const rk_options *o; /* callbacks (interrupts, messages) or NULL        */
 } rk_op_call;
-rk_operator *rk_op_prepare(rk_formula *f, const rk_options *o, const rk_input *in,
-                     int nin, rk_error *e);
+rk_operator *rk_op_prepare(rk_formula *f, const rk_options *o,
+                           const rk_input *in, int nin, rk_error *e);
 int rk_op_run(rk_operator *op, const rk_op_call *c, rk_error *e);
 /* merge the states of nparts parts (in point order), see rk_merge_args */
 int rk_op_merge(rk_operator *op, const rk_merge_args *m, rk_error *e);

@@ -32,7 +32,8 @@ int rk_cpu_plan_make(const rk_formula *f, const cpu_skel *s,
     }
     if (x->op == RK_OP_VAR)
       dep[x->id] = x->ip[2] != RK_CAT_P && rk_cpu_is_inner(s, x->ip[2]);
-    for (int a = 0; a < x->nargs; a++) dep[x->id] |= dep[x->args[a]->id];
+    for (int a = 0; a < x->nargs; a++)
+      dep[x->id] |= dep[x->args[a]->id];
     if (rk_cg_is_leaf(x))
       p->cls[x->id] = CL_LEAF;
     else if (!dep[x->id])
@@ -46,7 +47,8 @@ int rk_cpu_plan_make(const rk_formula *f, const cpu_skel *s,
       int ia = a->ip[2] != RK_CAT_P && rk_cpu_is_inner(s, a->ip[2]);
       int ib = b->ip[2] != RK_CAT_P && rk_cpu_is_inner(s, b->ip[2]);
       int pa = a->ip[2] == RK_CAT_P, pb = b->ip[2] == RK_CAT_P;
-      if (ia + ib == 1 && !pa && !pb) p->cls[x->id] = CL_IDOT;
+      if (ia + ib == 1 && !pa && !pb)
+        p->cls[x->id] = CL_IDOT;
     }
     if (p->cls[x->id] == CL_BODY && x->op == RK_OP_DIVIDE &&
         !dep[x->args[1]->id] && dep[x->args[0]->id])
@@ -88,8 +90,9 @@ static void row_names(rk_cg *g, const cpu_plan *p, const used_var *uv, int nu,
     int id = p->order[i]->id, c = p->cls[id];
     if (c == CL_HOIST || c == CL_IDOT) {
       if (def)
-        pp_line(g, c == CL_HOIST ? "#define n%d rk_h%d_%d"
-                                 : "#define n%d rk_m%d_%d",
+        pp_line(g,
+                c == CL_HOIST ? "#define n%d rk_h%d_%d"
+                              : "#define n%d rk_m%d_%d",
                 id, q, id);
       else
         pp_line(g, "#undef n%d", id, 0, 0);
@@ -114,15 +117,18 @@ static void row_names(rk_cg *g, const cpu_plan *p, const used_var *uv, int nu,
 static void emit_hoisted(rk_cg *g, const cpu_plan *p) {
   for (int i = 0; i < p->n; i++) {
     const rk_node *x = p->order[i];
-    if (p->cls[x->id] == CL_HOIST) rk_cg_emitters[x->op](g, x);
+    if (p->cls[x->id] == CL_HOIST)
+      rk_cg_emitters[x->op](g, x);
   }
   for (int i = 0; i < p->n; i++) {
     const rk_node *x = p->order[i], *b;
-    if (!p->rcp[x->id]) continue;
+    if (!p->rcp[x->id])
+      continue;
     b = x->args[1];
     rk_cg_line(g, "rk_v rk_rc%d[%d];", x->id, b->dim);
     rk_cg_line(g, "for (int k = 0; k < %d; k++)", b->dim);
-    for (int t = 0; t < g->indent + 1; t++) rk_buf_puts(g->b, "  ");
+    for (int t = 0; t < g->indent + 1; t++)
+      rk_buf_puts(g->b, "  ");
     rk_buf_printf(g->b, "rk_rc%d[k] = RK_SPLAT(1) / ", x->id);
     rk_cg_ref(g, b, "k");
     rk_buf_puts(g->b, ";\n");
@@ -133,8 +139,10 @@ static void emit_hoisted(rk_cg *g, const cpu_plan *p) {
 static void emit_rcp_divide(rk_cg *g, const rk_node *x) {
   const char *k = x->dim == 1 ? "0" : "k";
   rk_cg_line(g, "rk_v n%d[%d];", x->id, x->dim);
-  if (x->dim > 1) rk_cg_line(g, "for (int k = 0; k < %d; k++)", x->dim);
-  for (int t = 0; t < g->indent + (x->dim > 1); t++) rk_buf_puts(g->b, "  ");
+  if (x->dim > 1)
+    rk_cg_line(g, "for (int k = 0; k < %d; k++)", x->dim);
+  for (int t = 0; t < g->indent + (x->dim > 1); t++)
+    rk_buf_puts(g->b, "  ");
   rk_buf_printf(g->b, "n%d[%s] = (", x->id, k);
   rk_cg_ref(g, x->args[0], k);
   rk_buf_printf(g->b, " * rk_rc%d[%s]);\n", x->id,
@@ -149,14 +157,16 @@ static void idot_term(rk_cg *g, cpu_skel *s, const rk_node *x,
   int ain = rk_cpu_is_inner(s, a->ip[2]);
   const rk_node *in = ain ? a : b, *ou = ain ? b : a;
   char acc[64];
-  for (int t = 0; t < g->indent; t++) rk_buf_puts(g->b, "  ");
+  for (int t = 0; t < g->indent; t++)
+    rk_buf_puts(g->b, "  ");
   rk_buf_puts(g->b, "rk_v rk_t = ");
   s->row = -1;
   g->var_ref(g, in, kexpr);
   rk_buf_puts(g->b, "; RK_REG(rk_t);\n");
   for (int q = 0; q < s->rb; q++) {
     snprintf(acc, sizeof acc, accfmt, q);
-    for (int t = 0; t < g->indent; t++) rk_buf_puts(g->b, "  ");
+    for (int t = 0; t < g->indent; t++)
+      rk_buf_puts(g->b, "  ");
     s->row = q;
     if (x->op == RK_OP_SQDIST) {
       /* (t - o)^2 is (o - t)^2 bit for bit (negation is exact); t stays
@@ -166,9 +176,11 @@ static void idot_term(rk_cg *g, cpu_skel *s, const rk_node *x,
       rk_buf_printf(g->b, "; %s += rk_d * rk_d; }\n", acc);
     } else {
       rk_buf_printf(g->b, "%s += ", acc);
-      if (ain) rk_buf_puts(g->b, "rk_t * ");
+      if (ain)
+        rk_buf_puts(g->b, "rk_t * ");
       g->var_ref(g, ou, kexpr);
-      if (!ain) rk_buf_puts(g->b, " * rk_t");
+      if (!ain)
+        rk_buf_puts(g->b, " * rk_t");
       rk_buf_puts(g->b, ";\n");
     }
   }
@@ -179,15 +191,18 @@ static void idot_term(rk_cg *g, cpu_skel *s, const rk_node *x,
    operations in the same order as cg-expr.c's dot (same bits) */
 static void emit_idot(rk_cg *g, cpu_skel *s, const rk_node *x) {
   int d = x->args[0]->dim;
-  for (int q = 0; q < s->rb; q++) rk_cg_line(g, "rk_v rk_m%d_%d[1];", q, x->id);
+  for (int q = 0; q < s->rb; q++)
+    rk_cg_line(g, "rk_v rk_m%d_%d[1];", q, x->id);
   rk_cg_line(g, "{");
   g->indent++;
   if (d >= 8) {
     int d4 = d / 4 * 4;
     char fmt[64];
     for (int q = 0; q < s->rb; q++)
-      rk_cg_line(g, "rk_v rk_s%d[4] = {RK_SPLAT(0), RK_SPLAT(0), "
-                    "RK_SPLAT(0), RK_SPLAT(0)};", q);
+      rk_cg_line(g,
+                 "rk_v rk_s%d[4] = {RK_SPLAT(0), RK_SPLAT(0), "
+                 "RK_SPLAT(0), RK_SPLAT(0)};",
+                 q);
     rk_cg_line(g, "for (int k = 0; k < %d; k += 4) {", d4);
     rk_cg_line(g, "  for (int l = 0; l < 4; l++) {");
     g->indent += 2;
@@ -204,8 +219,10 @@ static void emit_idot(rk_cg *g, cpu_skel *s, const rk_node *x) {
       rk_cg_line(g, "}");
     }
     for (int q = 0; q < s->rb; q++)
-      rk_cg_line(g, "rk_m%d_%d[0] = (rk_s%d[0] + rk_s%d[1]) + (rk_s%d[2] + "
-                    "rk_s%d[3]);", q, x->id, q, q, q, q);
+      rk_cg_line(g,
+                 "rk_m%d_%d[0] = (rk_s%d[0] + rk_s%d[1]) + (rk_s%d[2] + "
+                 "rk_s%d[3]);",
+                 q, x->id, q, q, q, q);
   } else {
     for (int q = 0; q < s->rb; q++)
       rk_cg_line(g, "rk_v rk_s%d = RK_SPLAT(0);", q);
@@ -247,21 +264,23 @@ static void comp_open(rk_cg *g, const cpu_skel *s, int dim, int k, char *ks,
    accumulates into rk_sv (tail group: masked), the other stores the roots
    into row q's part of fb */
 static void emit_group(rk_cg *g, const rk_formula *f, const cpu_plan *p,
-                       const used_var *uv, int nu,
-                       const rk_node *const *roots, int nroots, int masked) {
+                       const used_var *uv, int nu, const rk_node *const *roots,
+                       int nroots, int masked) {
   cpu_skel *s = g->skel;
   int fast = f->red == RK_RED_SUM, d = f->f->dim;
   int kahan = f->scheme == RK_SCHEME_KAHAN;
   int nf = f->f->dim + (f->w ? f->w->dim : 0);
   for (int i = 0; i < p->n; i++)
-    if (p->cls[p->order[i]->id] == CL_IDOT) emit_idot(g, s, p->order[i]);
+    if (p->cls[p->order[i]->id] == CL_IDOT)
+      emit_idot(g, s, p->order[i]);
   for (int q = 0; q < s->rb; q++) {
     row_names(g, p, uv, nu, s, q, 1);
     rk_cg_line(g, "{");
     g->indent++;
     for (int i = 0; i < p->n; i++) {
       const rk_node *x = p->order[i];
-      if (p->cls[x->id] != CL_BODY) continue;
+      if (p->cls[x->id] != CL_BODY)
+        continue;
       if (p->rcp[x->id])
         emit_rcp_divide(g, x);
       else
@@ -271,7 +290,8 @@ static void emit_group(rk_cg *g, const rk_formula *f, const cpu_plan *p,
       for (int k = 0; k < comp_passes(s, d); k++) {
         char ks[16];
         comp_open(g, s, d, k, ks, sizeof ks);
-        for (int t = 0; t < g->indent; t++) rk_buf_puts(g->b, "  ");
+        for (int t = 0; t < g->indent; t++)
+          rk_buf_puts(g->b, "  ");
         rk_buf_puts(g->b, masked ? "{ rk_v rk_x = (rk_v)(rk_tail & (rk_vi)("
                                  : "{ rk_v rk_x = ((");
         rk_cg_ref(g, f->f, ks);
@@ -280,8 +300,10 @@ static void emit_group(rk_cg *g, const rk_formula *f, const cpu_plan *p,
           rk_cg_line(g, "  rk_v rk_y = rk_x - rk_cv[%s];", ks);
           rk_cg_line(g, "  rk_v rk_t = rk_sv[%s] + rk_y;", ks);
           rk_cg_line(g, "  rk_v rk_e = (rk_t - rk_sv[%s]) - rk_y;", ks);
-          rk_cg_line(g, "  rk_cv[%s] = rk_sel(rk_e == rk_e, rk_e, "
-                        "RK_SPLAT(0));", ks);
+          rk_cg_line(g,
+                     "  rk_cv[%s] = rk_sel(rk_e == rk_e, rk_e, "
+                     "RK_SPLAT(0));",
+                     ks);
           rk_cg_line(g, "  rk_sv[%s] = rk_t; }", ks);
         } else {
           rk_cg_line(g, "  rk_sv[%s] += rk_x; }", ks);
@@ -291,7 +313,8 @@ static void emit_group(rk_cg *g, const rk_formula *f, const cpu_plan *p,
       for (int r = 0; r < nroots; r++) {
         const rk_node *root = roots[r];
         int base = r == 0 ? 0 : f->f->dim;
-        if (rk_cpu_root_in_tile(s, root)) continue;
+        if (rk_cpu_root_in_tile(s, root))
+          continue;
         for (int k = 0; k < comp_passes(s, root->dim); k++) {
           char ks[16], slot[48];
           comp_open(g, s, root->dim, k, ks, sizeof ks);
@@ -299,11 +322,13 @@ static void emit_group(rk_cg *g, const rk_formula *f, const cpu_plan *p,
             snprintf(slot, sizeof slot, "(%d + rk_k)", q * nf + base);
           else
             snprintf(slot, sizeof slot, "%d", q * nf + base + k);
-          for (int t = 0; t < g->indent; t++) rk_buf_puts(g->b, "  ");
+          for (int t = 0; t < g->indent; t++)
+            rk_buf_puts(g->b, "  ");
           rk_buf_puts(g->b, "{ rk_v rk_x = ");
           rk_cg_ref(g, root, ks);
-          rk_buf_printf(g->b, "; memcpy(rk_fb + %s * TJ + rk_g * RK_LANES, "
-                              "&rk_x, sizeof rk_x); }\n",
+          rk_buf_printf(g->b,
+                        "; memcpy(rk_fb + %s * TJ + rk_g * RK_LANES, "
+                        "&rk_x, sizeof rk_x); }\n",
                         slot);
         }
       }
@@ -325,13 +350,18 @@ int rk_cpu_emit_rows_tile(rk_cg *g, const rk_formula *f, const cpu_plan *p,
   int kahan = f->scheme == RK_SCHEME_KAHAN;
   int nf = f->f->dim + (f->w ? f->w->dim : 0);
   for (int q = 0; q < s->rb; q++) {
-    rk_cg_line(g, "const int64_t rk_r_%d = rk_r + %d < rk_re ? rk_r + %d : "
-                  "rk_re - 1;", q, q, q);
+    rk_cg_line(g,
+               "const int64_t rk_r_%d = rk_r + %d < rk_re ? rk_r + %d : "
+               "rk_re - 1;",
+               q, q, q);
     for (int u = 0; u < nu; u++) {
-      if (uv[u].cat == RK_CAT_P || rk_cpu_is_inner(s, uv[u].cat)) continue;
+      if (uv[u].cat == RK_CAT_P || rk_cpu_is_inner(s, uv[u].cat))
+        continue;
       int ps = uv[u].pos;
-      rk_cg_line(g, "const T *const rk_os%d_%d = rk_ob + (rk_r_%d - rk_ra) * "
-                    "RK_DOUT + %d;", ps, q, q, s->ooff[ps]);
+      rk_cg_line(g,
+                 "const T *const rk_os%d_%d = rk_ob + (rk_r_%d - rk_ra) * "
+                 "RK_DOUT + %d;",
+                 ps, q, q, s->ooff[ps]);
       rk_cg_line(g, "(void)rk_os%d_%d;", ps, q);
     }
     row_names(g, p, uv, nu, s, q, 1);
@@ -375,11 +405,15 @@ int rk_cpu_emit_rows_tile(rk_cg *g, const rk_formula *f, const cpu_plan *p,
       if (kahan) {
         rk_cg_line(g, "for (int rk_l = 0; rk_l < RK_LANES; rk_l++) {");
         g->indent++;
-        rk_cg_line(g, "for (int rk_c = 0; rk_c < %d; rk_c++) "
-                      "rk_ls[rk_c] = rk_sv[rk_c][rk_l];", d);
+        rk_cg_line(g,
+                   "for (int rk_c = 0; rk_c < %d; rk_c++) "
+                   "rk_ls[rk_c] = rk_sv[rk_c][rk_l];",
+                   d);
         rk_cg_red_update(g, f, "acc", "rk_ls[%s]", NULL, "0");
-        rk_cg_line(g, "for (int rk_c = 0; rk_c < %d; rk_c++) "
-                      "rk_ls[rk_c] = -rk_cv[rk_c][rk_l];", d);
+        rk_cg_line(g,
+                   "for (int rk_c = 0; rk_c < %d; rk_c++) "
+                   "rk_ls[rk_c] = -rk_cv[rk_c][rk_l];",
+                   d);
         rk_cg_red_update(g, f, "acc", "rk_ls[%s]", NULL, "0");
         g->indent--;
         rk_cg_line(g, "}");

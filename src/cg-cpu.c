@@ -59,13 +59,17 @@ static int collect_vars(const rk_formula *f, const rk_node *const *roots,
                         rk_error *e) {
   const rk_node **order = NULL;
   int n = rk_cg_topo(f->ctx, roots, nroots, &order), nu = 0, rc = RK_OK;
-  if (n < 0) return rk_err(e, RK_ENOMEM, -1, "code generation: no memory");
+  if (n < 0)
+    return rk_err(e, RK_ENOMEM, -1, "code generation: no memory");
   for (int i = 0; i < n && rc == RK_OK; i++) {
     const rk_node *x = order[i];
-    if (x->op != RK_OP_VAR) continue;
+    if (x->op != RK_OP_VAR)
+      continue;
     int dup = 0;
-    for (int u = 0; u < nu; u++) dup |= uv[u].pos == x->ip[0];
-    if (dup) continue;
+    for (int u = 0; u < nu; u++)
+      dup |= uv[u].pos == x->ip[0];
+    if (dup)
+      continue;
     if (nu == max || x->ip[0] >= 64) {
       rc = rk_err(e, RK_EUNSUPPORTED, -1,
                   "code generation: too many variables (at most 64)");
@@ -85,8 +89,10 @@ static int collect_vars(const rk_formula *f, const rk_node *const *roots,
    a block reads the whole tile), multiple of 8 */
 static int choose_tj(int din, int nf, int tsize) {
   long tj = 24L * 1024 / ((long)tsize * (din + nf > 0 ? din + nf : 1));
-  if (tj > 2048) tj = 2048;
-  if (tj < 64) tj = 64;
+  if (tj > 2048)
+    tj = 2048;
+  if (tj < 64)
+    tj = 64;
   return (int)(tj / 8 * 8);
 }
 
@@ -111,7 +117,8 @@ static int gen_layout(cpu_gen *q, const rk_formula *f, int precision,
   q->nroots = f->w ? 2 : 1;
   q->S = rk_cg_red_state_size(f);
   int rc = collect_vars(f, q->roots, q->nroots, q->uv, 64, &q->nu, e);
-  if (rc) return rc;
+  if (rc)
+    return rc;
   cpu_skel *sk = &q->sk;
   sk->axis = f->axis;
   sk->lanes = precision == 64 ? 4 : 8;
@@ -155,8 +162,9 @@ static void gen_prelude(const cpu_gen *q, int precision, const char *key,
   rk_buf_printf(out, "int rk_kernel_state_size(void) { return %d; }\n", q->S);
   rk_buf_printf(out, "int rk_kernel_tile(void) { return %d; }\n\n", q->sk.tj);
   rk_buf_printf(out, "#define TJ %d\n#define RK_G (TJ / RK_LANES)\n", q->sk.tj);
-  rk_buf_printf(out, "#define RK_BI %d\n#define RK_NST %d\n#define RK_DIN %d\n"
-                     "#define RK_NF %d\n#define RK_DOUT %d\n\n",
+  rk_buf_printf(out,
+                "#define RK_BI %d\n#define RK_NST %d\n#define RK_DIN %d\n"
+                "#define RK_NF %d\n#define RK_DOUT %d\n\n",
                 RK_BI, q->S, q->din, f->f->dim + (f->w ? f->w->dim : 0),
                 q->dout);
 }
@@ -184,8 +192,9 @@ static void gen_entry(rk_cg *g, const cpu_gen *q) {
   /* blocks of rows share each tile of the reduction variables: on one
      thread (the pool's calls, be-cpu.c) one block of up to RK_BI rows, on
      several about 8 blocks per thread for the dynamic schedule */
-  rk_cg_line(g, "int64_t rk_bi = nthreads > 1 ? rk_nrows / (8 * (int64_t)nthreads) "
-                ": rk_nrows;");
+  rk_cg_line(
+      g, "int64_t rk_bi = nthreads > 1 ? rk_nrows / (8 * (int64_t)nthreads) "
+         ": rk_nrows;");
   rk_cg_line(g, "if (rk_bi > RK_BI) rk_bi = RK_BI;");
   rk_cg_line(g, "if (rk_bi < %d) rk_bi = %d;", RK_RB, RK_RB);
   rk_cg_line(g, "rk_bi = (rk_bi + %d) / %d * %d;", RK_RB - 1, RK_RB, RK_RB);
@@ -196,9 +205,12 @@ static void gen_entry(rk_cg *g, const cpu_gen *q) {
   g->indent++;
   rk_cg_line(g, "rk_v *rk_tv = aligned_alloc(32, sizeof(rk_v) * "
                 "(RK_DIN * RK_G + 1));");
-  rk_cg_line(g, "T *rk_fb = aligned_alloc(32, sizeof(T) * (%d * RK_NF * TJ + "
-                "RK_LANES));", RK_RB);
-  rk_cg_line(g, "double *rk_st = malloc(sizeof(double) * (RK_BI * RK_NST + 1));");
+  rk_cg_line(g,
+             "T *rk_fb = aligned_alloc(32, sizeof(T) * (%d * RK_NF * TJ + "
+             "RK_LANES));",
+             RK_RB);
+  rk_cg_line(g,
+             "double *rk_st = malloc(sizeof(double) * (RK_BI * RK_NST + 1));");
   rk_cg_line(g, "T *rk_ob = malloc(sizeof(T) * (RK_BI * RK_DOUT + 1));");
   rk_cg_line(g, "int rk_ok = rk_tv && rk_fb && rk_st && rk_ob;");
   rk_cg_line(g, "if (!rk_ok) {");
@@ -210,8 +222,9 @@ static void gen_entry(rk_cg *g, const cpu_gen *q) {
   for (int u = 0; u < q->nu; u++)
     if (q->uv[u].cat == RK_CAT_P) {
       rk_cg_line(g, "rk_v rk_pv%d[%d];", q->uv[u].pos, q->uv[u].dim);
-      rk_cg_line(g, "for (int k = 0; k < %d; k++) rk_pv%d[k] = "
-                    "RK_SPLAT(rk_x%d[k]);",
+      rk_cg_line(g,
+                 "for (int k = 0; k < %d; k++) rk_pv%d[k] = "
+                 "RK_SPLAT(rk_x%d[k]);",
                  q->uv[u].dim, q->uv[u].pos, q->uv[u].pos);
     }
 }
@@ -248,8 +261,10 @@ static void gen_block_open(rk_cg *g, const cpu_gen *q) {
     int p = q->uv[u].pos;
     rk_cg_line(g, "for (int k = 0; k < %d; k++)", q->uv[u].dim);
     rk_cg_line(g, "  for (int64_t rk_r = rk_ra; rk_r < rk_re; rk_r++)");
-    rk_cg_line(g, "    rk_ob[(rk_r - rk_ra) * RK_DOUT + %d + k] = "
-                  "rk_x%d[k * rk_ld%d + rk_r];", q->sk.ooff[p], p, p);
+    rk_cg_line(g,
+               "    rk_ob[(rk_r - rk_ra) * RK_DOUT + %d + k] = "
+               "rk_x%d[k * rk_ld%d + rk_r];",
+               q->sk.ooff[p], p, p);
   }
 }
 
@@ -379,7 +394,8 @@ int rk_cg_cpu_source(const rk_formula *f, const rk_cg_config *cfg,
   if (precision != 32 && precision != 64)
     return rk_err(e, RK_EINTERNAL, -1, "bad precision %d", precision);
   int rc = rk_cg_check_cost(f, e);
-  if (rc) return rc;
+  if (rc)
+    return rc;
   size_t start = out->len;
   cpu_gen q;
   rc = gen_layout(&q, f, precision, e);
@@ -410,6 +426,7 @@ int rk_cg_cpu_source(const rk_formula *f, const rk_cg_config *cfg,
   rk_cpu_plan_free(&q.plan);
   if (rc == RK_OK && out->oom)
     rc = rk_err(e, RK_ENOMEM, -1, "code generation: no memory");
-  if (rc == RK_OK) rc = rk_cg_check_bytes(out, start, "CPU", e);
+  if (rc == RK_OK)
+    rc = rk_cg_check_bytes(out, start, "CPU", e);
   return rc;
 }

@@ -49,13 +49,13 @@
 
 typedef struct cuda_skel {
   const rk_formula *f;
-  int outer_cat;      /* RK_CAT_I when axis = 1, else RK_CAT_J */
-  int row;            /* row of the register block being emitted */
-  int regs;           /* outer variables held in registers */
-  int pregs;          /* parameters held in registers */
-  int unroll;         /* loops of the emitted code unrolled (cuda_unroll) */
-  int off[64];        /* offset of each inner variable in a tile point */
-  int ginner;         /* inner variables read from global memory */
+  int outer_cat; /* RK_CAT_I when axis = 1, else RK_CAT_J */
+  int row;       /* row of the register block being emitted */
+  int regs;      /* outer variables held in registers */
+  int pregs;     /* parameters held in registers */
+  int unroll;    /* loops of the emitted code unrolled (cuda_unroll) */
+  int off[64];   /* offset of each inner variable in a tile point */
+  int ginner;    /* inner variables read from global memory */
 } cuda_skel;
 
 #define MAXPOS 64
@@ -73,7 +73,8 @@ static int used_vars(const rk_formula *f, char *used, rk_error *e) {
   memset(used, 0, MAXPOS);
   int maxdim = 1;
   for (int i = 0; i < n; i++) {
-    if (order[i]->dim > maxdim) maxdim = order[i]->dim;
+    if (order[i]->dim > maxdim)
+      maxdim = order[i]->dim;
     if (order[i]->op == RK_OP_VAR && order[i]->ip[0] >= 0 &&
         order[i]->ip[0] < MAXPOS)
       used[order[i]->ip[0]] = 1;
@@ -90,11 +91,13 @@ int rk_cg_cuda_geom(const rk_formula *f, const rk_cg_config *cfg,
     return rk_err(e, RK_EUNSUPPORTED, -1,
                   "the CUDA backend handles at most %d variables", MAXPOS);
   int maxdim = used_vars(f, used, e);
-  if (maxdim < 0) return RK_ENOMEM;
+  if (maxdim < 0)
+    return RK_ENOMEM;
   int es = precision == 64 ? 8 : 4, vec = 16 / es;
   int inner = 0, outer = 0, outer_cat = f->axis == 1 ? RK_CAT_I : RK_CAT_J;
   for (int v = 0; v < f->nvars; v++) {
-    if (!used[v] || f->vars[v].dim <= 0) continue;
+    if (!used[v] || f->vars[v].dim <= 0)
+      continue;
     if (f->vars[v].cat == outer_cat)
       outer += f->vars[v].dim;
     else if (f->vars[v].cat != RK_CAT_P)
@@ -111,8 +114,8 @@ int rk_cg_cuda_geom(const rk_formula *f, const rk_cg_config *cfg,
      KMin & co: their updates branch), 128 threads per block when a thread
      holds much */
   int words = (outer + gm->state) * (es / 4);
-  int simple = f->red == RK_RED_SUM || f->red == RK_RED_MIN ||
-               f->red == RK_RED_MAX;
+  int simple =
+      f->red == RK_RED_SUM || f->red == RK_RED_MIN || f->red == RK_RED_MAX;
   if (simple && words * 4 <= 96) {
     gm->rb = 4;
     gm->tpb = 256;
@@ -143,7 +146,8 @@ int rk_cg_cuda_geom(const rk_formula *f, const rk_cg_config *cfg,
   }
   gm->tj = gm->tpb;
   gm->ginner = 0;
-  while (gm->tj > 16 && (size_t)gm->tj * gm->pad * es > 40960) gm->tj /= 2;
+  while (gm->tj > 16 && (size_t)gm->tj * gm->pad * es > 40960)
+    gm->tj /= 2;
   if ((size_t)gm->tj * gm->pad * es > 49152) {
     /* the inner variables of 16 points do not fit in 48 KB of shared
        memory (more than 384 values per point in float64, 768 in float32):
@@ -167,8 +171,8 @@ static void var_ref(rk_cg *g, const rk_node *v, const char *k) {
   else if (cat == s->outer_cat && s->regs)
     rk_buf_printf(g->b, "sk_x%d_%d[%s]", pos, s->row, k);
   else if (cat == s->outer_cat)
-    rk_buf_printf(g->b, "sk_v%d[(long long)(%s) * sk_ld%d + sk_row%d]", pos,
-                  k, pos, s->row);
+    rk_buf_printf(g->b, "sk_v%d[(long long)(%s) * sk_ld%d + sk_row%d]", pos, k,
+                  pos, s->row);
   else if (s->ginner)
     rk_buf_printf(g->b, "sk_v%d[(long long)(%s) * sk_ld%d + sk_jt + sk_jj]",
                   pos, k, pos);
@@ -176,13 +180,12 @@ static void var_ref(rk_cg *g, const rk_node *v, const char *k) {
     rk_buf_printf(g->b, "sk_sh[sk_jj * RK_PAD + %d + (%s)]", s->off[pos], k);
 }
 
-static const char *prelude32 =
-    "typedef float T;\n"
-    "typedef float rk_v;\n"
-    "#define RK_INF __int_as_float(0x7f800000)\n"
-    "#define RK_NAN __int_as_float(0x7fffffff)\n"
-    "#define RK_F(name) name##f\n"
-    "#define RK_LOG2E 1.4426950408889634f\n";
+static const char *prelude32 = "typedef float T;\n"
+                               "typedef float rk_v;\n"
+                               "#define RK_INF __int_as_float(0x7f800000)\n"
+                               "#define RK_NAN __int_as_float(0x7fffffff)\n"
+                               "#define RK_F(name) name##f\n"
+                               "#define RK_LOG2E 1.4426950408889634f\n";
 /* float32: exp through the hardware exp2 unit, as KeOps does
    (-use_fast_math), with denormal results flushed to zero: the exp2 is one
    MUFU.EX2 (without .ftz, ptxas adds a range test and two multiplies around
@@ -246,7 +249,8 @@ static const char *prelude =
    nothing when the formula is too wide to live in registers */
 static const char *cuda_unroll(const rk_cg *g, long trips) {
   const cuda_skel *s = g->skel;
-  if (!s->unroll) return NULL;
+  if (!s->unroll)
+    return NULL;
   return trips <= RK_CUDA_UNROLL_MAX ? "#pragma unroll" : "#pragma unroll 1";
 }
 
@@ -271,8 +275,8 @@ static void main_header(rk_cg *g, const rk_formula *f, int rb) {
                  "        double *__restrict__ sk_st, long long sk_ldst, "
                  "long long sk_stpart, int sk_mode");
   for (int v = 0; v < f->nvars; v++)
-    rk_buf_printf(b, ",\n        const T *__restrict__ sk_v%d, long long sk_ld%d",
-                  v, v);
+    rk_buf_printf(
+        b, ",\n        const T *__restrict__ sk_v%d, long long sk_ld%d", v, v);
   rk_buf_puts(b, ") {\n");
   rk_buf_puts(b, "  __shared__ __align__(16) T sk_sh[RK_TJ * RK_PAD];\n"
                  "  const long long sk_row = (long long)blockIdx.x * (RK_TPB "
@@ -293,19 +297,23 @@ static void main_registers(rk_cg *g, const rk_formula *f, const char *used,
   cuda_skel *s = g->skel;
   rk_buf *b = g->b;
   for (int v = 0; v < f->nvars && s->pregs; v++) {
-    if (!used[v] || f->vars[v].cat != RK_CAT_P) continue;
+    if (!used[v] || f->vars[v].cat != RK_CAT_P)
+      continue;
     rk_buf_printf(b, "  T sk_p%d[%d];\n", v, f->vars[v].dim);
-    rk_buf_printf(b, "#pragma unroll\n  for (int sk_k = 0; sk_k < %d; sk_k++) "
-                     "sk_p%d[sk_k] = sk_v%d[sk_k];\n",
+    rk_buf_printf(b,
+                  "#pragma unroll\n  for (int sk_k = 0; sk_k < %d; sk_k++) "
+                  "sk_p%d[sk_k] = sk_v%d[sk_k];\n",
                   f->vars[v].dim, v, v);
   }
   for (int v = 0; v < f->nvars && s->regs; v++) {
-    if (!used[v] || f->vars[v].cat != s->outer_cat) continue;
+    if (!used[v] || f->vars[v].cat != s->outer_cat)
+      continue;
     for (int r = 0; r < rb; r++) {
       rk_buf_printf(b, "  T sk_x%d_%d[%d];\n", v, r, f->vars[v].dim);
-      rk_buf_printf(b, "#pragma unroll\n  for (int sk_k = 0; sk_k < %d; "
-                       "sk_k++) sk_x%d_%d[sk_k] = sk_row%d < sk_ni ? "
-                       "sk_v%d[sk_k * sk_ld%d + sk_row%d] : (T)0;\n",
+      rk_buf_printf(b,
+                    "#pragma unroll\n  for (int sk_k = 0; sk_k < %d; "
+                    "sk_k++) sk_x%d_%d[sk_k] = sk_row%d < sk_ni ? "
+                    "sk_v%d[sk_k * sk_ld%d + sk_row%d] : (T)0;\n",
                     f->vars[v].dim, v, r, r, v, v, r);
     }
   }
@@ -347,9 +355,10 @@ static void main_tile_load(rk_cg *g, const rk_formula *f, const char *used) {
     if (!used[v] || f->vars[v].cat == s->outer_cat ||
         f->vars[v].cat == RK_CAT_P)
       continue;
-    rk_buf_printf(b, "        for (int sk_k = 0; sk_k < %d; sk_k++) "
-                     "sk_sh[sk_t * RK_PAD + %d + sk_k] = sk_v%d[sk_k * sk_ld%d "
-                     "+ sk_j];\n",
+    rk_buf_printf(b,
+                  "        for (int sk_k = 0; sk_k < %d; sk_k++) "
+                  "sk_sh[sk_t * RK_PAD + %d + sk_k] = sk_v%d[sk_k * sk_ld%d "
+                  "+ sk_j];\n",
                   f->vars[v].dim, s->off[v], v, v);
   }
   rk_buf_puts(b, "      }\n    }\n    __syncthreads();\n"
@@ -364,7 +373,8 @@ static int main_points(rk_cg *g, const rk_formula *f, const rk_cuda_geom *gm,
   cuda_skel *s = g->skel;
   char acc[32], fpat[512], wpat[512];
   int rc = RK_OK;
-  if (gm->uj > 1) rk_buf_printf(g->b, "#pragma unroll %d\n", gm->uj);
+  if (gm->uj > 1)
+    rk_buf_printf(g->b, "#pragma unroll %d\n", gm->uj);
   rk_buf_puts(g->b, "    for (int sk_jj = 0; sk_jj < sk_n; sk_jj++) {\n");
   g->indent = 3;
   const rk_node *roots[2] = {f->f, f->w};
@@ -375,7 +385,8 @@ static int main_points(rk_cg *g, const rk_formula *f, const rk_cuda_geom *gm,
     g->indent++;
     rc = rk_cg_emit_map(g, f->ctx, roots, f->w ? 2 : 1, e);
     node_pat(g, f->f, fpat, sizeof fpat);
-    if (f->w) node_pat(g, f->w, wpat, sizeof wpat);
+    if (f->w)
+      node_pat(g, f->w, wpat, sizeof wpat);
     rk_cg_red_update(g, f, acc, fpat, f->w ? wpat : NULL,
                      "(sk_jbase + sk_jt + sk_jj)");
     g->indent--;
@@ -474,11 +485,14 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
   int precision = cfg->precision;
   size_t start = out->len;
   int rc = rk_cg_check_cost(f, e);
-  if (rc != RK_OK) return rc;
+  if (rc != RK_OK)
+    return rc;
   rc = rk_cg_cuda_geom(f, cfg, &gm, e);
-  if (rc != RK_OK) return rc;
+  if (rc != RK_OK)
+    return rc;
   int maxdim = used_vars(f, used, e);
-  if (maxdim < 0) return RK_ENOMEM;
+  if (maxdim < 0)
+    return RK_ENOMEM;
   cuda_skel s;
   memset(&s, 0, sizeof s);
   s.f = f;
@@ -487,9 +501,12 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
   s.ginner = gm.ginner;
   int outer = 0, off = 0, params = 0;
   for (int v = 0; v < f->nvars; v++) {
-    if (!used[v]) continue;
-    if (f->vars[v].cat == RK_CAT_P) params += f->vars[v].dim;
-    else if (f->vars[v].cat == s.outer_cat) outer += f->vars[v].dim;
+    if (!used[v])
+      continue;
+    if (f->vars[v].cat == RK_CAT_P)
+      params += f->vars[v].dim;
+    else if (f->vars[v].cat == s.outer_cat)
+      outer += f->vars[v].dim;
     else if (f->vars[v].cat != RK_CAT_P) {
       s.off[v] = off;
       off += f->vars[v].dim;
@@ -528,7 +545,8 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
     rk_buf_putc(out, (p[0] == '*' && p[1] == '/') ? '+' : *p);
   rk_buf_puts(out, "\n */\n");
   rk_buf_puts(out, precision == 64 ? prelude64 : prelude32);
-  if (precision == 32) rk_buf_puts(out, expmode ? exp32_ftz : exp32_old);
+  if (precision == 32)
+    rk_buf_puts(out, expmode ? exp32_ftz : exp32_old);
   rk_buf_puts(out, prelude);
   /* rk_rsqrt, rk_round, ...: the scalar definitions (scalar-defs.h) */
   rk_buf_puts(out, "#define RK_S(f) RK_F(f)\n#define RK_SDQ RK_D\n");
@@ -539,9 +557,11 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
                 "#define RK_PAD %d\n\n",
                 gm.tpb, gm.rb, gm.tj, gm.pad);
   rc = emit_main(&g, f, &gm, used, e);
-  if (rc == RK_OK) emit_merge(&g, f);
+  if (rc == RK_OK)
+    emit_merge(&g, f);
   if (rc == RK_OK && out->oom)
     rc = rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
-  if (rc == RK_OK) rc = rk_cg_check_bytes(out, start, "CUDA", e);
+  if (rc == RK_OK)
+    rc = rk_cg_check_bytes(out, start, "CUDA", e);
   return rc;
 }

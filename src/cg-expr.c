@@ -52,7 +52,8 @@
 /* ---- output helpers ---------------------------------------------------- */
 
 void rk_cg_line(rk_cg *g, const char *fmt, ...) {
-  for (int i = 0; i < g->indent; i++) rk_buf_puts(g->b, "  ");
+  for (int i = 0; i < g->indent; i++)
+    rk_buf_puts(g->b, "  ");
   va_list ap;
   va_start(ap, fmt);
   rk_buf_vprintf(g->b, fmt, ap);
@@ -62,7 +63,8 @@ void rk_cg_line(rk_cg *g, const char *fmt, ...) {
 
 void rk_cg_loop(rk_cg *g, long trips) {
   const char *t = g->unroll ? g->unroll(g, trips) : NULL;
-  if (t) rk_cg_line(g, "%s", t);
+  if (t)
+    rk_cg_line(g, "%s", t);
 }
 
 static void put_double(rk_buf *b, double v) {
@@ -96,7 +98,8 @@ void rk_cg_ref(rk_cg *g, const rk_node *n, const char *k) {
 
 /* start a line at the current indentation (to be finished with rk_buf_*) */
 static void bol(rk_cg *g) {
-  for (int i = 0; i < g->indent; i++) rk_buf_puts(g->b, "  ");
+  for (int i = 0; i < g->indent; i++)
+    rk_buf_puts(g->b, "  ");
 }
 
 static void decl(rk_cg *g, const rk_node *n) {
@@ -146,9 +149,12 @@ static void put_cexpr(rk_cg *g, const rk_node *n, const char *t,
 
 static int invariant_factor(const rk_cg *g, const rk_node *x) {
   for (;;) {
-    if (x->op == RK_OP_CST || x->op == RK_OP_INTCST) return 1;
-    if (x->op == RK_OP_VAR) return x->ip[2] == RK_CAT_P || x->ip[2] == g->inv_cat;
-    if (x->op != RK_OP_MINUS) return 0;
+    if (x->op == RK_OP_CST || x->op == RK_OP_INTCST)
+      return 1;
+    if (x->op == RK_OP_VAR)
+      return x->ip[2] == RK_CAT_P || x->ip[2] == g->inv_cat;
+    if (x->op != RK_OP_MINUS)
+      return 0;
     x = x->args[0];
   }
 }
@@ -156,7 +162,8 @@ static int invariant_factor(const rk_cg *g, const rk_node *x) {
 /* Exp(Mult(a, b)) as RK_EXP2S((a * RK_LOG2E) * b), see cg.h */
 static int emit_exp2_fold(rk_cg *g, const rk_node *n) {
   const rk_node *m = n->args[0], *a, *b;
-  if (!g->exp2_fold || n->op != RK_OP_EXP || m->op != RK_OP_MULT) return 0;
+  if (!g->exp2_fold || n->op != RK_OP_EXP || m->op != RK_OP_MULT)
+    return 0;
   if (invariant_factor(g, m->args[0])) {
     a = m->args[0];
     b = m->args[1];
@@ -168,20 +175,23 @@ static int emit_exp2_fold(rk_cg *g, const rk_node *n) {
   }
   const char *k = n->dim == 1 ? "0" : "k";
   decl(g, n);
-  if (n->dim > 1) forl(g, "k", 0, n->dim);
+  if (n->dim > 1)
+    forl(g, "k", 0, n->dim);
   bol(g);
   rk_buf_printf(g->b, "n%d[%s] = RK_EXP2S((", n->id, k);
   rk_cg_ref(g, a, k);
   rk_buf_puts(g->b, " * RK_LOG2E) * ");
   rk_cg_ref(g, b, k);
   rk_buf_puts(g->b, ");\n");
-  if (n->dim > 1) endb(g);
+  if (n->dim > 1)
+    endb(g);
   return 1;
 }
 
 void rk_emit_elem(rk_cg *g, const rk_node *n) {
   const char *t = rk_ops[n->op].cexpr;
-  if (emit_exp2_fold(g, n)) return;
+  if (emit_exp2_fold(g, n))
+    return;
   decl(g, n);
   if (n->dim == 1) {
     bol(g);
@@ -201,9 +211,9 @@ void rk_emit_elem(rk_cg *g, const rk_node *n) {
 /* ---- helpers for the special emitters ------------------------------------ */
 
 /* "DST = EXPR(a, k);" where the line is: prefix ref(a,k) mid ref(b,k) end */
-static void assign2(rk_cg *g, const char *lhs, const char *op,
-                    const rk_node *a, const char *ka, const char *mid,
-                    const rk_node *b, const char *kb, const char *end) {
+static void assign2(rk_cg *g, const char *lhs, const char *op, const rk_node *a,
+                    const char *ka, const char *mid, const rk_node *b,
+                    const char *kb, const char *end) {
   bol(g);
   rk_buf_printf(g->b, "%s%s", lhs, op);
   rk_cg_ref(g, a, ka);
@@ -216,8 +226,8 @@ static void assign2(rk_cg *g, const char *lhs, const char *op,
 }
 
 /* n<id>[0] = fold over the components of a with "acc = F(acc, a[k])" */
-static void fold1(rk_cg *g, const rk_node *n, const rk_node *a,
-                  const char *pre, const char *mid, const char *end) {
+static void fold1(rk_cg *g, const rk_node *n, const rk_node *a, const char *pre,
+                  const char *mid, const char *end) {
   decl(g, n);
   openb(g);
   assign2(g, "rk_v rk_a", " = ", a, "0", NULL, NULL, NULL, ";");
@@ -270,8 +280,12 @@ static void emit_arg(rk_cg *g, const rk_node *n, int ismax) {
   endb(g);
 }
 
-void rk_emit_argmax(rk_cg *g, const rk_node *n) { emit_arg(g, n, 1); }
-void rk_emit_argmin(rk_cg *g, const rk_node *n) { emit_arg(g, n, 0); }
+void rk_emit_argmax(rk_cg *g, const rk_node *n) {
+  emit_arg(g, n, 1);
+}
+void rk_emit_argmin(rk_cg *g, const rk_node *n) {
+  emit_arg(g, n, 0);
+}
 
 /* n[0] = sum_k a[k] * b[k] (b NULL: a[k]^2; sub: (a[k]-b[k])^2) */
 static void dot_term(rk_cg *g, const rk_node *a, const rk_node *b, int sub,
@@ -289,8 +303,8 @@ static void dot_term(rk_cg *g, const rk_node *a, const rk_node *b, int sub,
   }
 }
 
-static void dot(rk_cg *g, const char *dst, const rk_node *a,
-                const rk_node *b, int sub) {
+static void dot(rk_cg *g, const char *dst, const rk_node *a, const rk_node *b,
+                int sub) {
   int d = a->dim > (b ? b->dim : 1) ? a->dim : (b ? b->dim : 1);
   const char *k = d == 1 ? "0" : "k";
   if (d >= 8) { /* 4 independent accumulators: no long latency chain */
@@ -318,7 +332,8 @@ static void dot(rk_cg *g, const char *dst, const rk_node *a,
   }
   openb(g);
   rk_cg_line(g, "rk_v rk_s = RK_SPLAT(0);");
-  if (d > 1) forl(g, "k", 0, d);
+  if (d > 1)
+    forl(g, "k", 0, d);
   if (sub) {
     assign2(g, "rk_v rk_d", " = ", a, k, " - ", b, k, ";");
     rk_cg_line(g, "rk_s += rk_d * rk_d;");
@@ -328,7 +343,8 @@ static void dot(rk_cg *g, const char *dst, const rk_node *a,
     assign2(g, "rk_v rk_d", " = ", a, k, NULL, NULL, NULL, ";");
     rk_cg_line(g, "rk_s += rk_d * rk_d;");
   }
-  if (d > 1) endb(g);
+  if (d > 1)
+    endb(g);
   rk_cg_line(g, "%s = rk_s;", dst);
   endb(g);
 }
@@ -551,9 +567,10 @@ void rk_emit_tensorprod(rk_cg *g, const rk_node *n) {
   endb(g);
 }
 
-/* ---- the scalar definitions, as text (scalar-defs.h) ---------------------- */
+/* ---- the scalar definitions, as text (scalar-defs.h) ----------------------
+ */
 
-#define RK_SD_TEXT(name, params, body)                                        \
+#define RK_SD_TEXT(name, params, body)                                         \
   "RK_SDQ T rk_" #name "_s" #params " " #body "\n"
 const char rk_cg_scalar_src[] = RK_SCALAR_DEFS(RK_SD_TEXT);
 #undef RK_SD_TEXT
@@ -578,14 +595,14 @@ const rk_emit_fn rk_cg_emitters[] = {
 #include "ops.def"
 #undef X
 };
-_Static_assert(sizeof rk_cg_emitters / sizeof rk_cg_emitters[0] ==
-                   RK_OP__COUNT,
+_Static_assert(sizeof rk_cg_emitters / sizeof rk_cg_emitters[0] == RK_OP__COUNT,
                "rk_cg_emitters needs one emitter per row of ops.def");
 
-/* ---- the map -------------------------------------------------------------- */
+/* ---- the map --------------------------------------------------------------
+ */
 
-int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots,
-                   int nroots, rk_error *e) {
+int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots, int nroots,
+                   rk_error *e) {
   const rk_node **order = NULL;
   int n = rk_cg_topo(c, roots, nroots, &order);
   if (n < 0)
@@ -607,7 +624,8 @@ int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots,
   return RK_OK;
 }
 
-/* ---- scratch topological order ---------------------------------------------- */
+/* ---- scratch topological order ----------------------------------------------
+ */
 
 int rk_cg_topo(const rk_ctx *c, const rk_node *const *roots, int nroots,
                const rk_node ***out) {
@@ -653,16 +671,19 @@ done:
   return count;
 }
 
-/* ---- what a formula may cost (cg.h) ------------------------------------------ */
+/* ---- what a formula may cost (cg.h)
+ * ------------------------------------------ */
 
 int rk_cg_check_cost(const rk_formula *f, rk_error *e) {
   const rk_node *roots[2] = {f->f, f->w}, **order = NULL;
   int n = rk_cg_topo(f->ctx, roots, f->w ? 2 : 1, &order), ops = 0;
   long long values = 0;
-  if (n < 0) return rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
+  if (n < 0)
+    return rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
   for (int i = 0; i < n; i++) {
     const rk_node *x = order[i];
-    if (rk_cg_is_leaf(x)) continue;
+    if (rk_cg_is_leaf(x))
+      continue;
     ops++;
     values += x->dim;
   }
@@ -686,7 +707,8 @@ int rk_cg_check_cost(const rk_formula *f, rk_error *e) {
 int rk_cg_check_bytes(const rk_buf *out, size_t start, const char *what,
                       rk_error *e) {
   size_t n = out->len >= start ? out->len - start : 0;
-  if (n <= (size_t)RK_CG_MAX_BYTES) return RK_OK;
+  if (n <= (size_t)RK_CG_MAX_BYTES)
+    return RK_OK;
   return rk_err(e, RK_EUNSUPPORTED, -1,
                 "the formula is too large to compile: its generated %s "
                 "source is %.1f MB, more than %.1f MB (the limit "
@@ -695,7 +717,8 @@ int rk_cg_check_bytes(const rk_buf *out, size_t start, const char *what,
                 (double)RK_CG_MAX_BYTES / (1024.0 * 1024.0));
 }
 
-/* ---- the configuration -------------------------------------------------------- */
+/* ---- the configuration
+ * -------------------------------------------------------- */
 
 void rk_cg_config_default(rk_cg_config *c, int precision) {
 #define RK_CG_X(name, def, env, be) c->name = (def);
@@ -705,8 +728,9 @@ void rk_cg_config_default(rk_cg_config *c, int precision) {
 }
 
 void rk_cg_config_key(const rk_cg_config *c, int be, rk_buf *b) {
-#define RK_CG_X(name, def, env, mask)                                         \
-  if ((mask) & be) rk_buf_printf(b, #name "=%d ", c->name);
+#define RK_CG_X(name, def, env, mask)                                          \
+  if ((mask)&be)                                                               \
+    rk_buf_printf(b, #name "=%d ", c->name);
   RK_CG_CONFIG_FIELDS(RK_CG_X)
 #undef RK_CG_X
 }

@@ -105,7 +105,8 @@ static const char rk_prelude_cpu[] =
     /* RK_LIBM1(f, x): libm's f on every lane of x (ops.def CEXPR) */
     "#define RK_LIBM1(f, x) \\\n"
     "  ({ rk_v rk_a1 = (x), rk_r1; \\\n"
-    "     for (int l = 0; l < RK_LANES; l++) rk_r1[l] = RK_LM(f)(rk_a1[l]); \\\n"
+    "     for (int l = 0; l < RK_LANES; l++) rk_r1[l] = RK_LM(f)(rk_a1[l]); "
+    "\\\n"
     "     rk_r1; })\n"
     "RK_MAP1(rk_log, RK_LM(log)(a))\n"
     "RK_MAP1(rk_sin, RK_LM(sin)(a))\n"
@@ -171,8 +172,7 @@ static const char rk_prelude_cpu[] =
     "}\n"
     "static inline rk_v rk_mod(rk_v x, rk_v m, rk_v o) {\n"
     "  return x - m * rk_floor((x - o) / m);\n"
-    "}\n"
-    ;
+    "}\n";
 
 /* common part, continued (each literal under 4095 characters) */
 static const char rk_prelude_cpu_exp[] =

@@ -37,8 +37,12 @@ static const char *pat1(char *out, const char *pat, const char *c) {
   return out;
 }
 
-static int red_fdim(const rk_formula *f) { return f->f->dim; }
-static int red_wdim(const rk_formula *f) { return f->w ? f->w->dim : 0; }
+static int red_fdim(const rk_formula *f) {
+  return f->f->dim;
+}
+static int red_wdim(const rk_formula *f) {
+  return f->w ? f->w->dim : 0;
+}
 
 /* kinds of reductions */
 static int is_arg(int r) {
@@ -72,36 +76,51 @@ static const char *acc_type(const rk_cg *g, const rk_formula *f) {
 }
 /* length of the value array acc[] */
 static int nacc(const rk_formula *f) {
-  if (is_kmin(f->red)) return red_fdim(f) * f->K;
-  if (f->red == RK_RED_LOGSUMEXP) return 1;
-  if (is_lse(f->red)) return red_wdim(f);
+  if (is_kmin(f->red))
+    return red_fdim(f) * f->K;
+  if (f->red == RK_RED_LOGSUMEXP)
+    return 1;
+  if (is_lse(f->red))
+    return red_wdim(f);
   return red_fdim(f);
 }
 
 int rk_cg_red_state_size(const rk_formula *f) {
   int n = nacc(f);
-  if (kahan(f) || is_arg(f->red) || is_kmin(f->red)) return 2 * n;
-  if (f->red == RK_RED_SUMSOFTMAXWEIGHT) return n + 2;
-  if (is_lse(f->red)) return n + 1;
+  if (kahan(f) || is_arg(f->red) || is_kmin(f->red))
+    return 2 * n;
+  if (f->red == RK_RED_SUMSOFTMAXWEIGHT)
+    return n + 2;
+  if (is_lse(f->red))
+    return n + 1;
   return n;
 }
 
 void rk_cg_red_decl(rk_cg *g, const rk_formula *f, const char *acc) {
   int n = nacc(f), tiles = blocked(g, f) && g->tile_sums;
   rk_cg_line(g, "%s %s[%d];", acc_type(g, f), acc, n);
-  if (tiles) rk_cg_line(g, "T %s_t[%d];", acc, n);
-  if (kahan(f)) rk_cg_line(g, "T %s_c[%d];", acc, n);
+  if (tiles)
+    rk_cg_line(g, "T %s_t[%d];", acc, n);
+  if (kahan(f))
+    rk_cg_line(g, "T %s_c[%d];", acc, n);
   if (is_arg(f->red) || is_kmin(f->red))
     rk_cg_line(g, "long long %s_i[%d];", acc, n);
-  if (is_lse(f->red)) rk_cg_line(g, "T %s_m;", acc);
-  if (f->red == RK_RED_SUMSOFTMAXWEIGHT) rk_cg_line(g, "T %s_z;", acc);
+  if (is_lse(f->red))
+    rk_cg_line(g, "T %s_m;", acc);
+  if (f->red == RK_RED_SUMSOFTMAXWEIGHT)
+    rk_cg_line(g, "T %s_z;", acc);
   /* not every snippet reads every part of the state */
   rk_cg_line(g, "(void)%s;", acc);
-  if (tiles) rk_cg_line(g, "(void)%s_t;", acc);
-  if (kahan(f)) rk_cg_line(g, "(void)%s_c;", acc);
-  if (is_arg(f->red) || is_kmin(f->red)) rk_cg_line(g, "(void)%s_i;", acc);
-  if (is_lse(f->red)) rk_cg_line(g, "(void)%s_m;", acc);
-  if (f->red == RK_RED_SUMSOFTMAXWEIGHT) rk_cg_line(g, "(void)%s_z;", acc);
+  if (tiles)
+    rk_cg_line(g, "(void)%s_t;", acc);
+  if (kahan(f))
+    rk_cg_line(g, "(void)%s_c;", acc);
+  if (is_arg(f->red) || is_kmin(f->red))
+    rk_cg_line(g, "(void)%s_i;", acc);
+  if (is_lse(f->red))
+    rk_cg_line(g, "(void)%s_m;", acc);
+  if (f->red == RK_RED_SUMSOFTMAXWEIGHT)
+    rk_cg_line(g, "(void)%s_z;", acc);
 }
 
 void rk_cg_red_init(rk_cg *g, const rk_formula *f, const char *acc) {
@@ -116,12 +135,17 @@ void rk_cg_red_init(rk_cg *g, const rk_formula *f, const char *acc) {
   rk_cg_loop(g, n);
   rk_cg_line(g, "for (int rk_c = 0; rk_c < %d; rk_c++) {", n);
   rk_cg_line(g, "  %s[rk_c] = %s;", acc, v);
-  if (blocked(g, f) && g->tile_sums) rk_cg_line(g, "  %s_t[rk_c] = 0;", acc);
-  if (kahan(f)) rk_cg_line(g, "  %s_c[rk_c] = 0;", acc);
-  if (is_arg(r) || is_kmin(r)) rk_cg_line(g, "  %s_i[rk_c] = -1;", acc);
+  if (blocked(g, f) && g->tile_sums)
+    rk_cg_line(g, "  %s_t[rk_c] = 0;", acc);
+  if (kahan(f))
+    rk_cg_line(g, "  %s_c[rk_c] = 0;", acc);
+  if (is_arg(r) || is_kmin(r))
+    rk_cg_line(g, "  %s_i[rk_c] = -1;", acc);
   rk_cg_line(g, "}");
-  if (is_lse(r)) rk_cg_line(g, "%s_m = -RK_INF;", acc);
-  if (r == RK_RED_SUMSOFTMAXWEIGHT) rk_cg_line(g, "%s_z = 0;", acc);
+  if (is_lse(r))
+    rk_cg_line(g, "%s_m = -RK_INF;", acc);
+  if (r == RK_RED_SUMSOFTMAXWEIGHT)
+    rk_cg_line(g, "%s_z = 0;", acc);
 }
 
 /* open "for rk_c < n" (or nothing when n == 1); returns the index text */
@@ -211,7 +235,8 @@ static void lse_fold(rk_cg *g, const rk_formula *f, const char *acc,
   c = cloop(g, n);
   rk_cg_line(g, "%s[%s] *= rk_a;", acc, c);
   cend(g);
-  if (ssm) rk_cg_line(g, "%s_z *= rk_a;", acc);
+  if (ssm)
+    rk_cg_line(g, "%s_z *= rk_a;", acc);
   rk_cg_line(g, "%s_m = rk_m2;", acc);
   g->indent--;
   rk_cg_line(g, "}");
@@ -222,7 +247,8 @@ static void lse_fold(rk_cg *g, const rk_formula *f, const char *acc,
   c = cloop(g, n);
   rk_cg_line(g, "%s[%s] += rk_b * %s;", acc, c, pat1(t, w1, c));
   cend(g);
-  if (ssm) rk_cg_line(g, "%s_z += rk_b * %s;", acc, wz);
+  if (ssm)
+    rk_cg_line(g, "%s_z += rk_b * %s;", acc, wz);
   g->indent--;
   rk_cg_line(g, "}");
 }
@@ -260,8 +286,7 @@ void rk_cg_red_update(rk_cg *g, const rk_formula *f, const char *acc,
     rk_cg_line(g, "T rk_x = %s;", pat1(t, fpat, c));
     rk_cg_line(g, "if (%s_i[%s] < 0 || rk_x %s %s[%s] ||", acc, c,
                is_max(r) ? ">" : "<", acc, c);
-    rk_cg_line(g, "    (%s[%s] != %s[%s] && rk_x == rk_x)) {", acc, c, acc,
-               c);
+    rk_cg_line(g, "    (%s[%s] != %s[%s] && rk_x == rk_x)) {", acc, c, acc, c);
     rk_cg_line(g, "  %s[%s] = rk_x;", acc, c);
     rk_cg_line(g, "  %s_i[%s] = %s;", acc, c, jexpr);
     rk_cg_line(g, "}");
@@ -284,7 +309,8 @@ void rk_cg_red_update(rk_cg *g, const rk_formula *f, const char *acc,
 }
 
 void rk_cg_red_flush(rk_cg *g, const rk_formula *f, const char *acc) {
-  if (!blocked(g, f) || !g->tile_sums) return;
+  if (!blocked(g, f) || !g->tile_sums)
+    return;
   int n = nacc(f);
   rk_cg_loop(g, n);
   rk_cg_line(g, "for (int rk_c = 0; rk_c < %d; rk_c++) {", n);
@@ -323,8 +349,7 @@ void rk_cg_red_merge(rk_cg *g, const rk_formula *f, const char *acc,
     rk_cg_line(g, "T rk_x = %s[%s];", acc2, c);
     rk_cg_line(g, "if (%s_i[%s] >= 0 && (%s_i[%s] < 0 || rk_x %s %s[%s] ||",
                acc2, c, acc, c, is_max(r) ? ">" : "<", acc, c);
-    rk_cg_line(g, "    (%s[%s] != %s[%s] && rk_x == rk_x))) {", acc, c, acc,
-               c);
+    rk_cg_line(g, "    (%s[%s] != %s[%s] && rk_x == rk_x))) {", acc, c, acc, c);
     rk_cg_line(g, "  %s[%s] = rk_x;", acc, c);
     rk_cg_line(g, "  %s_i[%s] = %s_i[%s];", acc, c, acc2, c);
     rk_cg_line(g, "}");
@@ -345,12 +370,14 @@ void rk_cg_red_merge(rk_cg *g, const rk_formula *f, const char *acc,
     rk_cg_line(g, "        (%s[rk_b] < %s[rk_a] || %s[rk_a] != %s[rk_a])));",
                acc2, acc, acc, acc);
     rk_cg_line(g, "  if (rk_tb) {");
-    rk_cg_line(g, "    rk_v1[rk_k] = %s[rk_b]; rk_i1[rk_k] = %s_i[rk_b]; "
-                  "rk_b++;",
+    rk_cg_line(g,
+               "    rk_v1[rk_k] = %s[rk_b]; rk_i1[rk_k] = %s_i[rk_b]; "
+               "rk_b++;",
                acc2, acc2);
     rk_cg_line(g, "  } else {");
-    rk_cg_line(g, "    rk_v1[rk_k] = %s[rk_a]; rk_i1[rk_k] = %s_i[rk_a]; "
-                  "rk_a++;",
+    rk_cg_line(g,
+               "    rk_v1[rk_k] = %s[rk_a]; rk_i1[rk_k] = %s_i[rk_a]; "
+               "rk_a++;",
                acc, acc);
     rk_cg_line(g, "  }");
     rk_cg_line(g, "}");
@@ -376,8 +403,9 @@ static void xfer(rk_cg *g, const rk_formula *f, const char *acc,
                  const char *pat, int store) {
   int n = nacc(f), r = f->red, s = n;
   char t[MAXE], idx[64];
-  const char *second = kahan(f) ? "_c" : (is_arg(r) || is_kmin(r)) ? "_i"
-                                                                    : NULL;
+  const char *second = kahan(f)                    ? "_c"
+                       : (is_arg(r) || is_kmin(r)) ? "_i"
+                                                   : NULL;
   const char *ty = second && second[1] == 'i' ? "long long" : "T";
   rk_cg_loop(g, n);
   rk_cg_line(g, "for (int rk_c = 0; rk_c < %d; rk_c++) {", n);
@@ -443,7 +471,8 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
     } else {
       snprintf(idx, sizeof idx, "%s", c);
     }
-    rk_cg_line(g, "%s = %s_i[%s] < 0 ? (double)RK_NAN : (double)(%s_i[%s] + 1);",
+    rk_cg_line(g,
+               "%s = %s_i[%s] < 0 ? (double)RK_NAN : (double)(%s_i[%s] + 1);",
                pat1(t, outpat, idx), acc, c, acc, c);
     cend(g);
   } else if (is_kmin(r)) {
@@ -453,8 +482,9 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
     c = cloop(g, d);
     snprintf(idx, sizeof idx, "rk_k * %d + %s", d, c);
     if (r != RK_RED_ARGKMIN)
-      rk_cg_line(g, "%s = %s_i[%s * %d + rk_k] < 0 ? (double)RK_INF : "
-                    "(double)%s[%s * %d + rk_k];",
+      rk_cg_line(g,
+                 "%s = %s_i[%s * %d + rk_k] < 0 ? (double)RK_INF : "
+                 "(double)%s[%s * %d + rk_k];",
                  pat1(t, outpat, idx), acc, c, K, acc, c, K);
     if (r == RK_RED_KMIN_ARGKMIN)
       snprintf(idx, sizeof idx, "%d + rk_k * %d + %s", K * d, d, c);
@@ -468,14 +498,15 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
     rk_cg_line(g, "}");
   } else if (r == RK_RED_LOGSUMEXP || r == RK_RED_LOGSUMEXPWEIGHT) {
     c = cloop(g, n);
-    rk_cg_line(g, "%s = (double)(%s_m + RK_LOGS(%s[%s]));",
-               pat1(t, outpat, c), acc, acc, c);
+    rk_cg_line(g, "%s = (double)(%s_m + RK_LOGS(%s[%s]));", pat1(t, outpat, c),
+               acc, acc, c);
     cend(g);
   } else { /* SumSoftMaxWeight: NaN when the max is NaN or -Inf (every f
               -Inf, or no point: the softmax is 0 / 0) */
     c = cloop(g, n);
-    rk_cg_line(g, "%s = !(%s_m > -RK_INF) ? (double)RK_NAN : "
-                  "(double)(%s[%s] / %s_z);",
+    rk_cg_line(g,
+               "%s = !(%s_m > -RK_INF) ? (double)RK_NAN : "
+               "(double)(%s[%s] / %s_z);",
                pat1(t, outpat, c), acc, acc, c, acc);
     cend(g);
   }

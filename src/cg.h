@@ -26,9 +26,9 @@ typedef struct rk_cg {
   /* append the expression (of type rk_v) of component k of variable node
      v (op RK_OP_VAR); k is C text: a literal ("2") or a loop variable. */
   void (*var_ref)(struct rk_cg *g, const rk_node *v, const char *k);
-  void *skel;     /* the skeleton's private data */
-  int indent;     /* current indentation, in levels */
-  int precision;  /* 32 or 64 */
+  void *skel;    /* the skeleton's private data */
+  int indent;    /* current indentation, in levels */
+  int precision; /* 32 or 64 */
   /* LogSumExp-family folds: 0 = a rare rescaling branch then a scaled add
      (two exps on a new maximum), 1 = branch-free, one exp per point and
      selects (see lse_fold in cg-reduce.c) */
@@ -69,8 +69,8 @@ void rk_cg_ref(rk_cg *g, const rk_node *n, const char *k);
 /* emit, in topological order, the code computing every non-leaf node that
    the roots depend on (each once); afterwards rk_cg_ref(g, root, k) names
    the root's components.  Returns RK_OK or an error. */
-int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots,
-                   int nroots, rk_error *e);
+int rk_cg_emit_map(rk_cg *g, rk_ctx *c, const rk_node *const *roots, int nroots,
+                   rk_error *e);
 
 /* the emitter of every op, indexed by enum rk_op (NULL: never emitted),
    built from ops.def's EMITFN column (cg-expr.c) */
@@ -84,7 +84,7 @@ int rk_cg_is_leaf(const rk_node *n);
    declarations are valid C); rk_emit_none: the ops expanded before code
    generation (Grad & co), refused by rk_cg_emit_map */
 typedef void rk_emit_rule(rk_cg *g, const rk_node *n);
-#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)    \
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)       \
   rk_emit_rule emitfn;
 #include "ops.def"
 #undef X
@@ -147,15 +147,15 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
  *   cuda_exp2     RKEOPS_CUDA_EXP2=0|1|2: float32 exp as __expf, as
  *                 ex2.approx.ftz, or that plus the Exp(a * x) fold
  */
-#define RK_CG_CONFIG_FIELDS(X)                                                \
-  X(precision, 64, NULL, 3)                                                   \
-  X(cpu_lse, 0, "RKEOPS_CPU_LSE", 1)                                          \
-  X(cpu_unroll, 16, "RKEOPS_CPU_UNROLL", 1)                                   \
-  X(cuda_tpb, 0, "RKEOPS_CUDA_GEOM", 2)                                       \
-  X(cuda_rb, 0, "RKEOPS_CUDA_GEOM", 2)                                        \
-  X(cuda_unrollj, 0, "RKEOPS_CUDA_UNROLLJ", 2)                                \
-  X(cuda_pregs, 0, "RKEOPS_CUDA_PREGS", 2)                                    \
-  X(cuda_lse, 1, "RKEOPS_CUDA_LSE", 2)                                        \
+#define RK_CG_CONFIG_FIELDS(X)                                                 \
+  X(precision, 64, NULL, 3)                                                    \
+  X(cpu_lse, 0, "RKEOPS_CPU_LSE", 1)                                           \
+  X(cpu_unroll, 16, "RKEOPS_CPU_UNROLL", 1)                                    \
+  X(cuda_tpb, 0, "RKEOPS_CUDA_GEOM", 2)                                        \
+  X(cuda_rb, 0, "RKEOPS_CUDA_GEOM", 2)                                         \
+  X(cuda_unrollj, 0, "RKEOPS_CUDA_UNROLLJ", 2)                                 \
+  X(cuda_pregs, 0, "RKEOPS_CUDA_PREGS", 2)                                     \
+  X(cuda_lse, 1, "RKEOPS_CUDA_LSE", 2)                                         \
   X(cuda_exp2, 2, "RKEOPS_CUDA_EXP2", 2)
 
 typedef struct rk_cg_config {
@@ -215,9 +215,9 @@ int rk_cg_topo(const rk_ctx *c, const rk_node *const *roots, int nroots,
  *                     took 60 s)
  * The generated source is linear in the number of nodes (loops over
  * components), so the dimensions alone never reach RK_CG_MAX_BYTES. */
-#define RK_CG_MAX_NODES 100000
+#define RK_CG_MAX_NODES  100000
 #define RK_CG_MAX_VALUES 65536
-#define RK_CG_MAX_BYTES (2 * 1024 * 1024)
+#define RK_CG_MAX_BYTES  (2 * 1024 * 1024)
 /* nodes and values of f against the first two limits */
 int rk_cg_check_cost(const rk_formula *f, rk_error *e);
 /* the source of `what` ("CPU", "CUDA"), generated into out from byte

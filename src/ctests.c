@@ -40,19 +40,19 @@ static int ct_fail(ct *t, const char *fmt, ...) {
 }
 
 /* check a condition; on failure, return 0 with the condition's text */
-#define CT_CHECK(t, cond)                                                    \
-  do {                                                                       \
-    if (!(cond))                                                             \
-      return ct_fail((t), "line %d: %s", __LINE__, #cond);                   \
+#define CT_CHECK(t, cond)                                                      \
+  do {                                                                         \
+    if (!(cond))                                                               \
+      return ct_fail((t), "line %d: %s", __LINE__, #cond);                     \
   } while (0)
 
-/* ---- hash-consing (ir.c) -------------------------------------------------- */
+/* ---- hash-consing (ir.c) --------------------------------------------------
+ */
 
 static const rk_node *gauss(rk_ctx *c, const rk_node *x, const rk_node *y,
                             rk_error *e) {
   return rk_op1(c, RK_OP_EXP,
-                rk_op1(c, RK_OP_MINUS, rk_op2(c, RK_OP_SQDIST, x, y, e), e),
-                e);
+                rk_op1(c, RK_OP_MINUS, rk_op2(c, RK_OP_SQDIST, x, y, e), e), e);
 }
 
 static int ct_hashcons(ct *t) {
@@ -100,7 +100,8 @@ static int ct_hashcons(ct *t) {
   return 1;
 }
 
-/* ---- the arena (rk.c) -------------------------------------------------------- */
+/* ---- the arena (rk.c)
+ * -------------------------------------------------------- */
 
 static int ct_arena(ct *t) {
   rk_arena *a = rk_arena_new();
@@ -152,7 +153,8 @@ static int ct_arena(ct *t) {
   return 1;
 }
 
-/* ---- the cache trailer (be-cache.c) -------------------------------------------- */
+/* ---- the cache trailer (be-cache.c)
+ * -------------------------------------------- */
 
 static int write_file(const char *path, const char *s, size_t n) {
   FILE *f = fopen(path, "wb");
@@ -226,7 +228,8 @@ static int ct_cache_trailer(ct *t) {
   return ok;
 }
 
-/* ---- canonical text is parser input (ir-format.c, parse.c) ---------------------- */
+/* ---- canonical text is parser input (ir-format.c, parse.c)
+ * ---------------------- */
 
 static int ct_canonical_roundtrip(ct *t) {
   static const char *const formulas[] = {
@@ -258,14 +261,19 @@ static int ct_canonical_roundtrip(ct *t) {
   return 1;
 }
 
-/* ---- UTF-8 cuts (rk.c) ------------------------------------------------------------ */
+/* ---- UTF-8 cuts (rk.c)
+ * ------------------------------------------------------------ */
 
 /* s[0..n) is well-formed UTF-8 (no sequence cut short) */
 static int utf8_whole(const char *s, size_t n) {
   size_t i = 0;
   while (i < n) {
     unsigned char c = (unsigned char)s[i];
-    size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+    size_t len = c < 0x80    ? 1
+                 : c >= 0xF0 ? 4
+                 : c >= 0xE0 ? 3
+                 : c >= 0xC0 ? 2
+                             : 0;
     if (len == 0 || i + len > n)
       return 0;
     for (size_t k = 1; k < len; k++)
@@ -278,7 +286,8 @@ static int utf8_whole(const char *s, size_t n) {
 
 static int ct_utf8_cut(ct *t) {
   /* a, e-acute (2 bytes), euro sign (3), G clef (4), b */
-  static const char s[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9d\x84\x9e" "b";
+  static const char s[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9d\x84\x9e"
+                          "b";
   static const int bound[] = {0, 1, 3, 6, 10, 11}; /* character boundaries */
   int len = (int)strlen(s);
   for (int max = 0; max <= len + 2; max++) {
@@ -312,7 +321,8 @@ static int ct_utf8_cut(ct *t) {
   return 1;
 }
 
-/* ---- the table ------------------------------------------------------------------- */
+/* ---- the table
+ * ------------------------------------------------------------------- */
 
 static const struct {
   const char *name;

@@ -40,7 +40,8 @@ static void op_finalize(SEXP x) {
 }
 
 static rk_operator *op_get(SEXP x) {
-  if (op_tag == NULL) op_tag = Rf_install("rkeops_operator");
+  if (op_tag == NULL)
+    op_tag = Rf_install("rkeops_operator");
   if (TYPEOF(x) != EXTPTRSXP || R_ExternalPtrTag(x) != op_tag)
     ffi_abortf(RK_EINPUT, "not an rkeops operator");
   rk_operator *op = R_ExternalPtrAddr(x);
@@ -74,11 +75,13 @@ SEXP ffi_op_prepare(SEXP ptr, SEXP inputs, SEXP options) {
     ffi_abortf(RK_EINPUT, "the formula needs %d inputs, not %d", nv,
                (int)XLENGTH(inputs));
   rk_input *in = (rk_input *)R_alloc(nv > 0 ? nv : 1, sizeof *in);
-  for (int p = 0; p < nv; p++) ffi_input(VECTOR_ELT(inputs, p), p, &in[p]);
+  for (int p = 0; p < nv; p++)
+    ffi_input(VECTOR_ELT(inputs, p), p, &in[p]);
   rk_options o;
   ffi_msgbuf mb;
   ffi_options(options, &o, &mb);
-  if (op_tag == NULL) op_tag = Rf_install("rkeops_operator");
+  if (op_tag == NULL)
+    op_tag = Rf_install("rkeops_operator");
   /* the formula and the inputs (used in place) live as long as the op */
   SEXP keep = PROTECT(Rf_allocVector(VECSXP, 2)); /* 1 */
   SET_VECTOR_ELT(keep, 0, ptr);
@@ -88,7 +91,8 @@ SEXP ffi_op_prepare(SEXP ptr, SEXP inputs, SEXP options) {
   rk_error e;
   ffi_err_init(&e);
   rk_operator *op = rk_op_prepare(f, &o, in, nv, &e);
-  if (op == NULL) ffi_abort(&e, ffi_formula_text(ptr), mb.buf);
+  if (op == NULL)
+    ffi_abort(&e, ffi_formula_text(ptr), mb.buf);
   R_SetExternalPtrAddr(res, op);
   res = ffi_with_messages(res, &mb);
   UNPROTECT(2);
@@ -104,8 +108,8 @@ static int64_t ffi_index(SEXP x, int i, const char *what) {
   return (int64_t)v;
 }
 
-SEXP ffi_op_run(SEXP xop, SEXP rows, SEXP js, SEXP replace, SEXP x,
-                SEXP states, SEXP want_states) {
+SEXP ffi_op_run(SEXP xop, SEXP rows, SEXP js, SEXP replace, SEXP x, SEXP states,
+                SEXP want_states) {
   rk_operator *op = op_get(xop);
   rk_op_call c;
   memset(&c, 0, sizeof c);
@@ -122,7 +126,8 @@ SEXP ffi_op_run(SEXP xop, SEXP rows, SEXP js, SEXP replace, SEXP x,
   int want = Rf_asLogical(want_states) == TRUE;
   int S = rk_op_state_size(op);
   int64_t n = c.r1 > c.r0 ? c.r1 - c.r0 : 0;
-  if (n > INT_MAX) ffi_abortf(RK_EVALUE, "too many rows");
+  if (n > INT_MAX)
+    ffi_abortf(RK_EVALUE, "too many rows");
   if (states != R_NilValue) {
     SEXP dim = Rf_getAttrib(states, R_DimSymbol);
     if (TYPEOF(states) != REALSXP || TYPEOF(dim) != INTSXP ||
@@ -131,7 +136,8 @@ SEXP ffi_op_run(SEXP xop, SEXP rows, SEXP js, SEXP replace, SEXP x,
                  (long long)n, S);
     c.mode |= 1;
   }
-  if (want) c.mode |= 2;
+  if (want)
+    c.mode |= 2;
   rk_options cb;
   ffi_msgbuf mb;
   ffi_options(Rf_allocVector(VECSXP, 0), &cb, &mb); /* callbacks only */
@@ -158,7 +164,8 @@ SEXP ffi_op_run(SEXP xop, SEXP rows, SEXP js, SEXP replace, SEXP x,
   }
   rk_error e;
   ffi_err_init(&e);
-  if (rk_op_run(op, &c, &e) != RK_OK) ffi_abort(&e, NULL, mb.buf);
+  if (rk_op_run(op, &c, &e) != RK_OK)
+    ffi_abort(&e, NULL, mb.buf);
   UNPROTECT(want ? 1 : 2);
   return res;
 }
@@ -178,19 +185,23 @@ SEXP ffi_op_merge(SEXP xop, SEXP states, SEXP finalize) {
     n = INTEGER(dim)[0];
   }
   size_t part = (size_t)n * (size_t)S;
-  SEXP all = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)(part * np) + 1)); /* 1 */
+  SEXP all =
+      PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)(part * np) + 1)); /* 1 */
   for (int p = 0; p < np; p++)
-    if (part) memcpy(REAL(all) + part * p, REAL(VECTOR_ELT(states, p)),
-                     part * sizeof(double));
+    if (part)
+      memcpy(REAL(all) + part * p, REAL(VECTOR_ELT(states, p)),
+             part * sizeof(double));
   SEXP ptr = VECTOR_ELT(R_ExternalPtrProtected(xop), 0);
   int outdim = rk_formula_outdim(ffi_formula(ptr));
   SEXP res = PROTECT(Rf_allocMatrix(REALSXP, n, fin ? outdim : S)); /* 2 */
-  rk_merge_args m = {n, np, REAL(all), n, (int64_t)part, REAL(res), n,
-                     fin ? 0 : 2};
+  rk_merge_args m = {n,         np, REAL(all),  n, (int64_t)part,
+                     REAL(res), n,  fin ? 0 : 2};
   rk_error e;
   ffi_err_init(&e);
-  if (rk_op_merge(op, &m, &e) != RK_OK) ffi_abort(&e, NULL, NULL);
-  if (!fin && part) memcpy(REAL(res), REAL(all), part * sizeof(double));
+  if (rk_op_merge(op, &m, &e) != RK_OK)
+    ffi_abort(&e, NULL, NULL);
+  if (!fin && part)
+    memcpy(REAL(res), REAL(all), part * sizeof(double));
   UNPROTECT(2);
   return res;
 }
@@ -227,7 +238,8 @@ SEXP ffi_be_arena(SEXP ptr, SEXP options, SEXP n) {
                          &e);
   }
   double after = (double)rk_arena_used(rk_ctx_arena(f->ctx));
-  if (rc != RK_OK) ffi_abort(&e, ffi_formula_text(ptr), mb.buf);
+  if (rc != RK_OK)
+    ffi_abort(&e, ffi_formula_text(ptr), mb.buf);
   SEXP res = PROTECT(Rf_allocVector(REALSXP, 2)); /* 1 */
   REAL(res)[0] = before;
   REAL(res)[1] = after;
@@ -261,12 +273,14 @@ SEXP ffi_be_key(SEXP ptr, SEXP options) {
   rk_error e;
   ffi_err_init(&e);
   int rc = be->target(&o, &t, &e);
-  if (rc == RK_OK) rk_kernel_key(be, f, &cfg, t.text.s, &key);
+  if (rc == RK_OK)
+    rk_kernel_key(be, f, &cfg, t.text.s, &key);
   /* copied into R memory before the C buffers are freed */
   SEXP res = PROTECT(ffi_str(rc == RK_OK && key.s ? key.s : "")); /* 1 */
   rk_buf_free(&key);
   rk_buf_free(&t.text);
-  if (rc != RK_OK) ffi_abort(&e, NULL, NULL);
+  if (rc != RK_OK)
+    ffi_abort(&e, NULL, NULL);
   UNPROTECT(1);
   return res;
 }
@@ -284,7 +298,8 @@ SEXP ffi_nvrtc_compile_text(SEXP src, SEXP major, SEXP minor) {
   int rc = rk_nvrtc_compile(Rf_translateCharUTF8(STRING_ELT(src, 0)),
                             "rkeops_text", ma, mi, &img, &n, &cubin, &e);
   free(img);
-  if (rc != RK_OK) ffi_abort(&e, NULL, NULL);
+  if (rc != RK_OK)
+    ffi_abort(&e, NULL, NULL);
   return Rf_ScalarLogical(TRUE);
 }
 

@@ -15,9 +15,11 @@ SEXP ffi_cuda_meminfo(SEXP device) {
                   XLENGTH(device) == 1
               ? asInteger(device)
               : NA_INTEGER;
-  if (d == NA_INTEGER || d < 0) error("device must be a non-negative integer");
+  if (d == NA_INTEGER || d < 0)
+    error("device must be a non-negative integer");
   double fr = 0, tot = 0;
-  if (rk_cuda_meminfo(d, &fr, &tot) != 0) return R_NilValue;
+  if (rk_cuda_meminfo(d, &fr, &tot) != 0)
+    return R_NilValue;
   SEXP res = PROTECT(allocVector(REALSXP, 2)); /* 1: result */
   SEXP nms = PROTECT(allocVector(STRSXP, 2));  /* 2: names  */
   REAL(res)[0] = fr;

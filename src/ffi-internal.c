@@ -12,8 +12,8 @@
 
 /* a named list from n SEXPs (each already protected by the caller) */
 static SEXP named_list(int n, const char *const *names, SEXP *vals) {
-  SEXP res = PROTECT(allocVector(VECSXP, n));  /* 1 */
-  SEXP nms = PROTECT(allocVector(STRSXP, n));  /* 2 */
+  SEXP res = PROTECT(allocVector(VECSXP, n)); /* 1 */
+  SEXP nms = PROTECT(allocVector(STRSXP, n)); /* 2 */
   for (int i = 0; i < n; i++) {
     SET_VECTOR_ELT(res, i, vals[i]);
     SET_STRING_ELT(nms, i, mkChar(names[i]));
@@ -25,13 +25,13 @@ static SEXP named_list(int n, const char *const *names, SEXP *vals) {
 
 static SEXP ffi_op_table(void) {
   int n = rk_table_nops();
-  SEXP name = PROTECT(allocVector(STRSXP, n));   /* 1 */
-  SEXP nargs = PROTECT(allocVector(INTSXP, n));  /* 2 */
-  SEXP nip = PROTECT(allocVector(INTSXP, n));    /* 3 */
-  SEXP leaf = PROTECT(allocVector(LGLSXP, n));   /* 4 */
-  SEXP elem = PROTECT(allocVector(LGLSXP, n));   /* 5 */
-  SEXP expd = PROTECT(allocVector(LGLSXP, n));   /* 6 */
-  SEXP deriv = PROTECT(allocVector(STRSXP, n));  /* 7 */
+  SEXP name = PROTECT(allocVector(STRSXP, n));  /* 1 */
+  SEXP nargs = PROTECT(allocVector(INTSXP, n)); /* 2 */
+  SEXP nip = PROTECT(allocVector(INTSXP, n));   /* 3 */
+  SEXP leaf = PROTECT(allocVector(LGLSXP, n));  /* 4 */
+  SEXP elem = PROTECT(allocVector(LGLSXP, n));  /* 5 */
+  SEXP expd = PROTECT(allocVector(LGLSXP, n));  /* 6 */
+  SEXP deriv = PROTECT(allocVector(STRSXP, n)); /* 7 */
   for (int i = 0; i < n; i++) {
     const char *nm = "";
     int na = 0, ni = 0, fl = 0;
@@ -43,12 +43,12 @@ static SEXP ffi_op_table(void) {
     LOGICAL(elem)[i] = (fl & RK_OPF_ELEMENTWISE) != 0;
     LOGICAL(expd)[i] = (fl & RK_OPF_EXPANDED) != 0;
     SET_STRING_ELT(deriv, i,
-                   mkChar((fl & RK_OPF_ZERO_DERIV)    ? "zero"
+                   mkChar((fl & RK_OPF_ZERO_DERIV)   ? "zero"
                           : (fl & RK_OPF_DERIVATIVE) ? "rule"
                                                      : "none"));
   }
-  static const char *const nms[] = {"name", "nargs", "nip", "leaf",
-                                    "elementwise", "expanded", "derivative"};
+  static const char *const nms[] = {
+      "name", "nargs", "nip", "leaf", "elementwise", "expanded", "derivative"};
   SEXP vals[] = {name, nargs, nip, leaf, elem, expd, deriv};
   _Static_assert(sizeof nms / sizeof nms[0] == sizeof vals / sizeof vals[0],
                  "one name per value");
@@ -87,7 +87,7 @@ static SEXP ffi_red_table(void) {
 
 /* list(ops = <columns of the op table>, reds = <columns of red.def>) */
 SEXP ffi_engine_tables(void) {
-  SEXP ops = PROTECT(ffi_op_table());  /* 1 */
+  SEXP ops = PROTECT(ffi_op_table());   /* 1 */
   SEXP reds = PROTECT(ffi_red_table()); /* 2 */
   static const char *const nms[] = {"ops", "reds"};
   SEXP vals[] = {ops, reds};
@@ -115,8 +115,7 @@ SEXP ffi_ctest(SEXP name, SEXP tmpdir) {
     error("ffi_ctest: name and tmpdir must be strings");
   char msg[1024];
   int ok = rk_ctest_run(CHAR(STRING_ELT(name, 0)),
-                        translateChar(STRING_ELT(tmpdir, 0)), msg,
-                        sizeof msg);
+                        translateChar(STRING_ELT(tmpdir, 0)), msg, sizeof msg);
   if (ok < 0)
     error("%s", msg);
   SEXP pass = PROTECT(ScalarLogical(ok == 1)); /* 1 */

@@ -27,8 +27,8 @@
 #include "ffi.h"
 #include "solve.h"
 
-/* ---- unpacking -------------------------------------------------------------- */
-
+/* ---- unpacking --------------------------------------------------------------
+ */
 
 static void NORET solve_abortf(int code, const char *msg) {
   rk_error e;
@@ -71,8 +71,7 @@ typedef struct kernel_spec {
 static void kernel_unpack(SEXP spec, kernel_spec *k) {
   SEXP ptr = ffi_list_get(spec, "ptr"), inputs = ffi_list_get(spec, "inputs");
   k->f = ffi_formula(ptr);
-  if (TYPEOF(inputs) != VECSXP ||
-      XLENGTH(inputs) != rk_formula_nvars(k->f))
+  if (TYPEOF(inputs) != VECSXP || XLENGTH(inputs) != rk_formula_nvars(k->f))
     solve_abortf(RK_EINTERNAL, "solve: the kernel inputs do not match");
   k->nin = (int)XLENGTH(inputs);
   k->in = (rk_input *)R_alloc(k->nin > 0 ? k->nin : 1, sizeof *k->in);
@@ -80,7 +79,8 @@ static void kernel_unpack(SEXP spec, kernel_spec *k) {
     as_input(VECTOR_ELT(inputs, v), &k->in[v]);
 }
 
-/* ---- progress ---------------------------------------------------------------- */
+/* ---- progress
+ * ---------------------------------------------------------------- */
 
 typedef struct progress_data {
   const char *what;
@@ -89,11 +89,12 @@ typedef struct progress_data {
 static void progress(void *data, int iter, double resid, double elapsed,
                      int done) {
   progress_data *pd = data;
-  REprintf("\r%s: iteration %d, residual %.2e, %.1f s%s", pd->what, iter,
-           resid, elapsed, done ? "\n" : "   ");
+  REprintf("\r%s: iteration %d, residual %.2e, %.1f s%s", pd->what, iter, resid,
+           elapsed, done ? "\n" : "   ");
 }
 
-/* ---- shared set-up ------------------------------------------------------------- */
+/* ---- shared set-up
+ * ------------------------------------------------------------- */
 
 typedef struct solve_setup {
   rk_options o;
@@ -166,9 +167,8 @@ static void solve_acquire(solve_setup *s) {
                             s->col.f, s->col.in, s->col.nin, &s->o,
                             &e) != RK_OK)
     ffi_abort(&e, NULL, NULL); /* init freed what it had taken */
-  if (s->sk.f &&
-      rk_solve_kernels_sketch(&s->kern, s->sk.f, s->sk.in, s->sk.nin,
-                              s->sk_pos, &e) != RK_OK)
+  if (s->sk.f && rk_solve_kernels_sketch(&s->kern, s->sk.f, s->sk.in, s->sk.nin,
+                                         s->sk_pos, &e) != RK_OK)
     ffi_abort(&e, NULL, NULL); /* freed everything */
   rk_solve_kernels_sop(&s->kern, &s->A);
 }
@@ -191,8 +191,8 @@ static SEXP named_list(int n, const char *const *names) {
 }
 
 static SEXP precond_info(const rk_precond *P) {
-  static const char *const f[] = {"rank",    "shift",          "trace_left",
-                                  "logdet",  "seconds",        "column_seconds",
+  static const char *const f[] = {"rank",        "shift",   "trace_left",
+                                  "logdet",      "seconds", "column_seconds",
                                   "gram_seconds"};
   SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   SET_VECTOR_ELT(res, 0, ScalarInteger(P->rank));
@@ -229,10 +229,9 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   solve_setup s;
   setup(&s, mv, col, diag, ctl, options, n, ncol, "rkeops solve");
 
-  static const char *const f[] = {"x",          "iterations", "residual",
-                                  "products",   "exact_products", "cycles",
-                                  "converged",  "switched64", "precond",
-                                  "stalled"};
+  static const char *const f[] = {
+      "x",      "iterations", "residual",   "products", "exact_products",
+      "cycles", "converged",  "switched64", "precond",  "stalled"};
   SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   SEXP x = allocMatrix(REALSXP, (int)n, ncol);
   SET_VECTOR_ELT(res, 0, x);
@@ -287,8 +286,8 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
    A^-1 y beside the probes); the block product has probes + nb columns.
    Returns list(quad (per probe), precond (with logdet = log det P),
    iterations, residual, z, solves, pinv_z, ok, b_solve, b_iterations,
-   b_residual, stalled); z, solves and pinv_z only when ctl$keep is TRUE, the b_*
-   only with ctl$b. */
+   b_residual, stalled); z, solves and pinv_z only when ctl$keep is TRUE, the
+   b_* only with ctl$b. */
 static SEXP column_block(const double *src, int64_t n, int c0, int nc) {
   SEXP m = allocMatrix(REALSXP, (int)n, nc);
   if (nc > 0)
@@ -296,8 +295,7 @@ static SEXP column_block(const double *src, int64_t n, int c0, int nc) {
   return m;
 }
 
-SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
-                SEXP options) {
+SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options) {
   int ncol, nb = 0;
   int64_t n = matrix_rows(w, &ncol, "w");
   SEXP b = ffi_list_get(ctl, "b");
@@ -308,9 +306,9 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
   setup(&s, mv, col, diag, ctl, options, n, tot, "rkeops logdet");
   int keep = asLogical(ffi_list_get(ctl, "keep")) == TRUE;
   int cap = s.ctl.maxit;
-  static const char *const f[] = {"quad",   "precond", "iterations",
-                                  "residual", "z",     "solves",
-                                  "pinv_z", "ok",      "b_solve",
+  static const char *const f[] = {"quad",         "precond",    "iterations",
+                                  "residual",     "z",          "solves",
+                                  "pinv_z",       "ok",         "b_solve",
                                   "b_iterations", "b_residual", "stalled"};
   SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   SEXP quad = allocVector(REALSXP, ncol);
@@ -320,10 +318,10 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
   size_t nn = (size_t)n * tot;
   double *z = (double *)R_alloc(nn > 0 ? nn : 1, sizeof(double));
   double *x = (double *)R_alloc(nn > 0 ? nn : 1, sizeof(double));
-  double *pz = keep ? (double *)R_alloc((size_t)n * ncol > 0 ?
-                                        (size_t)n * ncol : 1,
-                                        sizeof(double))
-                    : NULL;
+  double *pz =
+      keep ? (double *)R_alloc((size_t)n * ncol > 0 ? (size_t)n * ncol : 1,
+                               sizeof(double))
+           : NULL;
   int *its = (int *)R_alloc(tot > 0 ? tot : 1, sizeof(int));
   double *rel = (double *)R_alloc(tot > 0 ? tot : 1, sizeof(double));
   memset(x, 0, nn * sizeof(double));
@@ -397,7 +395,8 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
   return res;
 }
 
-/* ---- the pivoted Cholesky of a dense matrix (tests) ------------------------ */
+/* ---- the pivoted Cholesky of a dense matrix (tests) ------------------------
+ */
 
 typedef struct dense_cols {
   const double *A;
@@ -439,12 +438,12 @@ SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP theta) {
   rk_error e;
   ffi_err_init(&e);
   rk_precond P;
-  int rc = rk_precond_build(&P, &S, RK_PRECOND_PIVCHOL, asInteger(rank), 0,
-                            0, NULL, &e);
+  int rc = rk_precond_build(&P, &S, RK_PRECOND_PIVCHOL, asInteger(rank), 0, 0,
+                            NULL, &e);
   if (rc != RK_OK)
     ffi_abort(&e, NULL, NULL);
-  static const char *const f[] = {"L", "piv", "trace_left", "shift",
-                                  "logdet", "Lf"};
+  static const char *const f[] = {"L",     "piv",    "trace_left",
+                                  "shift", "logdet", "Lf"};
   SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   int r = P.rank;
   SEXP L = allocMatrix(REALSXP, n, r);

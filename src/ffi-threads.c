@@ -21,8 +21,8 @@ SEXP ffi_threads_info(SEXP ncore) {
     req = (int)REAL(ncore)[0];
   const char *why = "";
   int n = rk_threads_get(req, &why);
-  const char *names[] = {"threads", "why", "available", "last_used", "pool",
-                         "forked"};
+  const char *names[] = {"threads",   "why",  "available",
+                         "last_used", "pool", "forked"};
   SEXP res = PROTECT(allocVector(VECSXP, 6));
   SEXP nms = PROTECT(allocVector(STRSXP, 6));
   for (int i = 0; i < 6; i++)

@@ -44,7 +44,8 @@ static SEXP ffi_str_na(const char *s) {
   return s ? ffi_str(s) : ScalarString(NA_STRING);
 }
 
-/* ---- errors --------------------------------------------------------------- */
+/* ---- errors ---------------------------------------------------------------
+ */
 
 void ffi_err_init(rk_error *e) {
   e->code = RK_OK;
@@ -55,8 +56,7 @@ void ffi_err_init(rk_error *e) {
 
 /* Raise the R condition for e (never returns).  Must be called only when no
    C resource is held: the condition is signalled with a longjmp. */
-void NORET ffi_abort(rk_error *e, const char *formula,
-                     const char *messages) {
+void NORET ffi_abort(rk_error *e, const char *formula, const char *messages) {
   e->msg[sizeof e->msg - 1] = '\0';
   e->log[sizeof e->log - 1] = '\0';
   e->path[sizeof e->path - 1] = '\0';
@@ -75,10 +75,9 @@ void NORET ffi_abort(rk_error *e, const char *formula,
   SET_VECTOR_ELT(info, 4, ScalarInteger(e->arg));
   SET_VECTOR_ELT(info, 5, mkString(e->log));
   SET_VECTOR_ELT(info, 6, mkString(e->path));
-  SET_VECTOR_ELT(info, 7, formula ? ffi_str(formula)
-                                  : R_NilValue);
+  SET_VECTOR_ELT(info, 7, formula ? ffi_str(formula) : R_NilValue);
   SET_VECTOR_ELT(info, 8, mkString(messages ? messages : ""));
-  SEXP ns = PROTECT(R_FindNamespace(mkString("rkeops"))); /* 3: namespace */
+  SEXP ns = PROTECT(R_FindNamespace(mkString("rkeops")));   /* 3: namespace */
   SEXP call = PROTECT(lang2(install("rk_ffi_fail"), info)); /* 4: call */
   eval(call, ns);
   UNPROTECT(4);
@@ -97,7 +96,8 @@ void NORET ffi_abortf(int code, const char *fmt, ...) {
   ffi_abort(&e, NULL, NULL);
 }
 
-/* ---- small unpacking helpers ------------------------------------------------ */
+/* ---- small unpacking helpers ------------------------------------------------
+ */
 
 static const char *ffi_string1(SEXP x, const char *what) {
   if (TYPEOF(x) != STRSXP || XLENGTH(x) != 1 || STRING_ELT(x, 0) == NA_STRING)
@@ -129,7 +129,6 @@ SEXP ffi_list_get(SEXP list, const char *name) {
  * Messages from the engine are collected in a fixed buffer on the C stack
  * (no allocation while the engine runs) and returned to R, which shows them
  * with message() so that they can be captured and muffled. */
-
 
 static void ffi_message(void *data, const char *msg) {
   ffi_msgbuf *mb = data;
@@ -193,7 +192,8 @@ void ffi_options(SEXP options, rk_options *o, ffi_msgbuf *mb) {
   o->message_data = mb;
 }
 
-/* ---- formulas ---------------------------------------------------------------- */
+/* ---- formulas
+ * ---------------------------------------------------------------- */
 
 static void ffi_formula_finalize(SEXP ptr) {
   rk_formula *f = R_ExternalPtrAddr(ptr);
@@ -328,7 +328,8 @@ SEXP ffi_ptr_is_null(SEXP ptr) {
   return ScalarLogical(R_ExternalPtrAddr(ptr) == NULL);
 }
 
-/* ---- running ----------------------------------------------------------------- */
+/* ---- running
+ * ----------------------------------------------------------------- */
 
 SEXP ffi_with_messages(SEXP x, const ffi_msgbuf *mb) {
   if (mb->len > 0) {
@@ -359,8 +360,7 @@ SEXP ffi_run(SEXP ptr, SEXP inputs, SEXP options, SEXP inner_dim_is_row) {
   for (int p = 0; p < nv; p++) {
     SEXP x = VECTOR_ELT(inputs, p);
     if (TYPEOF(x) != REALSXP)
-      ffi_abortf(RK_EINPUT, "input %d is not a double vector or matrix",
-                 p + 1);
+      ffi_abortf(RK_EINPUT, "input %d is not a double vector or matrix", p + 1);
     SEXP dim = getAttrib(x, R_DimSymbol);
     int64_t nr, nc;
     if (TYPEOF(dim) == INTSXP && XLENGTH(dim) == 2) {
@@ -459,7 +459,8 @@ SEXP ffi_nvrtc_check(SEXP ptr, SEXP precision, SEXP major, SEXP minor) {
   return ScalarLogical(TRUE);
 }
 
-/* ---- engine state ------------------------------------------------------------ */
+/* ---- engine state
+ * ------------------------------------------------------------ */
 
 SEXP ffi_cache_clear_memory(void) {
   rk_cache_clear_memory();

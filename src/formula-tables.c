@@ -6,7 +6,9 @@
 
 #include "ad-rules.h"
 
-int rk_table_nops(void) { return RK_OP__COUNT; }
+int rk_table_nops(void) {
+  return RK_OP__COUNT;
+}
 
 int rk_table_op(int i, const char **name, int *nargs, int *nip, int *flags) {
   if (i < 0 || i >= RK_OP__COUNT)
@@ -31,7 +33,9 @@ int rk_table_op(int i, const char **name, int *nargs, int *nip, int *flags) {
   return 1;
 }
 
-int rk_table_nreds(void) { return RK_RED__COUNT; }
+int rk_table_nreds(void) {
+  return RK_RED__COUNT;
+}
 
 int rk_table_red(int i, const char **name, int *nf, int *hask, int *outkind,
                  int *diff) {

@@ -33,10 +33,11 @@ static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
        local memory): bounded, now that K may exceed the number of points */
     if ((long long)f->K * d > RK_KMIN_MAX)
       return rk_err_at(err, RK_EVALUE, src, redpos,
-                            "%s_Reduction: K * dimension = %lld is larger "
-                            "than %d (the K smallest values of each output "
-                            "row are kept in the kernel's local memory)",
-                            ri->name, (long long)f->K * d, RK_KMIN_MAX), -1;
+                       "%s_Reduction: K * dimension = %lld is larger "
+                       "than %d (the K smallest values of each output "
+                       "row are kept in the kernel's local memory)",
+                       ri->name, (long long)f->K * d, RK_KMIN_MAX),
+             -1;
     out = (long long)f->K * d * (f->red == RK_RED_KMIN_ARGKMIN ? 2 : 1);
     break;
   case RK_RED_LOGSUMEXP:
@@ -44,9 +45,10 @@ static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
   case RK_RED_SUMSOFTMAXWEIGHT:
     if (d != 1)
       return rk_err_at(err, RK_EDIM, src, redpos,
-                            "%s_Reduction: the formula has dimension %d, "
-                            "not 1",
-                            ri->name, d), -1;
+                       "%s_Reduction: the formula has dimension %d, "
+                       "not 1",
+                       ri->name, d),
+             -1;
     out = f->w ? f->w->dim : 1;
     break;
   default:
@@ -54,8 +56,9 @@ static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
   }
   if (out > 1000000)
     return rk_err_at(err, RK_EVALUE, src, redpos,
-                          "%s_Reduction: output dimension %lld is too large",
-                          ri->name, out), -1;
+                     "%s_Reduction: output dimension %lld is too large",
+                     ri->name, out),
+           -1;
   return (int)out;
 }
 
@@ -120,7 +123,9 @@ void rk_formula_free(rk_formula *f) {
     rk_ctx_free(f->ctx); /* f lives in its own arena */
 }
 
-int rk_formula_nvars(const rk_formula *f) { return f->nvars; }
+int rk_formula_nvars(const rk_formula *f) {
+  return f->nvars;
+}
 
 const char *rk_formula_var_name(const rk_formula *f, int pos) {
   return pos >= 0 && pos < f->nvars ? f->vars[pos].name : NULL;
@@ -134,15 +139,21 @@ int rk_formula_var_cat(const rk_formula *f, int pos) {
   return pos >= 0 && pos < f->nvars ? f->vars[pos].cat : -1;
 }
 
-int rk_formula_axis(const rk_formula *f) { return f->axis; }
+int rk_formula_axis(const rk_formula *f) {
+  return f->axis;
+}
 
-int rk_formula_outdim(const rk_formula *f) { return f->outdim; }
+int rk_formula_outdim(const rk_formula *f) {
+  return f->outdim;
+}
 
 int rk_formula_outkind(const rk_formula *f) {
   return rk_reds[f->red].outkind;
 }
 
-const char *rk_formula_canonical(const rk_formula *f) { return f->canonical; }
+const char *rk_formula_canonical(const rk_formula *f) {
+  return f->canonical;
+}
 
 int rk_formula_nodes(const rk_formula *f) {
   const rk_node *roots[2] = {f->f, f->w};

@@ -24,8 +24,7 @@ SEXP ffi_ptr_is_null(SEXP ptr);
 /* defined in ffi-solve.c (solve(), kernel_logdet()) */
 SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
                SEXP options);
-SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl,
-                SEXP options);
+SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options);
 /* defined in ffi-internal.c (the package's own tests) */
 SEXP ffi_engine_tables(void);
 SEXP ffi_ctest(SEXP name, SEXP tmpdir);
@@ -35,8 +34,8 @@ SEXP ffi_cuda_meminfo(SEXP device);
 void rk_ffi_init(DllInfo *dll);
 /* defined in ffi-backend.c (internal: the backend layer, rk_operator) */
 SEXP ffi_op_prepare(SEXP ptr, SEXP inputs, SEXP options);
-SEXP ffi_op_run(SEXP op, SEXP rows, SEXP js, SEXP replace, SEXP x,
-                SEXP states, SEXP want_states);
+SEXP ffi_op_run(SEXP op, SEXP rows, SEXP js, SEXP replace, SEXP x, SEXP states,
+                SEXP want_states);
 SEXP ffi_op_merge(SEXP op, SEXP states, SEXP finalize);
 SEXP ffi_op_info(SEXP op);
 SEXP ffi_be_arena(SEXP ptr, SEXP options, SEXP n);

@@ -27,29 +27,33 @@ int rk_ir_dim_leaf(int op, const int *ip, rk_error *e) {
   switch (op) {
   case RK_OP_VAR:
     if (ip[0] < 0)
-      return rk_err(e, RK_EVALUE, -1,
-                    "Var: position %d must be >= 0", ip[0]), -1;
+      return rk_err(e, RK_EVALUE, -1, "Var: position %d must be >= 0", ip[0]),
+             -1;
     if (ip[1] < 1 || ip[1] > RK_IR_MAX_DIM)
       return rk_err(e, RK_EVALUE, -1,
                     "Var: dimension %d must be between 1 and %d", ip[1],
-                    RK_IR_MAX_DIM), -1;
+                    RK_IR_MAX_DIM),
+             -1;
     if (ip[2] < RK_CAT_I || ip[2] > RK_CAT_P)
       return rk_err(e, RK_EVALUE, -1,
                     "Var: category %d must be 0 (i), 1 (j) or 2 (parameter)",
-                    ip[2]), -1;
+                    ip[2]),
+             -1;
     return ip[1];
   case RK_OP_ZERO:
     if (ip[0] < 1 || ip[0] > RK_IR_MAX_DIM)
       return rk_err(e, RK_EVALUE, -1,
                     "Zero: dimension %d must be between 1 and %d", ip[0],
-                    RK_IR_MAX_DIM), -1;
+                    RK_IR_MAX_DIM),
+             -1;
     return ip[0];
   default: /* IntCst, Cst */
     return 1;
   }
 }
 
-/* ---- elementwise ------------------------------------------------------------ */
+/* ---- elementwise ------------------------------------------------------------
+ */
 
 int rk_dim_same(const rk_node *const *args, const int *ip, rk_error *e) {
   (void)ip;
@@ -81,7 +85,8 @@ int rk_dim_bcast(const rk_node *const *args, const int *ip, rk_error *e) {
   return d;
 }
 
-/* ---- reductions over the inner dimension --------------------------------------- */
+/* ---- reductions over the inner dimension
+ * --------------------------------------- */
 
 int rk_dim_one(const rk_node *const *args, const int *ip, rk_error *e) {
   (void)args;
@@ -94,7 +99,8 @@ int rk_dim_eq1(const rk_node *const *args, const int *ip, rk_error *e) {
   (void)ip;
   if (args[0]->dim != args[1]->dim)
     return rk_err(e, RK_EDIM, -1, "dimensions %d and %d must be equal",
-                  args[0]->dim, args[1]->dim), -1;
+                  args[0]->dim, args[1]->dim),
+           -1;
   return 1;
 }
 
@@ -131,28 +137,32 @@ int rk_dim_wsqdist(const rk_node *const *args, const int *ip, rk_error *e) {
   return rk_check_weight(args[0]->dim, d, e);
 }
 
-/* ---- vector operations --------------------------------------------------------- */
+/* ---- vector operations
+ * --------------------------------------------------------- */
 
 int rk_dim_elem(const rk_node *const *args, const int *ip, rk_error *e) {
   if (ip[0] < 0 || ip[0] >= args[0]->dim)
     return rk_err(e, RK_EVALUE, -1,
                   "index %d is out of range for dimension %d (indices start "
                   "at 0)",
-                  ip[0], args[0]->dim), -1;
+                  ip[0], args[0]->dim),
+           -1;
   return 1;
 }
 
 int rk_dim_elemt(const rk_node *const *args, const int *ip, rk_error *e) {
   if (args[0]->dim != 1)
     return rk_err(e, RK_EDIM, -1, "the argument has dimension %d, not 1",
-                  args[0]->dim), -1;
+                  args[0]->dim),
+           -1;
   if (ip[0] < 1)
     return rk_err(e, RK_EVALUE, -1, "dimension %d must be >= 1", ip[0]), -1;
   if (ip[1] < 0 || ip[1] >= ip[0])
     return rk_err(e, RK_EVALUE, -1,
                   "index %d is out of range for dimension %d (indices start "
                   "at 0)",
-                  ip[1], ip[0]), -1;
+                  ip[1], ip[0]),
+           -1;
   return ip[0];
 }
 
@@ -162,7 +172,8 @@ int rk_dim_extract(const rk_node *const *args, const int *ip, rk_error *e) {
     return rk_err(e, RK_EVALUE, -1,
                   "start %d and length %d do not fit in dimension %d (need "
                   "start >= 0, length >= 1, start + length <= %d)",
-                  ip[0], ip[1], d, d), -1;
+                  ip[0], ip[1], d, d),
+           -1;
   return ip[1];
 }
 
@@ -174,7 +185,8 @@ int rk_dim_extractt(const rk_node *const *args, const int *ip, rk_error *e) {
     return rk_err(e, RK_EVALUE, -1,
                   "an argument of dimension %d at start %d does not fit in "
                   "dimension %d",
-                  d, ip[0], ip[1]), -1;
+                  d, ip[0], ip[1]),
+           -1;
   return ip[1];
 }
 
@@ -187,7 +199,8 @@ int rk_dim_concat(const rk_node *const *args, const int *ip, rk_error *e) {
 int rk_dim_onehot(const rk_node *const *args, const int *ip, rk_error *e) {
   if (args[0]->dim != 1)
     return rk_err(e, RK_EDIM, -1, "the argument has dimension %d, not 1",
-                  args[0]->dim), -1;
+                  args[0]->dim),
+           -1;
   if (ip[0] < 1)
     return rk_err(e, RK_EVALUE, -1, "dimension %d must be >= 1", ip[0]), -1;
   return ip[0];
@@ -204,7 +217,8 @@ int rk_dim_matvec(const rk_node *const *args, const int *ip, rk_error *e) {
     return rk_err(e, RK_EDIM, -1,
                   "matrix dimension %d is not a multiple of vector dimension "
                   "%d",
-                  da, dv), -1;
+                  da, dv),
+           -1;
   return da / dv;
 }
 
@@ -215,28 +229,30 @@ int rk_dim_vecmat(const rk_node *const *args, const int *ip, rk_error *e) {
     return rk_err(e, RK_EDIM, -1,
                   "matrix dimension %d is not a multiple of vector dimension "
                   "%d",
-                  da, dv), -1;
+                  da, dv),
+           -1;
   return da / dv;
 }
 
-int rk_dim_tensorprod(const rk_node *const *args, const int *ip,
-                      rk_error *e) {
+int rk_dim_tensorprod(const rk_node *const *args, const int *ip, rk_error *e) {
   (void)ip;
   long long d = (long long)args[0]->dim * args[1]->dim;
   if (d > RK_IR_MAX_DIM)
     return rk_err(e, RK_EDIM, -1,
                   "dimensions %d and %d give dimension %lld, larger than %d",
-                  args[0]->dim, args[1]->dim, d, RK_IR_MAX_DIM), -1;
+                  args[0]->dim, args[1]->dim, d, RK_IR_MAX_DIM),
+           -1;
   return (int)d;
 }
 
-/* ---- differentiation ------------------------------------------------------------ */
+/* ---- differentiation
+ * ------------------------------------------------------------ */
 
 int rk_dim_ad(const rk_node *const *args, const int *ip, rk_error *e) {
   (void)ip;
   if (args[1]->op != RK_OP_VAR)
-    return rk_err(e, RK_EVALUE, -1,
-                  "the second argument must be a variable"), -1;
+    return rk_err(e, RK_EVALUE, -1, "the second argument must be a variable"),
+           -1;
   return 1;
 }
 
@@ -247,24 +263,27 @@ int rk_ir_dim_ad(int op, const rk_node *const *args, rk_error *e) {
     if (args[2]->dim != df)
       return rk_err(e, RK_EDIM, -1,
                     "the gradient input has dimension %d, the formula %d",
-                    args[2]->dim, df), -1;
+                    args[2]->dim, df),
+             -1;
     return dv;
   case RK_OP_DIFF: /* Diff(f, x, u): u has x's dimension */
     if (args[2]->dim != dv)
       return rk_err(e, RK_EDIM, -1,
                     "the direction has dimension %d, the variable %d",
-                    args[2]->dim, dv), -1;
+                    args[2]->dim, dv),
+             -1;
     return df;
   case RK_OP_LAPLACIAN:
     if (df != 1)
-      return rk_err(e, RK_EDIM, -1,
-                    "the formula has dimension %d, not 1", df), -1;
+      return rk_err(e, RK_EDIM, -1, "the formula has dimension %d, not 1", df),
+             -1;
     return 1;
   case RK_OP_DIVERGENCE:
     if (df != dv)
       return rk_err(e, RK_EDIM, -1,
                     "dimensions %d (formula) and %d (variable) must be equal",
-                    df, dv), -1;
+                    df, dv),
+             -1;
     return 1;
   default:
     return rk_err(e, RK_EINTERNAL, -1, "not a differentiation op"), -1;

@@ -19,9 +19,8 @@
 
 /* the dimension rules, declared from ops.def's DIMFN column (repeated
    identical declarations are valid C) */
-typedef int rk_dim_rule(const rk_node *const *args, const int *ip,
-                        rk_error *e);
-#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)    \
+typedef int rk_dim_rule(const rk_node *const *args, const int *ip, rk_error *e);
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)       \
   rk_dim_rule dimfn;
 #include "ops.def"
 #undef X

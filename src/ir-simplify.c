@@ -42,8 +42,8 @@ static const rk_node *rk_simp_value(rk_ctx *c, double v, int isint) {
 
 /* the scalar definitions of scalar-defs.h, compiled in double: the same
    text as the kernels' preludes */
-#define T double
-#define RK_S(f) f
+#define T                            double
+#define RK_S(f)                      f
 #define RK_SD_FN(name, params, body) static inline T rk_##name##_s params body
 RK_SCALAR_DEFS(RK_SD_FN)
 #undef RK_SD_FN
@@ -58,9 +58,9 @@ static int rk_simp_eval(int op, const double *x, const int *ip, double *r) {
   (void)d;
   (void)ip;
   switch (op) {
-#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)    \
-  case RK_OP_##E:                                                             \
-    *r = (fold);                                                              \
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)       \
+  case RK_OP_##E:                                                              \
+    *r = (fold);                                                               \
     return (fok) != 0;
 #include "ops.def"
 #undef X
@@ -91,7 +91,9 @@ static const rk_node *rk_simp_fold(rk_ctx *c, int op,
   return rk_simp_value(c, r, allint);
 }
 
-static int rk_is_zero_node(const rk_node *n) { return n->op == RK_OP_ZERO; }
+static int rk_is_zero_node(const rk_node *n) {
+  return n->op == RK_OP_ZERO;
+}
 
 /* elementwise ops with f(0) = 0 (ops.def's CLASS column) */
 static const unsigned char rk_simp_class[] = {
@@ -150,17 +152,21 @@ static const rk_node *rk_simp_rules(rk_ctx *c, int op,
     if (ip[0] == 0 && dim == 1)
       return rk_intcst(c, 1);
     break;
-  case RK_OP_SUM: case RK_OP_MAX: case RK_OP_MIN:
+  case RK_OP_SUM:
+  case RK_OP_MAX:
+  case RK_OP_MIN:
     if (a->dim == 1)
       return a;
     if (rk_is_zero_node(a))
       return rk_zero(c, 1);
     return NULL;
-  case RK_OP_ARGMAX: case RK_OP_ARGMIN:
+  case RK_OP_ARGMAX:
+  case RK_OP_ARGMIN:
     if (a->dim == 1 || rk_is_zero_node(a))
       return rk_zero(c, 1);
     return NULL;
-  case RK_OP_SQNORM2: case RK_OP_NORM2:
+  case RK_OP_SQNORM2:
+  case RK_OP_NORM2:
     return rk_is_zero_node(a) ? rk_zero(c, 1) : NULL;
   case RK_OP_SCALPROD:
     return rk_is_zero_node(a) || rk_is_zero_node(b) ? rk_zero(c, 1) : NULL;
@@ -194,13 +200,16 @@ static const rk_node *rk_simp_rules(rk_ctx *c, int op,
     return rk_is_zero(a) && a->dim == 1 ? rk_zero(c, dim)
            : rk_is_zero_node(a)         ? rk_zero(c, dim)
                                         : NULL;
-  case RK_OP_ELEMT: case RK_OP_SUMT:
+  case RK_OP_ELEMT:
+  case RK_OP_SUMT:
     if (dim == 1)
       return a;
     return rk_is_zero(a) ? rk_zero(c, dim) : NULL;
   case RK_OP_CONCAT:
     return rk_is_zero_node(a) && rk_is_zero_node(b) ? rk_zero(c, dim) : NULL;
-  case RK_OP_MATVECMULT: case RK_OP_VECMATMULT: case RK_OP_TENSORPROD:
+  case RK_OP_MATVECMULT:
+  case RK_OP_VECMATMULT:
+  case RK_OP_TENSORPROD:
     return rk_is_zero(a) || rk_is_zero(b) ? rk_zero(c, dim) : NULL;
   default:
     break;

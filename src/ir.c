@@ -14,14 +14,14 @@
 /* ---- the tables ---------------------------------------------------------- */
 
 const rk_opinfo rk_ops[RK_OP__COUNT] = {
-#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)                     \
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)       \
   [RK_OP_##E] = {name, na, nip, dimfn, cexpr},
 #include "ops.def"
 #undef X
 };
 
 const rk_redinfo rk_reds[RK_RED__COUNT] = {
-#define R(E, name, nf, hask, outkind, diff) \
+#define R(E, name, nf, hask, outkind, diff)                                    \
   [RK_RED_##E] = {name, nf, hask, outkind, diff},
 #include "red.def"
 #undef R
@@ -47,7 +47,8 @@ int rk_red_lookup(const char *name, size_t len) {
   return -1;
 }
 
-/* ---- the context ----------------------------------------------------------- */
+/* ---- the context -----------------------------------------------------------
+ */
 
 struct rk_ctx {
   rk_arena *arena;
@@ -79,11 +80,17 @@ void rk_ctx_free(rk_ctx *c) {
   free(c);
 }
 
-rk_arena *rk_ctx_arena(rk_ctx *c) { return c->arena; }
+rk_arena *rk_ctx_arena(rk_ctx *c) {
+  return c->arena;
+}
 
-int rk_ctx_nnodes(const rk_ctx *c) { return c->nnodes; }
+int rk_ctx_nnodes(const rk_ctx *c) {
+  return c->nnodes;
+}
 
-void rk_ctx_set_expand(rk_ctx *c, rk_expand_fn fn) { c->expand = fn; }
+void rk_ctx_set_expand(rk_ctx *c, rk_expand_fn fn) {
+  c->expand = fn;
+}
 
 static uint64_t rk_ir_hash(int op, int dim, const rk_node *const *args,
                            int nargs, const int *ip, int nip, double dp) {
@@ -162,7 +169,7 @@ const rk_node *rk_make(rk_ctx *c, int op, int dim, const rk_node *const *args,
   for (int i = 0; i < nip; i++)
     n->ip[i] = ip[i];
   if (op == RK_OP_VAR)
-    n->deps = ip[2] == RK_CAT_I ? RK_DEP_I
+    n->deps = ip[2] == RK_CAT_I   ? RK_DEP_I
               : ip[2] == RK_CAT_J ? RK_DEP_J
                                   : RK_DEP_P;
   n->id = c->nnodes++;
@@ -171,7 +178,8 @@ const rk_node *rk_make(rk_ctx *c, int op, int dim, const rk_node *const *args,
   return n;
 }
 
-/* ---- the checked constructor ------------------------------------------------ */
+/* ---- the checked constructor ------------------------------------------------
+ */
 
 /* prefix the op's name to the reason a DIMFN wrote */
 static void rk_ir_name_error(int op, rk_error *e) {
@@ -249,7 +257,8 @@ const rk_node *rk_build(rk_ctx *c, int op, const rk_node *const *args,
   return n;
 }
 
-/* ---- convenience builders ---------------------------------------------------- */
+/* ---- convenience builders
+ * ---------------------------------------------------- */
 
 const rk_node *rk_var(rk_ctx *c, int pos, int dim, int cat, rk_error *e) {
   int ip[3] = {pos, dim, cat};
@@ -295,7 +304,8 @@ const rk_node *rk_op1i(rk_ctx *c, int op, const rk_node *a, int p0, int p1,
   return rk_build(c, op, args, 1, ip, nip, 0, e);
 }
 
-/* ---- predicates ------------------------------------------------------------------ */
+/* ---- predicates
+ * ------------------------------------------------------------------ */
 
 int rk_is_zero(const rk_node *n) {
   return n != NULL &&
@@ -324,7 +334,8 @@ int rk_is_cst(const rk_node *n, double *v) {
   return 0;
 }
 
-/* ---- topological order (iterative: formulas may be deep) ---------------------- */
+/* ---- topological order (iterative: formulas may be deep)
+ * ---------------------- */
 /* The cost is in the nodes reachable from the roots, not in the size of the
    context: the AD driver orders one small formula per component of a
    Divergence in a context that holds all the others (a Laplacian in
@@ -345,7 +356,8 @@ static size_t topo_slot(const topo_set *s, const rk_node *n) {
 /* 1 when n was not in the set (now added), 0 when it was, -1 when OOM */
 static int topo_add(topo_set *s, const rk_node *n) {
   if (2 * (s->used + 1) > s->mask + 1) {
-    topo_set g = {calloc(2 * (s->mask + 1), sizeof *g.keys), 2 * s->mask + 1, 0};
+    topo_set g = {calloc(2 * (s->mask + 1), sizeof *g.keys), 2 * s->mask + 1,
+                  0};
     if (g.keys == NULL)
       return -1;
     for (size_t i = 0; i <= s->mask; i++)
@@ -406,10 +418,9 @@ int rk_topo(rk_ctx *c, const rk_node *const *roots, int nroots,
       if (next[sp - 1] < t->nargs) {
         const rk_node *ch = t->args[next[sp - 1]++];
         int a = topo_add(&seen, ch);
-        if (a < 0 || (a > 0 && (!topo_grow(&stack, &cap_stack, sp + 1,
-                                           sizeof *stack) ||
-                                !topo_grow(&next, &cap_next, sp + 1,
-                                           sizeof *next)))) {
+        if (a < 0 ||
+            (a > 0 && (!topo_grow(&stack, &cap_stack, sp + 1, sizeof *stack) ||
+                       !topo_grow(&next, &cap_next, sp + 1, sizeof *next)))) {
           ok = 0;
         } else if (a > 0) {
           stack[sp] = ch;

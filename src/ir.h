@@ -31,7 +31,8 @@
 enum { RK_OPC_KEEPZ = 1, RK_OPC_KEEPZ_POS = 2 };
 
 enum rk_op {
-#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls) RK_OP_##E,
+#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)       \
+  RK_OP_##E,
 #include "ops.def"
 #undef X
   RK_OP__COUNT
@@ -45,29 +46,29 @@ enum rk_redop {
 };
 
 #define RK_MAX_ARGS 3
-#define RK_MAX_IP 3
+#define RK_MAX_IP   3
 
 /* dependency flags of a node */
 enum { RK_DEP_I = 1, RK_DEP_J = 2, RK_DEP_P = 4 };
 
 typedef struct rk_node rk_node;
 struct rk_node {
-  int op;                          /* enum rk_op                          */
-  int dim;                         /* output dimension (>= 1)             */
-  int nargs;                       /* formula arguments                   */
+  int op;    /* enum rk_op                          */
+  int dim;   /* output dimension (>= 1)             */
+  int nargs; /* formula arguments                   */
   const rk_node *args[RK_MAX_ARGS];
-  int nip;                         /* integer parameters                  */
-  int ip[RK_MAX_IP];               /* Var: {pos, dim, cat}; IntCst: {n};
-                                      Zero: {dim}; Pow: {n}; Round: {d};
-                                      ClampInt: {a, b}; Elem: {m};
-                                      ElemT: {n, m}; Extract: {start, len};
-                                      ExtractT: {start, dim}; OneHot: {dim};
-                                      SumT: {dim}                         */
-  double dp;                       /* Cst: the value                      */
-  unsigned deps;                   /* RK_DEP_* of the subtree             */
-  int id;                          /* creation order in the context       */
+  int nip;           /* integer parameters                  */
+  int ip[RK_MAX_IP]; /* Var: {pos, dim, cat}; IntCst: {n};
+                        Zero: {dim}; Pow: {n}; Round: {d};
+                        ClampInt: {a, b}; Elem: {m};
+                        ElemT: {n, m}; Extract: {start, len};
+                        ExtractT: {start, dim}; OneHot: {dim};
+                        SumT: {dim}                         */
+  double dp;         /* Cst: the value                      */
+  unsigned deps;     /* RK_DEP_* of the subtree             */
+  int id;            /* creation order in the context       */
   uint64_t hash;
-  const rk_node *next;             /* hash-cons chain (internal)          */
+  const rk_node *next; /* hash-cons chain (internal)          */
 };
 
 typedef struct rk_ctx rk_ctx; /* arena + hash-cons table, one per compile */
@@ -81,8 +82,7 @@ int rk_ctx_nnodes(const rk_ctx *c);
    dimensions already checked): returns the plain formula, or NULL with e
    set.  rk_ad_expand (ad.h) is the one the engine uses. */
 typedef const rk_node *(*rk_expand_fn)(rk_ctx *c, int op,
-                                       const rk_node *const *args,
-                                       rk_error *e);
+                                       const rk_node *const *args, rk_error *e);
 /* the context's expander; NULL (the default) makes rk_build refuse the
    differentiation operations with RK_EUNSUPPORTED */
 void rk_ctx_set_expand(rk_ctx *c, rk_expand_fn fn);
@@ -113,9 +113,9 @@ const rk_node *rk_op1i(rk_ctx *c, int op, const rk_node *a, int p0, int p1,
                        rk_error *e); /* one formula arg + 1 or 2 int params */
 
 /* predicates */
-int rk_is_zero(const rk_node *n);             /* Zero, Cst 0, IntCst 0  */
-int rk_is_one(const rk_node *n);              /* Cst 1 or IntCst 1      */
-int rk_is_cst(const rk_node *n, double *v);   /* IntCst or Cst: value   */
+int rk_is_zero(const rk_node *n);           /* Zero, Cst 0, IntCst 0  */
+int rk_is_one(const rk_node *n);            /* Cst 1 or IntCst 1      */
+int rk_is_cst(const rk_node *n, double *v); /* IntCst or Cst: value   */
 
 /* nodes reachable from roots, children before parents, each once */
 int rk_topo(rk_ctx *c, const rk_node *const *roots, int nroots,
@@ -162,17 +162,17 @@ typedef struct rk_vardecl {
 
 struct rk_formula {
   rk_ctx *ctx;
-  int red;            /* enum rk_redop                                  */
-  int axis;           /* 1: over j, one output per i; 0: over i         */
-  int K;              /* for KMin & co, else 0                          */
-  const rk_node *f;   /* the reduced formula                            */
-  const rk_node *w;   /* weight (LogSumExpWeight, SumSoftMaxWeight)     */
+  int red;          /* enum rk_redop                                  */
+  int axis;         /* 1: over j, one output per i; 0: over i         */
+  int K;            /* for KMin & co, else 0                          */
+  const rk_node *f; /* the reduced formula                            */
+  const rk_node *w; /* weight (LogSumExpWeight, SumSoftMaxWeight)     */
   int outdim;
-  int scheme;         /* enum rk_scheme, AUTO resolved to BLOCK         */
+  int scheme; /* enum rk_scheme, AUTO resolved to BLOCK         */
   int nvars;
-  rk_vardecl *vars;   /* by position, arena-allocated                   */
-  char *canonical;    /* rk_formula_canonical(), arena-allocated        */
-  char key[33];       /* rk_hash_hex of the canonical text              */
+  rk_vardecl *vars; /* by position, arena-allocated                   */
+  char *canonical;  /* rk_formula_canonical(), arena-allocated        */
+  char key[33];     /* rk_hash_hex of the canonical text              */
 };
 
 /* canonical text of a node / of a whole formula (ir-format.c) */

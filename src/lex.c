@@ -9,12 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- error display --------------------------------------------------------- */
+/* ---- error display ---------------------------------------------------------
+ */
 
-#define RK_SHOW_MAX 72 /* longer sources are shown as a window */
+#define RK_SHOW_MAX  72 /* longer sources are shown as a window */
 #define RK_SHOW_HALF 34
 
-static int rk_is_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
+static int rk_is_cont(unsigned char c) {
+  return (c & 0xC0) == 0x80;
+}
 
 void rk_err_show(rk_error *e, const char *src, int pos) {
   if (e == NULL || src == NULL)
@@ -78,8 +81,8 @@ void rk_err_show(rk_error *e, const char *src, int pos) {
   rk_buf_free(&b);
 }
 
-int rk_verr_at(rk_error *e, int code, const char *src, int pos,
-               const char *fmt, va_list ap) {
+int rk_verr_at(rk_error *e, int code, const char *src, int pos, const char *fmt,
+               va_list ap) {
   if (e == NULL)
     return code;
   rk_verr(e, code, pos, fmt, ap);
@@ -87,8 +90,8 @@ int rk_verr_at(rk_error *e, int code, const char *src, int pos,
   return code;
 }
 
-int rk_err_at(rk_error *e, int code, const char *src, int pos,
-              const char *fmt, ...) {
+int rk_err_at(rk_error *e, int code, const char *src, int pos, const char *fmt,
+              ...) {
   va_list ap;
   va_start(ap, fmt);
   rk_verr_at(e, code, src, pos, fmt, ap);
@@ -96,12 +99,15 @@ int rk_err_at(rk_error *e, int code, const char *src, int pos,
   return code;
 }
 
-/* ---- tokens ------------------------------------------------------------------- */
+/* ---- tokens
+ * ------------------------------------------------------------------- */
 
 static int rk_is_alpha(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
-static int rk_is_digit(char c) { return c >= '0' && c <= '9'; }
+static int rk_is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 /* a number: digits [. digits] [e [+-] digits], or . digits ... */
 static int rk_lex_number(const char *s, int p, rk_token *t, rk_error *e,
@@ -124,8 +130,7 @@ static int rk_lex_number(const char *s, int p, rk_token *t, rk_error *e,
       q++;
   }
   if (rk_is_alpha(s[q]))
-    return rk_err_at(e, RK_EPARSE, src, q,
-                          "unexpected '%c' in a number", s[q]);
+    return rk_err_at(e, RK_EPARSE, src, q, "unexpected '%c' in a number", s[q]);
   char tmp[64];
   int n = q - p;
   if (n >= (int)sizeof tmp)
@@ -134,8 +139,7 @@ static int rk_lex_number(const char *s, int p, rk_token *t, rk_error *e,
   tmp[n] = '\0';
   t->val = strtod(tmp, NULL);
   if (!isfinite(t->val))
-    return rk_err_at(e, RK_EPARSE, src, p, "number %s is out of range",
-                          tmp);
+    return rk_err_at(e, RK_EPARSE, src, p, "number %s is out of range", tmp);
   t->isint = isint;
   t->len = n;
   return RK_OK;
@@ -158,8 +162,7 @@ int rk_lex(const char *src, rk_token **toks, int *ntoks, rk_error *e) {
       }
       t = t2;
     }
-    while (src[p] == ' ' || src[p] == '\t' || src[p] == '\n' ||
-           src[p] == '\r')
+    while (src[p] == ' ' || src[p] == '\t' || src[p] == '\n' || src[p] == '\r')
       p++;
     rk_token *k = &t[n];
     memset(k, 0, sizeof *k);
@@ -190,10 +193,10 @@ int rk_lex(const char *src, rk_token **toks, int *ntoks, rk_error *e) {
       unsigned char u = (unsigned char)c;
       if (u >= 0x80)
         rk_err_at(e, RK_EPARSE, src, p,
-                       "unexpected non-ASCII character (byte 0x%02x)", u);
+                  "unexpected non-ASCII character (byte 0x%02x)", u);
       else if (u < 0x20 || u == 0x7f)
         rk_err_at(e, RK_EPARSE, src, p,
-                       "unexpected control character (byte 0x%02x)", u);
+                  "unexpected control character (byte 0x%02x)", u);
       else
         rk_err_at(e, RK_EPARSE, src, p, "unexpected character '%c'", c);
       free(t);

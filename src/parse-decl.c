@@ -39,7 +39,7 @@ int rk_parse_var_slot(rk_parser *P, int pos) {
 /* the declaration k quoted in messages: at most 200 bytes, cut on a
    UTF-8 character boundary */
 #define DECL_QUOTE_MAX 200
-#define DECL_QUOTE(s)                                                        \
+#define DECL_QUOTE(s)                                                          \
   rk_utf8_prefix((s) ? (s) : "", DECL_QUOTE_MAX), ((s) ? (s) : "")
 
 static int decl_err(rk_parser *P, int k, int code, const char *fmt, ...)
@@ -143,8 +143,7 @@ static int decl_resolve(rk_parser *P, int k, const rk_decl *d, int *pos,
                     "dimension %d must be between 1 and 1000000", *dim);
   if (*cat < 0 || *cat > 2)
     return decl_err(P, k, RK_EPARSE,
-                    "category %d must be 0 (i), 1 (j) or 2 (parameter)",
-                    *cat);
+                    "category %d must be 0 (i), 1 (j) or 2 (parameter)", *cat);
   return RK_OK;
 }
 

@@ -19,9 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- helpers -------------------------------------------------------------------- */
+/* ---- helpers
+ * -------------------------------------------------------------------- */
 
-static const rk_token *peek(rk_parser *P) { return &P->tk[P->i]; }
+static const rk_token *peek(rk_parser *P) {
+  return &P->tk[P->i];
+}
 
 static int is_punct(const rk_token *t, char c) {
   return t->kind == RK_TK_PUNCT && t->ch == c;
@@ -90,8 +93,10 @@ static int parse_int(rk_parser *P, const char *what, int *v) {
   if (t->kind != RK_TK_NUM || !t->isint) {
     char d[64];
     describe(P, t, d, sizeof d);
-    return perr(P, RK_EPARSE, t->pos, "unexpected %s: expected %s (an "
-                "integer literal)", d, what);
+    return perr(P, RK_EPARSE, t->pos,
+                "unexpected %s: expected %s (an "
+                "integer literal)",
+                d, what);
   }
   double x = neg ? -t->val : t->val;
   if (x < INT_MIN || x > INT_MAX)
@@ -101,7 +106,8 @@ static int parse_int(rk_parser *P, const char *what, int *v) {
   return RK_OK;
 }
 
-/* ---- variables ---------------------------------------------------------------------- */
+/* ---- variables
+ * ---------------------------------------------------------------------- */
 static const rk_node *use_var(rk_parser *P, int tpos, int pos, int dim,
                               int cat) {
   if (pos < 0 || pos > RK_PARSE_MAX_POS) {
@@ -127,8 +133,8 @@ static const rk_node *use_var(rk_parser *P, int tpos, int pos, int dim,
            cat, pos, v->dim, v->cat);
     return NULL;
   }
-  const rk_node *n = build(P, tpos, RK_OP_VAR, NULL, 0,
-                           (const int[]){pos, dim, cat}, 3, 0);
+  const rk_node *n =
+      build(P, tpos, RK_OP_VAR, NULL, 0, (const int[]){pos, dim, cat}, 3, 0);
   if (n != NULL && !v->set) {
     v->set = 1;
     v->dim = dim;
@@ -138,7 +144,8 @@ static const rk_node *use_var(rk_parser *P, int tpos, int pos, int dim,
   return n;
 }
 
-/* ---- expressions -------------------------------------------------------------------- */
+/* ---- expressions
+ * -------------------------------------------------------------------- */
 
 static const rk_node *expr(rk_parser *P);
 
@@ -175,8 +182,9 @@ static const rk_node *leaf_call(rk_parser *P, const rk_token *name, int op) {
     }
     if (k > 0 && expect(P, ',', "','") != RK_OK)
       return NULL;
-    const char *w = op == RK_OP_VAR ? what[k]
-                    : op == RK_OP_ZERO ? "the dimension" : "the value";
+    const char *w = op == RK_OP_VAR    ? what[k]
+                    : op == RK_OP_ZERO ? "the dimension"
+                                       : "the value";
     if (parse_int(P, w, &p[k]) != RK_OK)
       return NULL;
   }
@@ -185,8 +193,9 @@ static const rk_node *leaf_call(rk_parser *P, const rk_token *name, int op) {
   if (op != RK_OP_VAR)
     return build(P, pos, op, NULL, 0, p, 1, 0);
   if (n == 2) /* Vi, Vj, Pm */
-    p[2] = is_ident(P, name, "Vi") ? RK_CAT_I
-           : is_ident(P, name, "Vj") ? RK_CAT_J : RK_CAT_P;
+    p[2] = is_ident(P, name, "Vi")   ? RK_CAT_I
+           : is_ident(P, name, "Vj") ? RK_CAT_J
+                                     : RK_CAT_P;
   if (p[1] < 1 || p[2] < 0 || p[2] > 2) {
     build(P, pos, RK_OP_VAR, NULL, 0, p, 3, 0); /* its error message */
     return NULL;
@@ -242,7 +251,8 @@ static const rk_node *op_call(rk_parser *P, const rk_token *name, int op) {
 static const rk_node *named_var(rk_parser *P, const rk_token *t) {
   for (int k = 0; k < P->nnames; k++) {
     const char *nm = P->names[k].name;
-    if (strlen(nm) == (size_t)t->len && memcmp(nm, P->src + t->pos, (size_t)t->len) == 0) {
+    if (strlen(nm) == (size_t)t->len &&
+        memcmp(nm, P->src + t->pos, (size_t)t->len) == 0) {
       const rk_pvar *v = &P->vars[P->names[k].pos];
       return build(P, t->pos, RK_OP_VAR, NULL, 0,
                    (const int[]){P->names[k].pos, v->dim, v->cat}, 3, 0);
@@ -286,8 +296,8 @@ static void unknown_op(rk_parser *P, const rk_token *t) {
       near = rk_ops[k].name;
   int l = t->len > 60 ? 60 : t->len;
   if (near)
-    perr(P, RK_EOP, t->pos, "unknown operation '%.*s' (did you mean '%s'?)",
-         l, P->src + t->pos, near);
+    perr(P, RK_EOP, t->pos, "unknown operation '%.*s' (did you mean '%s'?)", l,
+         P->src + t->pos, near);
   else
     perr(P, RK_EOP, t->pos, "unknown operation '%.*s'", l, P->src + t->pos);
 }
@@ -300,8 +310,10 @@ static const rk_node *primary(rk_parser *P) {
     if (!t->isint)
       return build(P, t->pos, RK_OP_CST, NULL, 0, NULL, 0, t->val);
     if (t->val > INT_MAX) {
-      perr(P, RK_EVALUE, t->pos, "integer %.0f is too large (write %.0f.0 "
-           "for a real constant)", t->val, t->val);
+      perr(P, RK_EVALUE, t->pos,
+           "integer %.0f is too large (write %.0f.0 "
+           "for a real constant)",
+           t->val, t->val);
       return NULL;
     }
     int v = (int)t->val;
@@ -346,8 +358,7 @@ static const rk_node *unary(rk_parser *P) {
     return primary(P);
   if (++P->depth > RK_PARSE_MAX_DEPTH) {
     perr(P, RK_EPARSE, t->pos,
-         "formula nested too deeply (more than %d levels)",
-         RK_PARSE_MAX_DEPTH);
+         "formula nested too deeply (more than %d levels)", RK_PARSE_MAX_DEPTH);
     return NULL;
   }
   P->i++;
@@ -363,8 +374,9 @@ static const rk_node *mul(rk_parser *P) {
     return NULL;
   for (;;) {
     const rk_token *t = peek(P);
-    int op = is_punct(t, '*') ? RK_OP_MULT
-             : is_punct(t, '/') ? RK_OP_DIVIDE : -1;
+    int op = is_punct(t, '*')   ? RK_OP_MULT
+             : is_punct(t, '/') ? RK_OP_DIVIDE
+                                : -1;
     if (op < 0)
       return a[0];
     P->i++;
@@ -382,8 +394,9 @@ static const rk_node *add(rk_parser *P) {
     return NULL;
   for (;;) {
     const rk_token *t = peek(P);
-    int op = is_punct(t, '+') ? RK_OP_ADD
-             : is_punct(t, '-') ? RK_OP_SUBTRACT : -1;
+    int op = is_punct(t, '+')   ? RK_OP_ADD
+             : is_punct(t, '-') ? RK_OP_SUBTRACT
+                                : -1;
     if (op < 0)
       return a[0];
     P->i++;
@@ -399,8 +412,7 @@ static const rk_node *expr(rk_parser *P) {
   const rk_node *a[2];
   if (++P->depth > RK_PARSE_MAX_DEPTH) {
     perr(P, RK_EPARSE, peek(P)->pos,
-         "formula nested too deeply (more than %d levels)",
-         RK_PARSE_MAX_DEPTH);
+         "formula nested too deeply (more than %d levels)", RK_PARSE_MAX_DEPTH);
     return NULL;
   }
   if ((a[0] = add(P)) == NULL)
@@ -432,8 +444,7 @@ static int reduction_body(rk_parser *P, rk_formula *f, int *redpos) {
   const char *name = P->src + t->pos;
   size_t len = (size_t)t->len;
   if (len <= ls || memcmp(name + len - ls, suffix, ls) != 0) {
-    if (P->tk[P->i + 1].kind == RK_TK_EOF ||
-        !is_punct(&P->tk[P->i + 1], '('))
+    if (P->tk[P->i + 1].kind == RK_TK_EOF || !is_punct(&P->tk[P->i + 1], '('))
       return unexpected(P, "a reduction such as Sum_Reduction(f, 1)");
     return perr(P, RK_EPARSE, t->pos,
                 "'%.*s' is not a reduction: the formula must be one "
@@ -473,8 +484,7 @@ static int reduction_body(rk_parser *P, rk_formula *f, int *redpos) {
   if (parse_int(P, "the axis (0 or 1)", &f->axis) != RK_OK)
     return P->e->code;
   if (f->axis != 0 && f->axis != 1)
-    return perr(P, RK_EVALUE, apos, "the axis must be 0 or 1, got %d",
-                f->axis);
+    return perr(P, RK_EVALUE, apos, "the axis must be 0 or 1, got %d", f->axis);
   if (expect(P, ')', "')' after the axis") != RK_OK)
     return P->e->code;
   return RK_OK;
@@ -540,7 +550,8 @@ static int reduction(rk_parser *P, rk_formula *f, int *redpos) {
     return unexpected(P, "the end of the formula");
   return RK_OK;
 }
-/* ---- entry point --------------------------------------------------------------------- */
+/* ---- entry point
+ * --------------------------------------------------------------------- */
 
 int rk_parse_formula(rk_formula *f, const char *src, const char *const *args,
                      int nargs, int *redpos, rk_error *e) {

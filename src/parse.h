@@ -29,14 +29,14 @@ int rk_lex(const char *src, rk_token **toks, int *ntoks, rk_error *e);
    it when long), then a caret under pos.  The one place where the caret
    is drawn is rk_err_show, which decorates a message already in e (cut to
    leave room) and sets e->pos. */
-int rk_err_at(rk_error *e, int code, const char *src, int pos,
-              const char *fmt, ...)
+int rk_err_at(rk_error *e, int code, const char *src, int pos, const char *fmt,
+              ...)
 #ifdef __GNUC__
     __attribute__((format(printf, 5, 6)))
 #endif
     ;
-int rk_verr_at(rk_error *e, int code, const char *src, int pos,
-               const char *fmt, va_list ap);
+int rk_verr_at(rk_error *e, int code, const char *src, int pos, const char *fmt,
+               va_list ap);
 void rk_err_show(rk_error *e, const char *src, int pos);
 
 /* the deepest nesting of parentheses / unary minus accepted */
@@ -52,9 +52,9 @@ int rk_parse_formula(rk_formula *f, const char *src, const char *const *args,
 
 /* ---- shared by parse.c and parse-decl.c (internal) ---- */
 typedef struct rk_pvar {
-  int set;     /* declared, or used as Var(...) */
+  int set; /* declared, or used as Var(...) */
   int dim, cat;
-  int decl;    /* index of the declaration, or -1 */
+  int decl; /* index of the declaration, or -1 */
 } rk_pvar;
 
 typedef struct rk_pname {

@@ -52,9 +52,12 @@ void rk_err_clear(rk_error *e) {
   e->path[0] = '\0';
 }
 
-/* ---- UTF-8 ---------------------------------------------------------------- */
+/* ---- UTF-8 ----------------------------------------------------------------
+ */
 
-static int rk_utf8_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
+static int rk_utf8_cont(unsigned char c) {
+  return (c & 0xC0) == 0x80;
+}
 
 int rk_utf8_prefix(const char *s, int max) {
   if (s == NULL || max <= 0)
@@ -90,21 +93,20 @@ size_t rk_utf8_trim_end(char *s) {
 
 const char *rk_code_name(int code) {
   /* by enum rk_code: each name at its own code, and one per code */
-  static const char *const names[] = {
-      [RK_OK] = "RK_OK",
-      [RK_EPARSE] = "RK_EPARSE",
-      [RK_EDIM] = "RK_EDIM",
-      [RK_EINPUT] = "RK_EINPUT",
-      [RK_EVAR] = "RK_EVAR",
-      [RK_EOP] = "RK_EOP",
-      [RK_EVALUE] = "RK_EVALUE",
-      [RK_ECOMPILE] = "RK_ECOMPILE",
-      [RK_ECUDA] = "RK_ECUDA",
-      [RK_ECACHE] = "RK_ECACHE",
-      [RK_ENOMEM] = "RK_ENOMEM",
-      [RK_EINTERRUPT] = "RK_EINTERRUPT",
-      [RK_EUNSUPPORTED] = "RK_EUNSUPPORTED",
-      [RK_EINTERNAL] = "RK_EINTERNAL"};
+  static const char *const names[] = {[RK_OK] = "RK_OK",
+                                      [RK_EPARSE] = "RK_EPARSE",
+                                      [RK_EDIM] = "RK_EDIM",
+                                      [RK_EINPUT] = "RK_EINPUT",
+                                      [RK_EVAR] = "RK_EVAR",
+                                      [RK_EOP] = "RK_EOP",
+                                      [RK_EVALUE] = "RK_EVALUE",
+                                      [RK_ECOMPILE] = "RK_ECOMPILE",
+                                      [RK_ECUDA] = "RK_ECUDA",
+                                      [RK_ECACHE] = "RK_ECACHE",
+                                      [RK_ENOMEM] = "RK_ENOMEM",
+                                      [RK_EINTERRUPT] = "RK_EINTERRUPT",
+                                      [RK_EUNSUPPORTED] = "RK_EUNSUPPORTED",
+                                      [RK_EINTERNAL] = "RK_EINTERNAL"};
   _Static_assert(sizeof names / sizeof names[0] == RK_EINTERNAL + 1,
                  "rk_code_name needs one name per enum rk_code");
   if (code < 0 || code >= (int)(sizeof names / sizeof names[0]))
@@ -201,7 +203,7 @@ char *rk_buf_take(rk_buf *b) {
 /* ---- hashing: FNV-1a, 64 bits, with a final avalanche ------------------ */
 
 #define RK_FNV_OFFSET 0xcbf29ce484222325ULL
-#define RK_FNV_PRIME 0x100000001b3ULL
+#define RK_FNV_PRIME  0x100000001b3ULL
 
 static uint64_t rk_hash_mix(uint64_t h) {
   h ^= h >> 33;
@@ -222,11 +224,13 @@ uint64_t rk_hash_bytes(const void *p, size_t n, uint64_t seed) {
   return rk_hash_mix(h ^ n);
 }
 
-uint64_t rk_hash_str(const char *s) { return rk_hash_bytes(s, strlen(s), 0); }
+uint64_t rk_hash_str(const char *s) {
+  return rk_hash_bytes(s, strlen(s), 0);
+}
 
 void rk_hash_hex(const char *s, char out[33]) {
   size_t n = strlen(s);
-  uint64_t h1 = rk_hash_bytes(s, n, 0x6b656f7073ULL);  /* "keops" */
+  uint64_t h1 = rk_hash_bytes(s, n, 0x6b656f7073ULL);   /* "keops" */
   uint64_t h2 = rk_hash_bytes(s, n, 0x726b656f7073ULL); /* "rkeops" */
   snprintf(out, 33, "%016llx%016llx", (unsigned long long)h1,
            (unsigned long long)h2);
@@ -246,7 +250,9 @@ struct rk_arena {
   rk_chunk *head;
 };
 
-rk_arena *rk_arena_new(void) { return calloc(1, sizeof(rk_arena)); }
+rk_arena *rk_arena_new(void) {
+  return calloc(1, sizeof(rk_arena));
+}
 
 void rk_arena_free(rk_arena *a) {
   if (a == NULL)
@@ -293,7 +299,8 @@ void *rk_arena_alloc(rk_arena *a, size_t n) {
 
 size_t rk_arena_used(const rk_arena *a) {
   size_t n = 0;
-  for (const rk_chunk *c = a ? a->head : NULL; c; c = c->prev) n += c->used;
+  for (const rk_chunk *c = a ? a->head : NULL; c; c = c->prev)
+    n += c->used;
   return n;
 }
 
@@ -305,7 +312,8 @@ char *rk_arena_strdup(rk_arena *a, const char *s) {
   return p;
 }
 
-/* ---- clock ---------------------------------------------------------------- */
+/* ---- clock ----------------------------------------------------------------
+ */
 
 double rk_now(void) {
   struct timespec ts;

@@ -302,7 +302,8 @@ static double part_speed[2][RK_PART_SPEEDS]; /* by backend id, device */
 static pthread_mutex_t part_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static double speed_of(int be, int dev) {
-  if (be < 0 || be > 1 || dev < 0 || dev >= RK_PART_SPEEDS) return 0;
+  if (be < 0 || be > 1 || dev < 0 || dev >= RK_PART_SPEEDS)
+    return 0;
   pthread_mutex_lock(&part_mu);
   double v = part_speed[be][dev];
   pthread_mutex_unlock(&part_mu);
@@ -310,8 +311,8 @@ static double speed_of(int be, int dev) {
 }
 
 void rk_parts_note(int be, int dev, double work, double seconds) {
-  if (be < 0 || be > 1 || dev < 0 || dev >= RK_PART_SPEEDS ||
-      seconds < 1e-3 || work <= 0)
+  if (be < 0 || be > 1 || dev < 0 || dev >= RK_PART_SPEEDS || seconds < 1e-3 ||
+      work <= 0)
     return; /* too short to say anything */
   pthread_mutex_lock(&part_mu);
   part_speed[be][dev] = work / seconds;
@@ -324,10 +325,12 @@ void rk_parts_split(int be, const int *devices, int ndev, int64_t n,
   int known = 1;
   for (int p = 0; p < ndev && p < RK_PART_SPEEDS; p++) {
     w[p] = be == RK_BACKEND_CPU ? 1 : speed_of(be, devices[p]);
-    if (w[p] <= 0) known = 0;
+    if (w[p] <= 0)
+      known = 0;
   }
   for (int p = 0; p < ndev; p++) {
-    if (!known || p >= RK_PART_SPEEDS) w[p] = 1;
+    if (!known || p >= RK_PART_SPEEDS)
+      w[p] = 1;
     tot += w[p];
   }
   double acc = 0;
@@ -335,16 +338,20 @@ void rk_parts_split(int be, const int *devices, int ndev, int64_t n,
   for (int p = 0; p < ndev; p++) {
     acc += w[p];
     cut[p + 1] = p == ndev - 1 ? n : (int64_t)((double)n * acc / tot + 0.5);
-    if (cut[p + 1] < cut[p]) cut[p + 1] = cut[p];
-    if (cut[p + 1] > n) cut[p + 1] = n;
+    if (cut[p + 1] < cut[p])
+      cut[p + 1] = cut[p];
+    if (cut[p + 1] > n)
+      cut[p + 1] = n;
   }
 }
 
 int rk_parts_threaded(const rk_backend_i *be, const int *devices, int ndev) {
-  if (be->id == RK_BACKEND_CPU) return 0;
+  if (be->id == RK_BACKEND_CPU)
+    return 0;
   for (int p = 0; p < ndev; p++)
     for (int q = 0; q < p; q++)
-      if (devices[p] == devices[q]) return 0;
+      if (devices[p] == devices[q])
+        return 0;
   return 1;
 }
 
@@ -410,21 +417,24 @@ int rk_parts_run(const rk_backend_i *be, rk_kernel **ks, const rk_formula *f,
     j->s.out = s->out ? s->out + cut[p] : NULL;
     j->s.st = s->st ? s->st + cut[p] : NULL;
     rk_err_clear(&j->e);
-    if (j->s.r1 == j->s.r0) continue;
+    if (j->s.r1 == j->s.r0)
+      continue;
     if (threaded) {
       /* R is not reentrant: no callback from another thread */
       j->o.interrupted = NULL;
       j->o.message = NULL;
       j->o.verbose = 0;
       started[p] = pthread_create(&tid[p], NULL, part_thread, j) == 0;
-      if (!started[p]) part_run(j);
+      if (!started[p])
+        part_run(j);
     } else {
       part_run(j);
     }
   }
   int rc = RK_OK;
   for (int p = 0; p < np; p++) {
-    if (started[p]) pthread_join(tid[p], NULL);
+    if (started[p])
+      pthread_join(tid[p], NULL);
   }
   for (int p = 0; p < np && rc == RK_OK; p++)
     if (jobs[p].rc != RK_OK) {

@@ -29,34 +29,38 @@
 #ifndef RK_SCALAR_DEFS_H
 #define RK_SCALAR_DEFS_H
 
-#define RK_SCALAR_DEFS(X)                                                     \
-  X(rsqrt, (T x), { return x == 0 ? (T)0 : (T)1 / RK_S(sqrt)(x); })          \
-  X(inv, (T x), { return (T)1 / x; })                                         \
-  X(powi, (T x, int n), {                                                     \
-    unsigned m = n < 0 ? 0u - (unsigned)n : (unsigned)n;                      \
-    T r = 1;                                                                  \
-    T b = x;                                                                  \
-    while (m) {                                                               \
-      if (m & 1u) r *= b;                                                     \
-      m >>= 1;                                                                \
-      if (m) b *= b;                                                          \
-    }                                                                         \
-    return n < 0 ? (T)1 / r : r;                                              \
-  })                                                                          \
-  X(powf, (T x, T y), { return RK_S(exp)(y * RK_S(log)(x)); })                \
-  X(sign, (T x), { return x > 0 ? (T)1 : (x < 0 ? (T)-1 : (T)0); })          \
-  X(step, (T x), { return x < 0 ? (T)0 : (T)1; })                             \
-  X(relu, (T x), { return x < 0 ? (T)0 : x; })                                \
-  X(round, (T x, int d), {                                                    \
-    if (d == 0) return RK_S(round)(x);                                        \
-    T p = 1;                                                                  \
-    for (int q = d < 0 ? -d : d; q > 0; q--) p *= (T)10;                      \
-    return d > 0 ? RK_S(round)(x * p) / p : RK_S(round)(x / p) * p;           \
-  })                                                                          \
-  X(xlogx, (T x), { return x == 0 ? (T)0 : x * RK_S(log)(x); })               \
-  X(sinxdivx, (T x), { return x == 0 ? (T)1 : RK_S(sin)(x) / x; })            \
-  X(clamp, (T x, T a, T b), { return x < a ? a : (x > b ? b : x); })          \
-  X(ifelse, (T c, T a, T b), { return c >= 0 ? a : b; })                      \
+#define RK_SCALAR_DEFS(X)                                                      \
+  X(rsqrt, (T x), { return x == 0 ? (T)0 : (T)1 / RK_S(sqrt)(x); })            \
+  X(inv, (T x), { return (T)1 / x; })                                          \
+  X(powi, (T x, int n), {                                                      \
+    unsigned m = n < 0 ? 0u - (unsigned)n : (unsigned)n;                       \
+    T r = 1;                                                                   \
+    T b = x;                                                                   \
+    while (m) {                                                                \
+      if (m & 1u)                                                              \
+        r *= b;                                                                \
+      m >>= 1;                                                                 \
+      if (m)                                                                   \
+        b *= b;                                                                \
+    }                                                                          \
+    return n < 0 ? (T)1 / r : r;                                               \
+  })                                                                           \
+  X(powf, (T x, T y), { return RK_S(exp)(y * RK_S(log)(x)); })                 \
+  X(sign, (T x), { return x > 0 ? (T)1 : (x < 0 ? (T)-1 : (T)0); })            \
+  X(step, (T x), { return x < 0 ? (T)0 : (T)1; })                              \
+  X(relu, (T x), { return x < 0 ? (T)0 : x; })                                 \
+  X(round, (T x, int d), {                                                     \
+    if (d == 0)                                                                \
+      return RK_S(round)(x);                                                   \
+    T p = 1;                                                                   \
+    for (int q = d < 0 ? -d : d; q > 0; q--)                                   \
+      p *= (T)10;                                                              \
+    return d > 0 ? RK_S(round)(x * p) / p : RK_S(round)(x / p) * p;            \
+  })                                                                           \
+  X(xlogx, (T x), { return x == 0 ? (T)0 : x * RK_S(log)(x); })                \
+  X(sinxdivx, (T x), { return x == 0 ? (T)1 : RK_S(sin)(x) / x; })             \
+  X(clamp, (T x, T a, T b), { return x < a ? a : (x > b ? b : x); })           \
+  X(ifelse, (T c, T a, T b), { return c >= 0 ? a : b; })                       \
   X(mod, (T x, T m, T o), { return x - m * RK_S(floor)((x - o) / m); })
 
 #endif /* RK_SCALAR_DEFS_H */

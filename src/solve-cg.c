@@ -26,8 +26,8 @@
 #include <string.h>
 #include <time.h>
 
-#define RK_REFINE_ETA 1e-3 /* residual reduction of one float32 cycle */
-#define RK_PROGRESS_EVERY 0.1 /* seconds between progress updates    */
+#define RK_REFINE_ETA     1e-3 /* residual reduction of one float32 cycle */
+#define RK_PROGRESS_EVERY 0.1  /* seconds between progress updates    */
 
 static double dot(const double *a, const double *b, int64_t n) {
   double s = 0;
@@ -76,8 +76,7 @@ static void progress_tick(progress *pg, int it, double res, int done) {
 }
 
 int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
-           int ncol, const rk_solve_ctl *ctl, rk_solve_out *out,
-           rk_error *e) {
+           int ncol, const rk_solve_ctl *ctl, rk_solve_out *out, rk_error *e) {
   int64_t n = A->n;
   size_t nn = (size_t)n * ncol;
   int rc = RK_OK;
@@ -249,7 +248,8 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
       if (!isfinite(rel[c])) {
         rc = rk_err(e, RK_EVALUE, -1,
                     "the solve diverged (non-finite residual for right-hand "
-                    "side %d)", c + 1);
+                    "side %d)",
+                    c + 1);
         goto out;
       }
       active[c] = rel[c] > ctl->tol;

@@ -127,8 +127,7 @@ int rk_eig_tridiag(int n, double *d, double *off, double *Z, int nz) {
 
 /* Householder reduction of the symmetric A (n x n, col-major, full
    storage) to tridiagonal form T = Q^T A Q; d, off receive T, V = Q. */
-static int tridiagonalize(int n, double *A, double *d, double *off,
-                          double *V) {
+static int tridiagonalize(int n, double *A, double *d, double *off, double *V) {
   double *v = malloc((size_t)(2 * n + 1) * sizeof *v);
   if (v == NULL)
     return -1;

@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int kernel_product_at(rk_solve_kernels *k, rk_operator *op,
-                             int pos, const double *x, double *y, int64_t n,
-                             int ncol, rk_error *e) {
+static int kernel_product_at(rk_solve_kernels *k, rk_operator *op, int pos,
+                             const double *x, double *y, int64_t n, int ncol,
+                             rk_error *e) {
   rk_input b = {x, n, ncol, RK_LAYOUT_COL};
   rk_op_call c;
   memset(&c, 0, sizeof c);
@@ -34,9 +34,8 @@ static int kernel_product_at(rk_solve_kernels *k, rk_operator *op,
   return rk_op_run(op, &c, e);
 }
 
-static int kernel_product(rk_solve_kernels *k, rk_operator *op,
-                          const double *x, double *y, int64_t n, int ncol,
-                          rk_error *e) {
+static int kernel_product(rk_solve_kernels *k, rk_operator *op, const double *x,
+                          double *y, int64_t n, int ncol, rk_error *e) {
   return kernel_product_at(k, op, k->bpos, x, y, n, ncol, e);
 }
 
@@ -75,23 +74,21 @@ static int column(void *ctx, int64_t p, double *col, int64_t n, rk_error *e) {
 
 int rk_solve_kernels_init(rk_solve_kernels *k, rk_formula *mv,
                           const rk_input *mv_in, int mv_nin, int bpos,
-                          rk_formula *col, const rk_input *col_in,
-                          int col_nin, const rk_options *o, rk_error *e) {
+                          rk_formula *col, const rk_input *col_in, int col_nin,
+                          const rk_options *o, rk_error *e) {
   memset(k, 0, sizeof *k);
   k->bpos = bpos;
   k->o = *o;
   k->o64 = *o;
   k->o64.precision = 64;
-  if (bpos < 0 || bpos >= mv_nin ||
-      rk_formula_var_cat(mv, bpos) != RK_CAT_J)
+  if (bpos < 0 || bpos >= mv_nin || rk_formula_var_cat(mv, bpos) != RK_CAT_J)
     return rk_err(e, RK_EINTERNAL, -1, "solve: no b_j in the block product");
   k->mv_op = rk_op_prepare(mv, &k->o, mv_in, mv_nin, e);
   if (k->mv_op && o->precision == 32)
     k->mv64_op = rk_op_prepare(mv, &k->o64, mv_in, mv_nin, e);
   if (k->mv_op && (o->precision != 32 || k->mv64_op) && col)
     k->col_op = rk_op_prepare(col, &k->o, col_in, col_nin, e);
-  if (!k->mv_op || (o->precision == 32 && !k->mv64_op) ||
-      (col && !k->col_op)) {
+  if (!k->mv_op || (o->precision == 32 && !k->mv64_op) || (col && !k->col_op)) {
     rk_solve_kernels_free(k);
     return e->code != RK_OK ? e->code : RK_EINTERNAL;
   }

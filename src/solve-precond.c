@@ -43,9 +43,9 @@
 #include <omp.h>
 #endif
 
-#define RK_PIVCHOL_RANK_MAX 1024
+#define RK_PIVCHOL_RANK_MAX     1024
 #define RK_PIVCHOL_TRACE_FACTOR 1000.0
-#define RK_PIVCHOL_SHIFT_MIN 1e-9
+#define RK_PIVCHOL_SHIFT_MIN    1e-9
 
 /* A large array (L: up to 512 MiB), 2 MiB aligned and, on Linux, marked
    for transparent huge pages: first-touching it with 4 KiB pages costs a
@@ -134,8 +134,8 @@ static int auto_rank_max(int64_t n) {
  * several products (the block product is the set-up's cost). */
 RK_HOT
 static void block_dots(const double *L, int64_t ldl, int64_t i0, int64_t i1,
-                       const double *Y, int nc, int k, double *G,
-                       int64_t ldg, int tri) {
+                       const double *Y, int nc, int k, double *G, int64_t ldg,
+                       int tri) {
   int64_t i = i0;
   for (; i + 2 <= i1; i += 2) {
     const double *x0 = L + i * ldl, *x1 = x0 + ldl;
@@ -318,8 +318,7 @@ static int top_rows(const double *d, const unsigned char *done, int64_t n,
 #define RK_PIVCHOL_THETA 0.5
 
 static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
-                         int want_sqrt, const rk_solve_ctl *ctl,
-                         rk_error *e) {
+                         int want_sqrt, const rk_solve_ctl *ctl, rk_error *e) {
   int64_t n = A->n;
   int nt = P->nthreads;
   int autor = rank < 0;
@@ -329,8 +328,8 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
   const int B = RK_PIVCHOL_BLOCK;
   size_t n1 = (size_t)(n > 0 ? n : 1);
   double *d = malloc(n1 * sizeof *d);
-  double *d2 = malloc(n1 * sizeof *d2); /* d after a whole block */
-  double *R = malloc(n1 * B * sizeof *R);  /* candidates' kernel columns */
+  double *d2 = malloc(n1 * sizeof *d2);     /* d after a whole block */
+  double *R = malloc(n1 * B * sizeof *R);   /* candidates' kernel columns */
   double *Ra = malloc(n1 * B * sizeof *Ra); /* accepted residual columns */
   double *Y = malloc((size_t)B * (rmax > 0 ? rmax : 1) * sizeof *Y);
   double *hist = malloc((size_t)(rmax + 1) * sizeof *hist);
@@ -342,7 +341,8 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
      full bus speed */
   int pin_R = R && A->pin && A->pin(A->pin_ctx, R, n1 * B * sizeof *R);
   int rc = RK_OK;
-  if (!d || !d2 || !R || !Ra || !Y || !hist || !tsum || !done || !P->L || !P->piv) {
+  if (!d || !d2 || !R || !Ra || !Y || !hist || !tsum || !done || !P->L ||
+      !P->piv) {
     rc = rk_err(e, RK_ENOMEM, -1,
                 "out of memory for the pivoted Cholesky preconditioner "
                 "(%lld x %d)",
@@ -441,9 +441,9 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
     /* the accepted pivots' residual columns for every row:
        Ra[, t] = K[, p_t] - L[, 0:k] L[p_t, 0:k]^T, one pass over L */
     for (int t = 0; t < na; t++) {
-      memcpy(Ra + (size_t)t * n, R + (size_t)acc[t] * n, (size_t)n * sizeof *Ra);
-      memcpy(Y + (size_t)t * k, L + cand[acc[t]] * rmax,
-             (size_t)k * sizeof *Y);
+      memcpy(Ra + (size_t)t * n, R + (size_t)acc[t] * n,
+             (size_t)n * sizeof *Ra);
+      memcpy(Y + (size_t)t * k, L + cand[acc[t]] * rmax, (size_t)k * sizeof *Y);
     }
     if (k > 0) {
       int64_t nblk = (n + 63) / 64;
@@ -686,8 +686,8 @@ static double gauss_at(uint64_t seed, uint64_t idx) {
 }
 
 /* T = A^T B for row-major n x r A and B (T r x r, column-major) */
-static int cross(const double *A, const double *B, int64_t n, int r,
-                 double *T, int nt) {
+static int cross(const double *A, const double *B, int64_t n, int r, double *T,
+                 int nt) {
   size_t rr = (size_t)r * r;
   double *acc = calloc((size_t)nt * rr, sizeof *acc);
   if (acc == NULL)
@@ -754,8 +754,7 @@ static void r_solve(int r, const double *R, double *x) {
    M = R^-1 V diag(s)^-1/2 and lambda = s - nu (those above a relative
    1e-13, 1e-7 in float32, of the largest are kept). */
 static int build_nystrom(rk_precond *P, const rk_sop *A, int rank,
-                         int want_sqrt, const rk_solve_ctl *ctl,
-                         rk_error *e) {
+                         int want_sqrt, const rk_solve_ctl *ctl, rk_error *e) {
   int64_t n = A->n;
   int nt = P->nthreads, w = A->sketch_width;
   if (A->sketch == NULL || w < 1)
@@ -775,8 +774,8 @@ static int build_nystrom(rk_precond *P, const rk_sop *A, int rank,
   if (want_sqrt)
     P->Y = calloc(rr, sizeof *P->Y);
   int rc = RK_OK;
-  if (!Om || !X || !Yc || !T || !W || !H || !V || !s || !m || !P->L ||
-      !P->C || (want_sqrt && !P->Y)) {
+  if (!Om || !X || !Yc || !T || !W || !H || !V || !s || !m || !P->L || !P->C ||
+      (want_sqrt && !P->Y)) {
     rc = rk_err(e, RK_ENOMEM, -1,
                 "out of memory for the Nystrom preconditioner (%lld x %d)",
                 (long long)n, r);
@@ -983,7 +982,7 @@ int rk_precond_build(rk_precond *P, const rk_sop *A, int kind, int rank,
     }                                                                          \
   }
 #ifdef _OPENMP
-#define RK_SIMD _Pragma("omp simd")
+#define RK_SIMD     _Pragma("omp simd")
 #define RK_SIMD_SUM _Pragma("omp simd reduction(+ : s)")
 #else
 #define RK_SIMD
@@ -993,8 +992,7 @@ RK_LT_ROWS(lt_rows_d, double)
 RK_LT_ROWS(lt_rows_f, float)
 
 /* t = L^T r (rank x ncol, column-major) */
-static int lt_times(const rk_precond *P, const double *r, double *t,
-                    int ncol) {
+static int lt_times(const rk_precond *P, const double *r, double *t, int ncol) {
   int64_t n = P->n;
   int rk = P->rank, nt = P->nthreads;
   size_t m = (size_t)rk * ncol;
@@ -1053,9 +1051,8 @@ RK_L_ROWS(l_rows_d, double)
 RK_L_ROWS(l_rows_f, float)
 
 /* z = a * (r + b * L t) */
-static void l_times_add(const rk_precond *P, const double *r,
-                        const double *t, double a, double b, double *z,
-                        int ncol) {
+static void l_times_add(const rk_precond *P, const double *r, const double *t,
+                        double a, double b, double *z, int ncol) {
   int64_t n = P->n;
   int64_t nblk = (n + RK_APPLY_ROWS - 1) / RK_APPLY_ROWS;
 #ifdef _OPENMP
@@ -1072,8 +1069,8 @@ static void l_times_add(const rk_precond *P, const double *r,
 }
 
 /* z = r + L G L^T r (nystrom: G = C for P^-1, Y for the root S) */
-static int nystrom_apply(const rk_precond *P, const double *G,
-                         const double *r, double *z, int ncol, rk_error *e) {
+static int nystrom_apply(const rk_precond *P, const double *G, const double *r,
+                         double *z, int ncol, rk_error *e) {
   int rk = P->rank;
   double *t = malloc((size_t)2 * rk * ncol * sizeof *t);
   if (t == NULL || lt_times(P, r, t, ncol) != 0) {
@@ -1093,8 +1090,8 @@ static int nystrom_apply(const rk_precond *P, const double *G,
   return RK_OK;
 }
 
-int rk_precond_apply(const rk_precond *P, const double *r, double *z,
-                     int ncol, rk_error *e) {
+int rk_precond_apply(const rk_precond *P, const double *r, double *z, int ncol,
+                     rk_error *e) {
   int64_t n = P->n;
   size_t nn = (size_t)n * ncol;
   if (P->kind == RK_PRECOND_NONE) {
@@ -1128,8 +1125,8 @@ int rk_precond_apply(const rk_precond *P, const double *r, double *z,
   return RK_OK;
 }
 
-int rk_precond_sqrt(const rk_precond *P, const double *w, double *z,
-                    int ncol, rk_error *e) {
+int rk_precond_sqrt(const rk_precond *P, const double *w, double *z, int ncol,
+                    rk_error *e) {
   int64_t n = P->n;
   size_t nn = (size_t)n * ncol;
   if (P->kind == RK_PRECOND_NONE) {

@@ -114,15 +114,15 @@ typedef struct rk_solve_ctl {
 
 /* what a solve returns besides x */
 typedef struct rk_solve_out {
-  int *iters;      /* ncol: iterations each column took               */
-  double *resid;   /* ncol: final relative residual (float64 product)   */
-  int products;    /* kernel products in the working precision          */
+  int *iters;         /* ncol: iterations each column took               */
+  double *resid;      /* ncol: final relative residual (float64 product)   */
+  int products;       /* kernel products in the working precision          */
   int exact_products; /* float64 products (residuals, refinement)       */
-  int cycles;      /* refinement cycles                                 */
-  int converged;   /* all columns reached tol                           */
-  int switched64;  /* float32 refinement stalled: switched to float64   */
-  int stalled;     /* stopped before maxit: a float64 cycle did not halve
-                      the true residual (its rounding floor)             */
+  int cycles;         /* refinement cycles                                 */
+  int converged;      /* all columns reached tol                           */
+  int switched64;     /* float32 refinement stalled: switched to float64   */
+  int stalled;        /* stopped before maxit: a float64 cycle did not halve
+                         the true residual (its rounding floor)             */
   /* Lanczos coefficients of the first cycle, for log-determinants: when
      cg_alpha != NULL, cg_alpha[c * cap + k] / cg_beta[...] receive the CG
      step lengths alpha_k and ratios beta_k of column c (k < cap), and
@@ -140,11 +140,11 @@ int rk_precond_build(rk_precond *P, const rk_sop *A, int kind, int rank,
 void rk_precond_free(rk_precond *P);
 /* z = P^-1 r for ncol columns (n x ncol, column-major); RK_OK or
    RK_ENOMEM */
-int rk_precond_apply(const rk_precond *P, const double *r, double *z,
-                     int ncol, rk_error *e);
+int rk_precond_apply(const rk_precond *P, const double *r, double *z, int ncol,
+                     rk_error *e);
 /* z = S w with S S^T = P (needs want_sqrt at build) */
-int rk_precond_sqrt(const rk_precond *P, const double *w, double *z,
-                    int ncol, rk_error *e);
+int rk_precond_sqrt(const rk_precond *P, const double *w, double *z, int ncol,
+                    rk_error *e);
 
 /* Solve (alpha I + K) x = b for ncol right-hand sides; x holds the
    starting point (x0, or zeros) on entry and the solution on return.
@@ -152,22 +152,21 @@ int rk_precond_sqrt(const rk_precond *P, const double *w, double *z,
    RK_EVALUE when alpha I + K is found not positive definite,
    RK_EINTERRUPT, or the error of a kernel product. */
 int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
-           int ncol, const rk_solve_ctl *ctl, rk_solve_out *out,
-           rk_error *e);
+           int ncol, const rk_solve_ctl *ctl, rk_solve_out *out, rk_error *e);
 
 /* ---- kernel callbacks over prepared operators (solve-kernel.c) ---------- */
 
 struct rk_operator; /* be.h */
 
 typedef struct rk_solve_kernels {
-  struct rk_operator *mv_op;   /* Sum_Reduction(K * b_j, 1), working precision */
-  struct rk_operator *mv64_op; /* the same in float64 (float32 solves only)    */
-  struct rk_operator *col_op;  /* Sum_Reduction(K, 1), or NULL                 */
-  struct rk_operator *sk_op;   /* Sum_Reduction(K * s_j, 1), s_j of dimension
-                                  sk_width (nystrom sketch), or NULL           */
-  int bpos;                    /* position of b_j                              */
-  int sk_pos, sk_width;        /* position and dimension of s_j                */
-  rk_options o, o64;           /* working precision, float64 (callbacks)       */
+  struct rk_operator *mv_op; /* Sum_Reduction(K * b_j, 1), working precision */
+  struct rk_operator *mv64_op; /* the same in float64 (float32 solves only) */
+  struct rk_operator *col_op; /* Sum_Reduction(K, 1), or NULL                 */
+  struct rk_operator *sk_op;  /* Sum_Reduction(K * s_j, 1), s_j of dimension
+                                 sk_width (nystrom sketch), or NULL           */
+  int bpos;                   /* position of b_j                              */
+  int sk_pos, sk_width;       /* position and dimension of s_j                */
+  rk_options o, o64;          /* working precision, float64 (callbacks)       */
 } rk_solve_kernels;
 
 /* Prepare the operators (kernels fetched, data converted / bound once).
@@ -175,8 +174,8 @@ typedef struct rk_solve_kernels {
    On failure nothing is held. */
 int rk_solve_kernels_init(rk_solve_kernels *k, rk_formula *mv,
                           const rk_input *mv_in, int mv_nin, int bpos,
-                          rk_formula *col, const rk_input *col_in,
-                          int col_nin, const rk_options *o, rk_error *e);
+                          rk_formula *col, const rk_input *col_in, int col_nin,
+                          const rk_options *o, rk_error *e);
 /* prepare the sketch operator (nystrom) after init; on failure k is
    freed entirely */
 int rk_solve_kernels_sketch(rk_solve_kernels *k, rk_formula *sk,

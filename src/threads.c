@@ -27,7 +27,7 @@
 
 /* ---- fork ------------------------------------------------------------- */
 
-static int forked;       /* set in a child by the atfork handler */
+static int forked; /* set in a child by the atfork handler */
 static int initialised;
 
 static void pool_forget(void); /* below */
@@ -57,7 +57,8 @@ int rk_threads_forked(void) {
   return forked;
 }
 
-/* ---- the getter ----------------------------------------------------------- */
+/* ---- the getter -----------------------------------------------------------
+ */
 
 int rk_threads_avail(void) {
   return rk_ncpu();
@@ -135,19 +136,36 @@ int rk_threads_for_work(int nthreads, double work) {
   return k < (double)nthreads ? (int)k : nthreads;
 }
 
-/* ---- the cost model ----------------------------------------------------------- */
+/* ---- the cost model
+ * ----------------------------------------------------------- */
 
 static double op_weight(int op) {
   switch (op) {
-  case RK_OP_VAR: case RK_OP_INTCST: case RK_OP_CST: case RK_OP_ZERO:
+  case RK_OP_VAR:
+  case RK_OP_INTCST:
+  case RK_OP_CST:
+  case RK_OP_ZERO:
     return 0;
-  case RK_OP_EXP: case RK_OP_LOG: case RK_OP_SIN: case RK_OP_COS:
-  case RK_OP_TAN: case RK_OP_ASIN: case RK_OP_ACOS: case RK_OP_ATAN:
-  case RK_OP_ATAN2: case RK_OP_POWF: case RK_OP_XLOGX:
+  case RK_OP_EXP:
+  case RK_OP_LOG:
+  case RK_OP_SIN:
+  case RK_OP_COS:
+  case RK_OP_TAN:
+  case RK_OP_ASIN:
+  case RK_OP_ACOS:
+  case RK_OP_ATAN:
+  case RK_OP_ATAN2:
+  case RK_OP_POWF:
+  case RK_OP_XLOGX:
   case RK_OP_SINXDIVX:
     return 16;
-  case RK_OP_SQRT: case RK_OP_RSQRT: case RK_OP_INV: case RK_OP_DIVIDE:
-  case RK_OP_NORM2: case RK_OP_NORMALIZE: case RK_OP_POW:
+  case RK_OP_SQRT:
+  case RK_OP_RSQRT:
+  case RK_OP_INV:
+  case RK_OP_DIVIDE:
+  case RK_OP_NORM2:
+  case RK_OP_NORMALIZE:
+  case RK_OP_POW:
     return 4;
   default:
     return 1;
@@ -159,15 +177,19 @@ void rk_formula_cost(const rk_formula *f, double *pair_cost,
   double cost = 0, comps = 0;
   int n = f && f->ctx ? rk_ctx_nnodes(f->ctx) : 0;
   unsigned char *seen = calloc((size_t)n + 2, 1);
-  const rk_node **stack = malloc(((size_t)n + 2) * RK_MAX_ARGS * sizeof *stack + sizeof *stack);
+  const rk_node **stack =
+      malloc(((size_t)n + 2) * RK_MAX_ARGS * sizeof *stack + sizeof *stack);
   int top = 0;
   if (f && seen && stack) {
-    if (f->f) stack[top++] = f->f;
-    if (f->w) stack[top++] = f->w;
+    if (f->f)
+      stack[top++] = f->f;
+    if (f->w)
+      stack[top++] = f->w;
     while (top > 0) {
       const rk_node *x = stack[--top];
       if (x->id >= 0 && x->id <= n) {
-        if (seen[x->id]) continue;
+        if (seen[x->id])
+          continue;
         seen[x->id] = 1;
       }
       double in = 0;
@@ -212,7 +234,8 @@ int rk_cpu_stack_check(const rk_formula *f, rk_error *e) {
                 (double)stack / 1048576.0, (double)RK_STACK_MAX / 1048576.0);
 }
 
-/* ---- chunks ------------------------------------------------------------------ */
+/* ---- chunks
+ * ------------------------------------------------------------------ */
 
 void rk_chunk_start(rk_chunker *c, int nthreads, int64_t nout, int64_t nred,
                     double pair_cost) {
@@ -257,17 +280,18 @@ void rk_chunk_done(rk_chunker *c, int64_t done, double dt) {
   c->rows = want > 4e18 ? (int64_t)4e18 : (int64_t)want + 1;
 }
 
-/* ---- the pool ----------------------------------------------------------------- */
+/* ---- the pool
+ * ----------------------------------------------------------------- */
 
 typedef struct pool {
   pthread_mutex_t mu;
   pthread_cond_t go, done;
   int nworkers, cap;
   pthread_t *tid;
-  size_t stack;     /* stack size the workers were created with */
+  size_t stack;      /* stack size the workers were created with */
   unsigned long gen; /* run number */
-  int active;       /* workers taking part in the run (the first ones) */
-  int pending;      /* of those, still working */
+  int active;        /* workers taking part in the run (the first ones) */
+  int pending;       /* of those, still working */
   int quit;
   /* the run */
   rk_par_fn fn;
@@ -503,7 +527,8 @@ int rk_threads_pool_size(void) {
   return P.nworkers;
 }
 
-/* ---- interrupts outside reductions ------------------------------------------ */
+/* ---- interrupts outside reductions ------------------------------------------
+ */
 
 static const rk_options *current;
 
@@ -542,8 +567,8 @@ static void *abandonable_main(void *arg) {
   return NULL;
 }
 
-int rk_run_abandonable(int (*fn)(void *ctx), void (*done)(void *ctx),
-                       void *ctx, int *result) {
+int rk_run_abandonable(int (*fn)(void *ctx), void (*done)(void *ctx), void *ctx,
+                       int *result) {
   abandonable *a = calloc(1, sizeof *a);
   pthread_t t;
   pthread_attr_t at;

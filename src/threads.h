@@ -52,9 +52,9 @@ int rk_threads_for_work(int nthreads, double work);
  * least RK_CHUNK_ROWS_PER_THREAD rows per thread when that is not slower
  * (a block of few rows copies each tile of the reduction variables for
  * few rows).  Blocks given to the pool: about 4 per thread and chunk. */
-#define RK_CHUNK_FIRST_WORK 1e8 /* per thread: 0.01 to 0.2 s */
-#define RK_CHUNK_SECONDS 0.25
-#define RK_CHUNK_MAX_SECONDS 1.0
+#define RK_CHUNK_FIRST_WORK      1e8 /* per thread: 0.01 to 0.2 s */
+#define RK_CHUNK_SECONDS         0.25
+#define RK_CHUNK_MAX_SECONDS     1.0
 #define RK_CHUNK_ROWS_PER_THREAD 1024
 /* the largest stack one kernel call may need (rk_formula_cost) */
 #define RK_STACK_MAX ((size_t)1 << 30)
@@ -64,7 +64,7 @@ typedef struct rk_chunker {
   int nthreads;     /* threads of this run (rk_threads_for_work) */
   double pair_cost; /* work units per (i, j) pair */
   int64_t nred;
-  int64_t rows;     /* size of the next chunk */
+  int64_t rows; /* size of the next chunk */
 } rk_chunker;
 void rk_chunk_start(rk_chunker *c, int nthreads, int64_t nout, int64_t nred,
                     double pair_cost);
@@ -108,8 +108,8 @@ int rk_call_interrupted(void);
    caller interrupted: the thread is abandoned and calls done(ctx) when fn
    returns (done owns ctx then); -1 when no thread could be started (fn
    ran in the calling thread). */
-int rk_run_abandonable(int (*fn)(void *ctx), void (*done)(void *ctx),
-                       void *ctx, int *result);
+int rk_run_abandonable(int (*fn)(void *ctx), void (*done)(void *ctx), void *ctx,
+                       int *result);
 
 /* ---- the compiler child (be-cpu-cc.c) ----------------------------------
  * Runs `sh -c cmd` in its own process group (a Ctrl-C at the terminal
