@@ -21,7 +21,7 @@
 
 /* ---- the units, by reduction (red.def) ---- */
 static const rk_red_unit *const units[RK_RED__COUNT] = {
-#define R(E, name, nf, hask, outkind, diff, unit)                              \
+#define R(E, name, nf, hask, outkind, diff, unit, outdim, f1)                              \
   [RK_RED_##E] = &rk_red_unit_##unit,
 #include "red.def"
 #undef R

@@ -18,42 +18,34 @@
 static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
                              rk_error *err) {
   const rk_redinfo *ri = &rk_reds[f->red];
-  int d = f->f->dim;
-  long long out;
-  switch (f->red) {
-  case RK_RED_MIN_ARGMIN:
-  case RK_RED_MAX_ARGMAX:
-    out = 2LL * d;
+  long long d = f->f->dim, e = f->w ? f->w->dim : 1, K = f->K, out = -1;
+  int f1 = 0;
+  switch (f->red) { /* red.def OUTDIM and F1 */
+#define R(E, name, nf, hask, outkind, diff, unit, outdim, F1)                  \
+  case RK_RED_##E:                                                             \
+    out = outdim;                                                              \
+    f1 = F1;                                                                   \
     break;
-  case RK_RED_KMIN:
-  case RK_RED_ARGKMIN:
-  case RK_RED_KMIN_ARGKMIN:
+#include "red.def"
+#undef R
+  }
+  (void)e;
+  if (ri->hask && K * d > RK_KMIN_MAX)
     /* each output row keeps its K smallest values (and indices) in the
        kernel's local memory (the stack of a CPU thread, a CUDA thread's
        local memory): bounded, now that K may exceed the number of points */
-    if ((long long)f->K * d > RK_KMIN_MAX)
-      return rk_err_at(err, RK_EVALUE, src, redpos,
-                       "%s_Reduction: K * dimension = %lld is larger "
-                       "than %d (the K smallest values of each output "
-                       "row are kept in the kernel's local memory)",
-                       ri->name, (long long)f->K * d, RK_KMIN_MAX),
-             -1;
-    out = (long long)f->K * d * (f->red == RK_RED_KMIN_ARGKMIN ? 2 : 1);
-    break;
-  case RK_RED_LOGSUMEXP:
-  case RK_RED_LOGSUMEXPWEIGHT:
-  case RK_RED_SUMSOFTMAXWEIGHT:
-    if (d != 1)
-      return rk_err_at(err, RK_EDIM, src, redpos,
-                       "%s_Reduction: the formula has dimension %d, "
-                       "not 1",
-                       ri->name, d),
-             -1;
-    out = f->w ? f->w->dim : 1;
-    break;
-  default:
-    out = d;
-  }
+    return rk_err_at(err, RK_EVALUE, src, redpos,
+                     "%s_Reduction: K * dimension = %lld is larger "
+                     "than %d (the K smallest values of each output "
+                     "row are kept in the kernel's local memory)",
+                     ri->name, K * d, RK_KMIN_MAX),
+           -1;
+  if (f1 && d != 1)
+    return rk_err_at(err, RK_EDIM, src, redpos,
+                     "%s_Reduction: the formula has dimension %lld, "
+                     "not 1",
+                     ri->name, d),
+           -1;
   if (out > 1000000)
     return rk_err_at(err, RK_EVALUE, src, redpos,
                      "%s_Reduction: output dimension %lld is too large",

@@ -21,7 +21,7 @@ const rk_opinfo rk_ops[RK_OP__COUNT] = {
 };
 
 const rk_redinfo rk_reds[RK_RED__COUNT] = {
-#define R(E, name, nf, hask, outkind, diff, unit)                                    \
+#define R(E, name, nf, hask, outkind, diff, unit, outdim, f1)                                    \
   [RK_RED_##E] = {name, nf, hask, outkind, diff},
 #include "red.def"
 #undef R

@@ -39,7 +39,7 @@ enum rk_op {
 };
 
 enum rk_redop {
-#define R(E, name, nf, hask, outkind, diff, unit) RK_RED_##E,
+#define R(E, name, nf, hask, outkind, diff, unit, outdim, f1) RK_RED_##E,
 #include "red.def"
 #undef R
   RK_RED__COUNT

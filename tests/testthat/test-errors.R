@@ -133,3 +133,23 @@ test_that("errors carry the user's call into rkeops, not an internal one", {
   msg <- tryCatch(f(), error = function(e) paste(capture.output(print(e)), collapse = "\n"))
   expect_match(msg, "^<rkeops_parse_error in keops_kernel\\(")
 })
+
+test_that("the reduction rules of red.def (OUTDIM, F1, the K bound) say what is wrong", {
+  e <- expect_error(keops_kernel("LogSumExp_Reduction(x, 1)", c("x=Vi(3)")),
+                    class = "rkeops_dim_error")
+  expect_match(conditionMessage(e), "LogSumExp_Reduction: the formula has dimension 3, not 1",
+               fixed = TRUE)
+  e <- expect_error(keops_kernel("KMin_Reduction(x, 8193, 1)", c("x=Vi(2)")),
+                    class = "rkeops_value_error")
+  expect_match(conditionMessage(e), "K * dimension = 16386 is larger than 16384", fixed = TRUE)
+  dims <- c(Sum = 3, Min_ArgMin = 6, KMin = 12, KMin_ArgKMin = 24, LogSumExp = 1,
+            SumSoftMaxWeight = 2)
+  for (r in names(dims)) {
+    f <- switch(r, KMin = , KMin_ArgKMin = sprintf("%s_Reduction(x, 4, 1)", r),
+                LogSumExp = "LogSumExp_Reduction(Sum(x), 1)",
+                SumSoftMaxWeight = "SumSoftMaxWeight_Reduction(Sum(x), w, 1)",
+                sprintf("%s_Reduction(x, 1)", r))
+    op <- keops_kernel(f, c("x=Vi(3)", "w=Vj(2)"))
+    expect_identical(attr(op, "outdim"), as.integer(dims[[r]]), info = r)
+  }
+})
