@@ -14,15 +14,29 @@ NULL
 
 # Output dimension of an elementwise operation: all operands of the same
 # dimension, or of dimension 1 (broadcast).
-lt_bcast_dim <- function(args, opname) {
+# The engine's dimension of `op` on arguments of dimensions `dims` (its
+# DIMFN rule of ops.def): the rules are not copied in R.  NA when the rule
+# refuses them; an error that is not about dimensions is a bug here.
+rk_op_dim <- function(op, dims, params = integer()) {
+  d <- .Call(ffi_op_dim, op, as.integer(dims), as.integer(params))
+  if (is.na(d) && !isTRUE(attr(d, "refused")))
+    rk_abort("rkeops_internal_error",
+             c(sprintf("the engine cannot size %s: %s", op, attr(d, "message")),
+               "This is a bug in rkeops: please report it."))
+  d
+}
+
+# The output dimension of the broadcasting op `op` (the engine's rule: equal
+# dimensions or dimension 1), or a dimension error naming `opname`.
+lt_bcast_dim <- function(args, opname, op = "Add") {
   dims <- vapply(args, function(a) a@dim, 0L)
-  big <- unique(dims[dims != 1L])
-  if (length(big) > 1L)
+  d <- rk_op_dim(op, dims)
+  if (is.na(d))
     lt_dim_error(sprintf(paste0("%s: incompatible inner dimensions %s ",
                                 "(operands must have equal dimensions or ",
                                 "dimension 1)"), opname,
                          paste(dims, collapse = " and ")))
-  if (length(big)) big else 1L
+  d
 }
 
 # An integer parameter of an operation (written in the formula, not data).
@@ -53,7 +67,7 @@ lt_call <- function(op, args, params = integer(), dim) {
 # An elementwise operation of any arity: operands converted, dims broadcast.
 lt_elementwise <- function(op, ...) {
   args <- lapply(list(...), as_lt)
-  lt_call(op, args, dim = lt_bcast_dim(args, op))
+  lt_call(op, args, dim = lt_bcast_dim(args, op, op))
 }
 
 # A unary operation of `x`, output dimension `dim`.
@@ -76,7 +90,8 @@ lt_check <- function(x, opname) {
 lt_infix <- function(sym, a, b, opname = sym) {
   a <- as_lt(a)
   b <- as_lt(b)
-  d <- lt_bcast_dim(list(a, b), opname)
+  op <- c("+" = "Add", "-" = "Subtract", "*" = "Mult", "/" = "Divide")[[sym]]
+  d <- lt_bcast_dim(list(a, b), opname, op)
   lt_make(sprintf("(%s %s %s)", a@formula, sym, b@formula), list(a, b), d,
           opname)
 }
@@ -524,12 +539,12 @@ lt_same_dim <- function(x, y, opname) {
 sqdist <- function(x, y) {
   x <- lt_check(x, "SqDist")
   y <- lt_check(y, "SqDist")
-  lt_bcast_dim(list(x, y), "sqdist") # a dimension-1 operand broadcasts
+  lt_bcast_dim(list(x, y), "sqdist", "SqDist") # a dimension-1 operand broadcasts
   lt_call("SqDist", list(x, y), dim = 1L)
 }
 
 lt_check_weight <- function(s, d, opname) {
-  if (!s@dim %in% c(1L, d, d * d))
+  if (is.na(rk_op_dim("WeightedSqNorm", c(s@dim, d))))
     lt_dim_error(sprintf(paste0("%s: the weight has dimension %d; it must ",
                                 "be 1, %d or %d"), opname, s@dim, d, d * d))
 }
@@ -549,7 +564,7 @@ weightedsqdist <- function(x, y, s) {
   x <- lt_check(x, "WeightedSqDist")
   y <- lt_check(y, "WeightedSqDist")
   s <- as_lt(s, "weight")
-  lt_check_weight(s, lt_bcast_dim(list(x, y), "weightedsqdist"),
+  lt_check_weight(s, lt_bcast_dim(list(x, y), "weightedsqdist", "Subtract"),
                   "weightedsqdist")
   lt_call("WeightedSqDist", list(s, x, y), dim = 1L)
 }
@@ -677,10 +692,11 @@ NULL
 matvecmult <- function(m, v) {
   m <- as_lt(m, "matrix")
   v <- lt_check(v, "MatVecMult")
-  if (m@dim %% v@dim != 0L)
+  d <- rk_op_dim("MatVecMult", c(m@dim, v@dim))
+  if (is.na(d))
     lt_dim_error(sprintf(paste0("matvecmult(m, v): dim(m) = %d is not a ",
                                 "multiple of dim(v) = %d"), m@dim, v@dim))
-  lt_call("MatVecMult", list(m, v), dim = m@dim %/% v@dim)
+  lt_call("MatVecMult", list(m, v), dim = d)
 }
 
 #' @rdname LazyTensor-matvec
@@ -688,10 +704,11 @@ matvecmult <- function(m, v) {
 vecmatmult <- function(v, m) {
   v <- lt_check(v, "VecMatMult")
   m <- as_lt(m, "matrix")
-  if (m@dim %% v@dim != 0L)
+  d <- rk_op_dim("VecMatMult", c(v@dim, m@dim))
+  if (is.na(d))
     lt_dim_error(sprintf(paste0("vecmatmult(v, m): dim(m) = %d is not a ",
                                 "multiple of dim(v) = %d"), m@dim, v@dim))
-  lt_call("VecMatMult", list(v, m), dim = m@dim %/% v@dim)
+  lt_call("VecMatMult", list(v, m), dim = d)
 }
 
 #' @rdname LazyTensor-matvec
@@ -699,7 +716,11 @@ vecmatmult <- function(v, m) {
 tensorprod <- function(x, y) {
   x <- as_lt(x)
   y <- as_lt(y)
-  lt_call("TensorProd", list(x, y), dim = x@dim * y@dim)
+  d <- rk_op_dim("TensorProd", c(x@dim, y@dim))
+  if (is.na(d))
+    lt_dim_error(sprintf("tensorprod(x, y): dimension %d x %d is too large",
+                         x@dim, y@dim))
+  lt_call("TensorProd", list(x, y), dim = d)
 }
 
 # ---- transpose and column selection ------------------------------------------

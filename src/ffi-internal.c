@@ -85,6 +85,29 @@ static SEXP ffi_red_table(void) {
   return res;
 }
 
+/* the engine's dimension of op(name) on arguments of dimensions dims and
+   integer parameters ip: an integer, or NA with attributes "message" (the
+   engine's) and "refused" (TRUE when the rule refused the dimensions or
+   parameters, FALSE for an unknown op or a wrong arity) */
+SEXP ffi_op_dim(SEXP name, SEXP dims, SEXP ip) {
+  if (TYPEOF(name) != STRSXP || XLENGTH(name) != 1 ||
+      STRING_ELT(name, 0) == NA_STRING || TYPEOF(dims) != INTSXP ||
+      TYPEOF(ip) != INTSXP || XLENGTH(dims) > 8 || XLENGTH(ip) > 8)
+    error("ffi_op_dim: a name, integer dims and integer parameters");
+  char msg[1024];
+  int de = 0;
+  int d = rk_table_op_dim(CHAR(STRING_ELT(name, 0)), (int)XLENGTH(dims),
+                          INTEGER(dims), (int)XLENGTH(ip), INTEGER(ip), &de,
+                          msg, (int)sizeof msg);
+  SEXP res = PROTECT(ScalarInteger(d >= 0 ? d : NA_INTEGER)); /* 1 */
+  if (d < 0) {
+    setAttrib(res, install("message"), mkString(msg));
+    setAttrib(res, install("refused"), ScalarLogical(de));
+  }
+  UNPROTECT(1);
+  return res;
+}
+
 /* list(ops = <columns of the op table>, reds = <columns of red.def>) */
 SEXP ffi_engine_tables(void) {
   SEXP ops = PROTECT(ffi_op_table());   /* 1 */

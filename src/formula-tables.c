@@ -6,6 +6,9 @@
 
 #include "ad-rules.h"
 
+#include <stdio.h>
+#include <string.h>
+
 int rk_table_nops(void) {
   return RK_OP__COUNT;
 }
@@ -47,4 +50,43 @@ int rk_table_red(int i, const char **name, int *nf, int *hask, int *outkind,
   *outkind = rk_reds[i].outkind;
   *diff = rk_reds[i].diff;
   return 1;
+}
+
+int rk_table_op_dim(const char *name, int n, const int *dims, int nip,
+                    const int *ip, int *dim_error, char *msg, int msize) {
+  *dim_error = 0;
+  msg[0] = '\0';
+  int op = name ? rk_op_lookup(name, strlen(name)) : -1;
+  if (op < 0) {
+    snprintf(msg, (size_t)msize, "unknown operation %s", name ? name : "?");
+    return -1;
+  }
+  const rk_opinfo *o = &rk_ops[op];
+  if (o->nargs == 0 || n != o->nargs || nip != o->nip || n > RK_MAX_ARGS ||
+      nip > RK_MAX_IP) {
+    snprintf(msg, (size_t)msize,
+             "%s takes %d argument(s) and %d integer "
+             "parameter(s), not %d and %d",
+             o->name, o->nargs, o->nip, n, nip);
+    return -1;
+  }
+  rk_ctx *c = rk_ctx_new();
+  if (c == NULL) {
+    snprintf(msg, (size_t)msize, "out of memory");
+    return -1;
+  }
+  rk_error e;
+  rk_err_clear(&e);
+  const rk_node *a[RK_MAX_ARGS] = {NULL};
+  int ok = 1;
+  for (int i = 0; i < n && ok; i++)
+    ok = (a[i] = rk_var(c, i, dims[i], RK_CAT_I, &e)) != NULL;
+  const rk_node *r = ok ? rk_build(c, op, a, n, ip, nip, 0, &e) : NULL;
+  int d = r ? r->dim : -1;
+  if (r == NULL) {
+    *dim_error = e.code == RK_EDIM || e.code == RK_EVALUE;
+    snprintf(msg, (size_t)msize, "%s", e.msg);
+  }
+  rk_ctx_free(c);
+  return d;
 }

@@ -27,4 +27,13 @@ int rk_table_nreds(void);
 int rk_table_red(int i, const char **name, int *nf, int *hask, int *outkind,
                  int *diff);
 
+/* the dimension of op `name` applied to arguments of dimensions dims[0..n)
+   with integer parameters ip[0..nip), by the engine's own rule (its DIMFN
+   row of ops.def, through rk_build); -1 when the rule refuses them, with
+   the engine's message in msg and *dim_error = 1 when the rule refused
+   the dimensions or parameters (0: unknown op, wrong arity, out of
+   memory) */
+int rk_table_op_dim(const char *name, int n, const int *dims, int nip,
+                    const int *ip, int *dim_error, char *msg, int msize);
+
 #endif /* RK_FORMULA_TABLES_H */

@@ -85,3 +85,30 @@ test_that("which reductions have a gradient is the engine's column, and it holds
                "\"Sum\", \"LogSumExp\", \"LogSumExpWeight\" and \"SumSoftMaxWeight\"",
                fixed = TRUE)
 })
+
+test_that("the engine sizes an op on given argument dimensions (LazyTensor asks it)", {
+  od <- function(op, dims, ip = integer()) rkeops:::rk_op_dim(op, dims, ip)
+  expect_identical(c(od("Add", c(3, 3)), od("Add", c(1, 4)), od("Exp", 5),
+                     od("SqDist", c(3, 3)), od("MatVecMult", c(6, 3)),
+                     od("VecMatMult", c(2, 6)), od("TensorProd", c(2, 3)),
+                     od("WeightedSqNorm", c(9, 3)), od("Clamp", c(2, 1, 1)),
+                     od("Elem", 4, 2L), od("Extract", 5, c(1L, 3L)),
+                     od("Concat", c(2, 3)), od("Sum", 4)),
+                   c(3L, 4L, 5L, 1L, 2L, 3L, 6L, 1L, 2L, 1L, 3L, 5L, 1L))
+  for (bad in list(list("Add", c(3, 2)), list("MatVecMult", c(5, 3)),
+                   list("WeightedSqNorm", c(4, 3)), list("Elem", 4, 4L),
+                   list("Extract", 5, c(4L, 3L)))) {
+    d <- do.call(od, bad)
+    expect_true(is.na(d), info = bad[[1]])
+    expect_true(attr(d, "refused"), info = bad[[1]])
+    expect_true(nzchar(attr(d, "message")), info = bad[[1]])
+  }
+  expect_error(od("NoSuchOp", 3), class = "rkeops_internal_error")
+  expect_error(od("Add", 3), class = "rkeops_internal_error") # arity
+  # LazyTensor's dimensions are the engine's
+  v <- Vi(matrix(runif(9), 3, 3))
+  m <- Vj(matrix(runif(18), 3, 6))
+  expect_identical(matvecmult(m, v)@dim, 2L)
+  expect_identical(tensorprod(Vi(matrix(1, 3, 2)), v)@dim, 6L)
+  expect_error(matvecmult(Vj(matrix(1, 3, 5)), v), "is not a multiple", class = "rkeops_dim_error")
+})
