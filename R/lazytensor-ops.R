@@ -26,6 +26,16 @@ rk_op_dim <- function(op, dims, params = integer()) {
   d
 }
 
+# The engine's dimension of `op` on `args` with integer `params`, or a
+# dimension error: `msg` (LazyTensor's wording of the only way the rule can
+# refuse these arguments), else the engine's message.
+lt_sized <- function(op, args, params = integer(), msg = NULL) {
+  d <- rk_op_dim(op, vapply(args, function(a) a@dim, 0L), params)
+  if (is.na(d))
+    lt_dim_error(if (is.null(msg)) attr(d, "message") else msg)
+  d
+}
+
 # The output dimension of the broadcasting op `op` (the engine's rule: equal
 # dimensions or dimension 1), or a dimension error naming `opname`.
 lt_bcast_dim <- function(args, opname, op = "Add") {
@@ -602,9 +612,9 @@ NULL
 elem <- function(x, m) {
   x <- lt_check(x, "Elem")
   m <- lt_int(m, "m", 0)
-  if (m >= x@dim)
-    lt_dim_error(sprintf("elem(x, m): m = %d is out of [0, %d)", m, x@dim))
-  lt_unary("Elem", x, m, dim = 1L)
+  d <- lt_sized("Elem", list(x), m,
+                sprintf("elem(x, m): m = %d is out of [0, %d)", m, x@dim))
+  lt_unary("Elem", x, m, dim = d)
 }
 
 #' @rdname LazyTensor-elem
@@ -627,10 +637,10 @@ extract <- function(x, m, d) {
   x <- lt_check(x, "Extract")
   m <- lt_int(m, "m", 0)
   d <- lt_int(d, "d", 1)
-  if (m + d > x@dim)
-    lt_dim_error(sprintf(paste0("extract(x, m, d): components %d to %d are ",
+  dd <- lt_sized("Extract", list(x), c(m, d),
+                 sprintf(paste0("extract(x, m, d): components %d to %d are ",
                                 "out of [0, %d)"), m, m + d - 1L, x@dim))
-  lt_unary("Extract", x, c(m, d), dim = d)
+  lt_unary("Extract", x, c(m, d), dim = dd)
 }
 
 #' @rdname LazyTensor-elem
@@ -639,11 +649,11 @@ extractT <- function(x, m, d) {
   x <- lt_check(x, "ExtractT")
   m <- lt_int(m, "m", 0)
   d <- lt_int(d, "d", 1)
-  if (m + x@dim > d)
-    lt_dim_error(sprintf(paste0("extractT(x, m, d): x (dimension %d) at ",
+  dd <- lt_sized("ExtractT", list(x), c(m, d),
+                 sprintf(paste0("extractT(x, m, d): x (dimension %d) at ",
                                 "position %d does not fit in dimension %d"),
                          x@dim, m, d))
-  lt_unary("ExtractT", x, c(m, d), dim = d)
+  lt_unary("ExtractT", x, c(m, d), dim = dd)
 }
 
 #' @rdname LazyTensor-elem
@@ -651,7 +661,7 @@ extractT <- function(x, m, d) {
 concat <- function(x, y) {
   x <- lt_check(x, "Concat")
   y <- lt_check(y, "Concat")
-  lt_call("Concat", list(x, y), dim = x@dim + y@dim)
+  lt_call("Concat", list(x, y), dim = lt_sized("Concat", list(x, y)))
 }
 
 #' @rdname LazyTensor-elem

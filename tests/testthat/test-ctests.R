@@ -112,3 +112,19 @@ test_that("the engine sizes an op on given argument dimensions (LazyTensor asks 
   expect_identical(tensorprod(Vi(matrix(1, 3, 2)), v)@dim, 6L)
   expect_error(matvecmult(Vj(matrix(1, 3, 5)), v), "is not a multiple", class = "rkeops_dim_error")
 })
+
+test_that("LazyTensor element and slice operations are sized by the engine", {
+  x <- Vi(matrix(runif(15), 3, 5))
+  expect_identical(elem(x, 4)@dim, 1L)
+  expect_identical(extract(x, 1, 3)@dim, 3L)
+  expect_identical(extractT(extract(x, 1, 3), 2, 6)@dim, 6L)
+  expect_identical(concat(x, x)@dim, 10L)
+  expect_error(elem(x, 5), "m = 5 is out of \\[0, 5\\)", class = "rkeops_dim_error")
+  expect_error(extract(x, 3, 3), "components 3 to 5 are out of \\[0, 5\\)",
+               class = "rkeops_dim_error")
+  expect_error(extractT(x, 2, 6), "does not fit in dimension 6", class = "rkeops_dim_error")
+  # the values through the engine, against dense R
+  X <- matrix(runif(15), 3, 5)
+  expect_equal(as.vector(sum(extract(Vi(X), 1, 3), index = "i")),
+               colSums(X[, 2:4]), tolerance = 1e-12)
+})
