@@ -114,7 +114,8 @@ grad <- function(f, gradin, opstr = "Sum", var, index, weight = NULL) {
   f <- lt_check(f, "grad")
   red <- lt_grad_reduction(opstr)
   vs <- lt_grad_vars(var)
-  weighted <- red %in% c("LogSumExpWeight", "SumSoftMaxWeight")
+  rt <- rk_red_table()
+  weighted <- rt$nf[match(red, rt$name)] == 2L # red.def NF: a weight
   if (weighted && is.null(weight)) {
     lt_abort(sprintf("grad: a %s reduction needs `weight`", red),
              "rkeops_input_error")
@@ -124,7 +125,7 @@ grad <- function(f, gradin, opstr = "Sum", var, index, weight = NULL) {
                             "SumSoftMaxWeight, not for %s"), red),
              "rkeops_input_error")
   }
-  if (red != "Sum" && f@dim != 1L) {
+  if (identical(attr(rk_red_dim(red, f@dim), "kind"), "dimension")) { # F1
     lt_dim_error(sprintf("grad: a %s reduction needs f of dimension 1, not %d",
                          red, f@dim))
   }

@@ -26,13 +26,35 @@ rk_op_dim <- function(op, dims, params = integer()) {
   d
 }
 
+# The engine's output dimension of reduction `red` ("Sum", "KMin", ...) on a
+# formula of dimension d, a weight of dimension e and K (red.def's OUTDIM
+# and F1 rules and the K bound, through rk_red_outdim): an integer, or NA
+# with attributes "message", "refused" and "kind" ("dimension" or "value").
+rk_red_dim <- function(red, d, e = 1, K = 0) {
+  r <- .Call(ffi_red_dim, red, as.double(d), as.double(e), as.double(K))
+  if (is.na(r) && !isTRUE(attr(r, "refused")))
+    rk_abort("rkeops_internal_error",
+             c(sprintf("the engine cannot size a %s reduction: %s", red,
+                       attr(r, "message")),
+               "This is a bug in rkeops: please report it."))
+  r
+}
+
 # The engine's dimension of `op` on `args` with integer `params`, or a
-# dimension error: `msg` (LazyTensor's wording of the only way the rule can
-# refuse these arguments), else the engine's message.
+# dimension error: `msg` is LazyTensor's wording of the refusal, one text, or
+# texts named by the kind of refusal the engine reports ("dimension": an
+# argument's dimension, "value": an integer parameter); else the engine's
+# message.  The rule itself is only the engine's.
 lt_sized <- function(op, args, params = integer(), msg = NULL) {
   d <- rk_op_dim(op, vapply(args, function(a) a@dim, 0L), params)
-  if (is.na(d))
-    lt_dim_error(if (is.null(msg)) attr(d, "message") else msg)
+  if (is.na(d)) {
+    kind <- attr(d, "kind")
+    m <- if (is.null(msg)) NULL
+         else if (is.null(names(msg))) msg[[1L]]
+         else unname(msg[kind])
+    if (length(m) != 1L || is.na(m)) m <- attr(d, "message")
+    lt_dim_error(m)
+  }
   d
 }
 
@@ -216,8 +238,8 @@ setMethod("Compare", signature(e1 = "ANY", e2 = "LazyTensor"),
 lt_scalprod <- function(x, y) {
   x <- as_lt(x)
   y <- as_lt(y)
-  if (x@dim != y@dim)
-    lt_dim_error(sprintf(paste0("x | y (scalar product): the operands have ",
+  lt_sized("Scalprod", list(x, y),
+           msg = sprintf(paste0("x | y (scalar product): the operands have ",
                                 "inner dimensions %d and %d; they must be ",
                                 "equal"), x@dim, y@dim))
   lt_make(sprintf("(%s | %s)", x@formula, y@formula), list(x, y), 1L, "|")
@@ -537,13 +559,6 @@ norm2 <- function(x) lt_unary("Norm2", x, dim = 1L)
 #' @export
 normalize <- function(x) lt_unary("Normalize", x)
 
-lt_same_dim <- function(x, y, opname) {
-  if (x@dim != y@dim)
-    lt_dim_error(sprintf(paste0("%s: the operands have inner dimensions %d ",
-                                "and %d; they must be equal"), opname, x@dim,
-                         y@dim))
-}
-
 #' @rdname LazyTensor-norms
 #' @export
 sqdist <- function(x, y) {
@@ -623,12 +638,11 @@ elemT <- function(x, m, n) {
   x <- lt_check(x, "ElemT")
   m <- lt_int(m, "m", 0)
   n <- lt_int(n, "n", 1)
-  if (x@dim != 1L)
-    lt_dim_error(sprintf("elemT(x, m, n): x must have dimension 1, not %d",
-                         x@dim))
-  if (m >= n)
-    lt_dim_error(sprintf("elemT(x, m, n): m = %d is out of [0, %d)", m, n))
-  lt_unary("ElemT", x, c(n, m), dim = n)
+  d <- lt_sized("ElemT", list(x), c(n, m), msg = c(
+    dimension = sprintf("elemT(x, m, n): x must have dimension 1, not %d",
+                        x@dim),
+    value = sprintf("elemT(x, m, n): m = %d is out of [0, %d)", m, n)))
+  lt_unary("ElemT", x, c(n, m), dim = d)
 }
 
 #' @rdname LazyTensor-elem
@@ -669,10 +683,10 @@ concat <- function(x, y) {
 one_hot <- function(x, D) {
   x <- lt_check(x, "OneHot")
   D <- lt_int(D, "D", 1)
-  if (x@dim != 1L)
-    lt_dim_error(sprintf("one_hot(x, D): x must have dimension 1, not %d",
-                         x@dim))
-  lt_unary("OneHot", x, D, dim = D)
+  d <- lt_sized("OneHot", list(x), D,
+                sprintf("one_hot(x, D): x must have dimension 1, not %d",
+                        x@dim))
+  lt_unary("OneHot", x, D, dim = d)
 }
 
 # ---- small linear algebra on the inner dimension ---------------------------

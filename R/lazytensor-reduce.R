@@ -161,16 +161,23 @@ lt_dots_args <- function(...) {
 }
 
 # K larger than the number of points reduced is allowed: the values are
-# padded with Inf and the indices with NA.  K * dim(x) is bounded as in the
-# engine (src/formula.c, RK_KMIN_MAX).
-lt_K <- function(K, x, index) {
+# padded with Inf and the indices with NA.  K * dim(x) is bounded by the
+# engine (rk_red_outdim): asked here so the error comes before any formula.
+lt_K <- function(K, x, red) {
   K <- lt_int(K, "K", 1)
-  if (is.numeric(K) && length(K) == 1L && is.finite(K) && K * x@dim > 16384)
-    lt_abort(sprintf(paste0("K * dimension = %.0f is larger than 16384 (the ",
-                            "K smallest values of each output row are kept ",
-                            "in the kernel's local memory)"), K * x@dim),
-             "rkeops_value_error")
+  d <- rk_red_dim(red, x@dim, 1, K)
+  if (is.na(d))
+    lt_abort(attr(d, "message"), if (identical(attr(d, "kind"), "dimension"))
+      "rkeops_dim_error" else "rkeops_value_error")
   K
+}
+
+# A reduction whose formula must have dimension 1 (red.def F1: LogSumExp,
+# SumSoftMaxWeight): the engine's rule, LazyTensor's wording (`what`).
+lt_red_f1 <- function(x, red, what) {
+  if (identical(attr(rk_red_dim(red, x@dim), "kind"), "dimension"))
+    lt_dim_error(sprintf("%s(x): x must have dimension 1, not %d", what,
+                         x@dim))
 }
 
 # ---- sum, min, max (methods of the base primitives) -------------------------
@@ -423,7 +430,7 @@ max_argmax_reduction <- function(x, index) max_argmax(x, index)
 #' @export
 Kmin <- function(x, K, index) {
   x <- lt_check(x, "KMin")
-  lt_reduce(x, "KMin", index, K = lt_K(K, x, index))
+  lt_reduce(x, "KMin", index, K = lt_K(K, x, "KMin"))
 }
 
 #' @rdname sum_reduction
@@ -434,7 +441,7 @@ Kmin_reduction <- function(x, K, index) Kmin(x, K, index)
 #' @export
 argKmin <- function(x, K, index) {
   x <- lt_check(x, "ArgKMin")
-  lt_reduce(x, "ArgKMin", index, K = lt_K(K, x, index))
+  lt_reduce(x, "ArgKMin", index, K = lt_K(K, x, "ArgKMin"))
 }
 
 #' @rdname sum_reduction
@@ -445,7 +452,7 @@ argKmin_reduction <- function(x, K, index) argKmin(x, K, index)
 #' @export
 Kmin_argKmin <- function(x, K, index) {
   x <- lt_check(x, "KMin_ArgKMin")
-  K <- lt_K(K, x, index)
+  K <- lt_K(K, x, "KMin_ArgKMin")
   lt_reduce(x, "KMin_ArgKMin", index, K = K, split = K * x@dim)
 }
 
@@ -457,9 +464,7 @@ Kmin_argKmin_reduction <- function(x, K, index) Kmin_argKmin(x, K, index)
 #' @export
 logsumexp <- function(x, index, weight = NULL) {
   x <- lt_check(x, "LogSumExp")
-  if (x@dim != 1L)
-    lt_dim_error(sprintf("logsumexp(x): x must have dimension 1, not %d",
-                         x@dim))
+  lt_red_f1(x, "LogSumExp", "logsumexp")
   if (is.null(weight)) return(lt_reduce(x, "LogSumExp", index))
   lt_reduce(x, "LogSumExpWeight", index, weight = weight)
 }
@@ -474,9 +479,7 @@ logsumexp_reduction <- function(x, index, weight = NULL) {
 #' @export
 sumsoftmaxweight <- function(x, index, weight) {
   x <- lt_check(x, "SumSoftMaxWeight")
-  if (x@dim != 1L)
-    lt_dim_error(sprintf("sumsoftmaxweight(x): x must have dimension 1, not %d",
-                         x@dim))
+  lt_red_f1(x, "SumSoftMaxWeight", "sumsoftmaxweight")
   lt_reduce(x, "SumSoftMaxWeight", index, weight = weight)
 }
 

@@ -4,6 +4,8 @@
  * C unit tests of ctests.c.  Same border rules as ffi.c: R headers here,
  * plain C behind formula-tables.h and ctests.h.
  */
+#include <math.h>
+
 #include <R.h>
 #include <Rinternals.h>
 
@@ -32,6 +34,8 @@ static SEXP ffi_op_table(void) {
   SEXP elem = PROTECT(allocVector(LGLSXP, n));  /* 5 */
   SEXP expd = PROTECT(allocVector(LGLSXP, n));  /* 6 */
   SEXP deriv = PROTECT(allocVector(STRSXP, n)); /* 7 */
+  SEXP keepz = PROTECT(allocVector(LGLSXP, n)); /* 8 */
+  SEXP lin = PROTECT(allocVector(LGLSXP, n));   /* 9 */
   for (int i = 0; i < n; i++) {
     const char *nm = "";
     int na = 0, ni = 0, fl = 0;
@@ -42,18 +46,21 @@ static SEXP ffi_op_table(void) {
     LOGICAL(leaf)[i] = (fl & RK_OPF_LEAF) != 0;
     LOGICAL(elem)[i] = (fl & RK_OPF_ELEMENTWISE) != 0;
     LOGICAL(expd)[i] = (fl & RK_OPF_EXPANDED) != 0;
+    LOGICAL(keepz)[i] = (fl & RK_OPF_KEEPZ) != 0;
+    LOGICAL(lin)[i] = (fl & RK_OPF_LINEAR) != 0;
     SET_STRING_ELT(deriv, i,
                    mkChar((fl & RK_OPF_ZERO_DERIV)   ? "zero"
                           : (fl & RK_OPF_DERIVATIVE) ? "rule"
                                                      : "none"));
   }
   static const char *const nms[] = {
-      "name", "nargs", "nip", "leaf", "elementwise", "expanded", "derivative"};
-  SEXP vals[] = {name, nargs, nip, leaf, elem, expd, deriv};
+      "name",     "nargs",      "nip",   "leaf",  "elementwise",
+      "expanded", "derivative", "keeps_zero", "linear"};
+  SEXP vals[] = {name, nargs, nip, leaf, elem, expd, deriv, keepz, lin};
   _Static_assert(sizeof nms / sizeof nms[0] == sizeof vals / sizeof vals[0],
                  "one name per value");
   SEXP res = named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
-  UNPROTECT(7);
+  UNPROTECT(9);
   return res;
 }
 
@@ -87,8 +94,9 @@ static SEXP ffi_red_table(void) {
 
 /* the engine's dimension of op(name) on arguments of dimensions dims and
    integer parameters ip: an integer, or NA with attributes "message" (the
-   engine's) and "refused" (TRUE when the rule refused the dimensions or
-   parameters, FALSE for an unknown op or a wrong arity) */
+   engine's), "refused" (TRUE when the rule refused the dimensions or
+   parameters, FALSE for an unknown op or a wrong arity) and, when refused,
+   "kind": "dimension" (an argument's dimension) or "value" (a parameter) */
 SEXP ffi_op_dim(SEXP name, SEXP dims, SEXP ip) {
   if (TYPEOF(name) != STRSXP || XLENGTH(name) != 1 ||
       STRING_ELT(name, 0) == NA_STRING || TYPEOF(dims) != INTSXP ||
@@ -102,7 +110,39 @@ SEXP ffi_op_dim(SEXP name, SEXP dims, SEXP ip) {
   SEXP res = PROTECT(ScalarInteger(d >= 0 ? d : NA_INTEGER)); /* 1 */
   if (d < 0) {
     setAttrib(res, install("message"), mkString(msg));
-    setAttrib(res, install("refused"), ScalarLogical(de));
+    setAttrib(res, install("refused"), ScalarLogical(de != 0));
+    if (de != 0)
+      setAttrib(res, install("kind"),
+                mkString(de == 1 ? "dimension" : "value"));
+  }
+  UNPROTECT(1);
+  return res;
+}
+
+/* the engine's output dimension of reduction `name` on a formula of
+   dimension d, a weight of dimension e and K (doubles: K * d may pass
+   INT_MAX): an integer, or NA with the attributes of ffi_op_dim's */
+SEXP ffi_red_dim(SEXP name, SEXP d, SEXP e, SEXP K) {
+  if (TYPEOF(name) != STRSXP || XLENGTH(name) != 1 ||
+      STRING_ELT(name, 0) == NA_STRING || TYPEOF(d) != REALSXP ||
+      TYPEOF(e) != REALSXP || TYPEOF(K) != REALSXP || XLENGTH(d) != 1 ||
+      XLENGTH(e) != 1 || XLENGTH(K) != 1 || !R_FINITE(REAL(d)[0]) ||
+      !R_FINITE(REAL(e)[0]) || !R_FINITE(REAL(K)[0]) ||
+      fabs(REAL(K)[0]) > 1e15 || fabs(REAL(d)[0]) > 1e9 ||
+      fabs(REAL(e)[0]) > 1e9)
+    error("ffi_red_dim: a name and three finite numbers");
+  char msg[1024];
+  int de = 0;
+  int out = rk_table_red_dim(CHAR(STRING_ELT(name, 0)), (long long)REAL(d)[0],
+                             (long long)REAL(e)[0], (long long)REAL(K)[0], &de,
+                             msg, (int)sizeof msg);
+  SEXP res = PROTECT(ScalarInteger(out >= 0 ? out : NA_INTEGER)); /* 1 */
+  if (out < 0) {
+    setAttrib(res, install("message"), mkString(msg));
+    setAttrib(res, install("refused"), ScalarLogical(de != 0));
+    if (de != 0)
+      setAttrib(res, install("kind"),
+                mkString(de == 1 ? "dimension" : "value"));
   }
   UNPROTECT(1);
   return res;

@@ -3,6 +3,7 @@
  * reduction table, for formula-tables.h.
  */
 #include "formula-tables.h"
+#include "parse.h"
 
 #include "ad-rules.h"
 
@@ -29,6 +30,10 @@ int rk_table_op(int i, const char **name, int *nargs, int *nip, int *flags) {
     fl |= RK_OPF_DERIVATIVE;
   if (rk_ad_rules[i] == rk_vjp_zero)
     fl |= RK_OPF_ZERO_DERIV;
+  if (o->cls & (RK_OPC_KEEPZ | RK_OPC_KEEPZ_POS | RK_OPC_LINEAR))
+    fl |= RK_OPF_KEEPZ;
+  if (o->cls & RK_OPC_LINEAR)
+    fl |= RK_OPF_LINEAR;
   *name = o->name;
   *nargs = o->nargs;
   *nip = o->nip;
@@ -84,9 +89,28 @@ int rk_table_op_dim(const char *name, int n, const int *dims, int nip,
   const rk_node *r = ok ? rk_build(c, op, a, n, ip, nip, 0, &e) : NULL;
   int d = r ? r->dim : -1;
   if (r == NULL) {
-    *dim_error = e.code == RK_EDIM || e.code == RK_EVALUE;
+    *dim_error = e.code == RK_EDIM ? 1 : e.code == RK_EVALUE ? 2 : 0;
     snprintf(msg, (size_t)msize, "%s", e.msg);
   }
   rk_ctx_free(c);
   return d;
+}
+
+int rk_table_red_dim(const char *name, long long d, long long e, long long K,
+                     int *dim_error, char *msg, int msize) {
+  *dim_error = 0;
+  msg[0] = '\0';
+  int red = name ? rk_red_lookup(name, strlen(name)) : -1;
+  if (red < 0) {
+    snprintf(msg, (size_t)msize, "unknown reduction %s", name ? name : "?");
+    return -1;
+  }
+  rk_error e2;
+  rk_err_clear(&e2);
+  int out = rk_red_outdim(red, d, e, K, &e2);
+  if (out < 0) {
+    *dim_error = e2.code == RK_EDIM ? 1 : e2.code == RK_EVALUE ? 2 : 0;
+    snprintf(msg, (size_t)msize, "%s", e2.msg);
+  }
+  return out;
 }

@@ -14,13 +14,18 @@
 /* the largest K * dim(f) of the K-min reductions */
 #define RK_KMIN_MAX 16384
 
-/* output dimension of the reduction (red.def), or -1 with err set */
-static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
-                             rk_error *err) {
-  const rk_redinfo *ri = &rk_reds[f->red];
-  long long d = f->f->dim, e = f->w ? f->w->dim : 1, K = f->K, out = -1;
+/* output dimension of reduction red (red.def OUTDIM and F1) for a formula
+   of dimension d, a weight of dimension e (1 without one) and K, or -1
+   with err set (RK_EDIM: the formula's dimension; RK_EVALUE: K or the
+   output too large) */
+int rk_red_outdim(int red, long long d, long long e, long long K,
+                  rk_error *err) {
+  if (red < 0 || red >= RK_RED__COUNT)
+    return rk_err(err, RK_EINTERNAL, -1, "unknown reduction %d", red), -1;
+  const rk_redinfo *ri = &rk_reds[red];
+  long long out = -1;
   int f1 = 0;
-  switch (f->red) { /* red.def OUTDIM and F1 */
+  switch (red) {
 #define R(E, name, nf, hask, outkind, diff, unit, outdim, F1)                  \
   case RK_RED_##E:                                                             \
     out = outdim;                                                              \
@@ -34,24 +39,33 @@ static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
     /* each output row keeps its K smallest values (and indices) in the
        kernel's local memory (the stack of a CPU thread, a CUDA thread's
        local memory): bounded, now that K may exceed the number of points */
-    return rk_err_at(err, RK_EVALUE, src, redpos,
-                     "%s_Reduction: K * dimension = %lld is larger "
-                     "than %d (the K smallest values of each output "
-                     "row are kept in the kernel's local memory)",
-                     ri->name, K * d, RK_KMIN_MAX),
+    return rk_err(err, RK_EVALUE, -1,
+                  "%s_Reduction: K * dimension = %lld is larger "
+                  "than %d (the K smallest values of each output "
+                  "row are kept in the kernel's local memory)",
+                  ri->name, K * d, RK_KMIN_MAX),
            -1;
   if (f1 && d != 1)
-    return rk_err_at(err, RK_EDIM, src, redpos,
-                     "%s_Reduction: the formula has dimension %lld, "
-                     "not 1",
-                     ri->name, d),
+    return rk_err(err, RK_EDIM, -1,
+                  "%s_Reduction: the formula has dimension %lld, not 1",
+                  ri->name, d),
            -1;
   if (out > 1000000)
-    return rk_err_at(err, RK_EVALUE, src, redpos,
-                     "%s_Reduction: output dimension %lld is too large",
-                     ri->name, out),
+    return rk_err(err, RK_EVALUE, -1,
+                  "%s_Reduction: output dimension %lld is too large", ri->name,
+                  out),
            -1;
   return (int)out;
+}
+
+/* the formula's output dimension, or -1 with err set and shown at the
+   reduction's position in src */
+static int rk_formula_layout(rk_formula *f, const char *src, int redpos,
+                             rk_error *err) {
+  int out = rk_red_outdim(f->red, f->f->dim, f->w ? f->w->dim : 1, f->K, err);
+  if (out < 0)
+    rk_err_show(err, src, redpos);
+  return out;
 }
 
 int rk_formula_parse(const char *formula, const char *const *args, int nargs,

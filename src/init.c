@@ -27,6 +27,7 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
 SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options);
 /* defined in ffi-internal.c (the package's own tests) */
 SEXP ffi_engine_tables(void);
+SEXP ffi_red_dim(SEXP, SEXP, SEXP, SEXP);
 SEXP ffi_op_dim(SEXP name, SEXP dims, SEXP ip);
 SEXP ffi_ctest(SEXP name, SEXP tmpdir);
 SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP theta);
@@ -75,6 +76,7 @@ static const R_CallMethodDef call_methods[] = {
     {"ffi_logdet", RK_FN(&ffi_logdet), 6},
     {"ffi_threads_info", RK_FN(&ffi_threads_info), 1},
     {"ffi_engine_tables", RK_FN(&ffi_engine_tables), 0},
+    {"ffi_red_dim", RK_FN(&ffi_red_dim), 4},
     {"ffi_op_dim", RK_FN(&ffi_op_dim), 3},
     {"ffi_ctest", RK_FN(&ffi_ctest), 2},
     {"ffi_pivchol_dense", RK_FN(&ffi_pivchol_dense), 4},

@@ -96,17 +96,20 @@ static int rk_is_zero_node(const rk_node *n) {
 }
 
 /* elementwise ops with f(0) = 0 (ops.def's CLASS column) */
-static const unsigned char rk_simp_class[] = {
-#define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls) cls,
-#include "ops.def"
-#undef X
-};
-_Static_assert(sizeof rk_simp_class / sizeof rk_simp_class[0] == RK_OP__COUNT,
-               "rk_simp_class needs one entry per row of ops.def");
-
 static int rk_simp_keeps_zero(int op, const int *ip) {
-  int cls = rk_simp_class[op];
+  int cls = rk_ops[op].cls;
   return (cls & RK_OPC_KEEPZ) || ((cls & RK_OPC_KEEPZ_POS) && ip[0] > 0);
+}
+
+/* a linear op (RK_OPC_LINEAR) whose arguments are all zero */
+static int rk_simp_linear_of_zeros(int op, const rk_node *const *args,
+                                   int nargs) {
+  if (!(rk_ops[op].cls & RK_OPC_LINEAR))
+    return 0;
+  for (int i = 0; i < nargs; i++)
+    if (!rk_is_zero(args[i]))
+      return 0;
+  return 1;
 }
 
 /* identities; NULL when none applies */
@@ -153,6 +156,9 @@ static const rk_node *rk_simp_rules(rk_ctx *c, int op,
       return rk_intcst(c, 1);
     break;
   case RK_OP_SUM:
+    if (a->dim == 1)
+      return a;
+    break;
   case RK_OP_MAX:
   case RK_OP_MIN:
     if (a->dim == 1)
@@ -189,24 +195,17 @@ static const rk_node *rk_simp_rules(rk_ctx *c, int op,
   case RK_OP_ELEM:
     if (a->dim == 1)
       return a;
-    return rk_is_zero_node(a) ? rk_zero(c, 1) : NULL;
+    break;
   case RK_OP_EXTRACT:
-    if (ip[0] == 0 && ip[1] == a->dim)
-      return a;
-    return rk_is_zero_node(a) ? rk_zero(c, dim) : NULL;
   case RK_OP_EXTRACTT:
     if (ip[0] == 0 && ip[1] == a->dim)
       return a;
-    return rk_is_zero(a) && a->dim == 1 ? rk_zero(c, dim)
-           : rk_is_zero_node(a)         ? rk_zero(c, dim)
-                                        : NULL;
+    break;
   case RK_OP_ELEMT:
   case RK_OP_SUMT:
     if (dim == 1)
       return a;
-    return rk_is_zero(a) ? rk_zero(c, dim) : NULL;
-  case RK_OP_CONCAT:
-    return rk_is_zero_node(a) && rk_is_zero_node(b) ? rk_zero(c, dim) : NULL;
+    break;
   case RK_OP_MATVECMULT:
   case RK_OP_VECMATMULT:
   case RK_OP_TENSORPROD:
@@ -214,6 +213,10 @@ static const rk_node *rk_simp_rules(rk_ctx *c, int op,
   default:
     break;
   }
+  /* a linear op of zeros is Zero: Sum, Elem, ElemT, Extract, ExtractT,
+     Concat, SumT (Add, Subtract and Minus have their rules above) */
+  if (nargs > 0 && rk_simp_linear_of_zeros(op, args, nargs))
+    return rk_zero(c, dim);
   /* elementwise f with f(0) = 0 applied to Zero(d) */
   if (nargs == 1 && rk_is_zero_node(a) && a->dim == dim &&
       rk_simp_keeps_zero(op, ip))

@@ -15,7 +15,7 @@
 
 const rk_opinfo rk_ops[RK_OP__COUNT] = {
 #define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)       \
-  [RK_OP_##E] = {name, na, nip, dimfn, cexpr},
+  [RK_OP_##E] = {name, na, nip, dimfn, cexpr, cls},
 #include "ops.def"
 #undef X
 };

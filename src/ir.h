@@ -28,7 +28,7 @@
 #include "rk.h"
 
 /* op-class flags of ops.def's CLASS column */
-enum { RK_OPC_KEEPZ = 1, RK_OPC_KEEPZ_POS = 2 };
+enum { RK_OPC_KEEPZ = 1, RK_OPC_KEEPZ_POS = 2, RK_OPC_LINEAR = 4 };
 
 enum rk_op {
 #define X(E, name, na, nip, dimfn, emitfn, cexpr, vjpfn, fold, fok, cls)       \
@@ -133,6 +133,7 @@ typedef struct rk_opinfo {
   int nargs, nip;
   rk_dim_fn dim;
   const char *cexpr; /* non-NULL: an elementwise op (ops.def CEXPR) */
+  int cls;           /* RK_OPC_* flags (ops.def CLASS)              */
 } rk_opinfo;
 
 extern const rk_opinfo rk_ops[RK_OP__COUNT];

@@ -81,4 +81,11 @@ int rk_parse_var_slot(rk_parser *P, int pos);
 /* parse declaration args[k] into P->vars / P->names */
 int rk_parse_decl(rk_parser *P, int k, rk_arena *arena);
 
+/* output dimension of reduction red (enum rk_redop; red.def OUTDIM and F1)
+   for a formula of dimension d, a weight of dimension e (1 without one) and
+   K, or -1 with err set: RK_EDIM (the formula's dimension), RK_EVALUE (K,
+   or the output, too large).  formula.c; the one place these rules live. */
+int rk_red_outdim(int red, long long d, long long e, long long K,
+                  rk_error *err);
+
 #endif /* RK_PARSE_H */

@@ -47,6 +47,49 @@ test_that("the engine's op table: leaves and expanded ops are the excluded ones"
   expect_false(ops$elementwise[match("SqDist", ops$name)])
 })
 
+test_that("the ops marked linear in ops.def are linear, numerically, and the check can fail", {
+  ops <- engine_tables()$ops
+  lin <- ops$name[ops$linear]
+  # every linear op keeps zero; the elementwise f(0) = 0 ops too
+  expect_true(all(ops$keeps_zero[ops$linear]))
+  expect_true(all(ops$keeps_zero[match(c("Sin", "Sqrt", "Minus", "Abs"), ops$name)]))
+  expect_false(any(ops$keeps_zero[match(c("Exp", "Cos", "SqDist"), ops$name)]))
+  # argument dimensions and the op applied to them (%s: the arguments)
+  cases <- list(
+    Add = list(c(3, 3), "Add(%s,%s)"), Subtract = list(c(3, 1), "Subtract(%s,%s)"),
+    Minus = list(3, "Minus(%s)"), Sum = list(4, "Sum(%s)"),
+    Elem = list(4, "Elem(%s,2)"), ElemT = list(1, "ElemT(%s,4,1)"),
+    Extract = list(5, "Extract(%s,1,3)"), ExtractT = list(2, "ExtractT(%s,1,5)"),
+    Concat = list(c(2, 3), "Concat(%s,%s)"), SumT = list(1, "SumT(%s,3)"))
+  expect_setequal(lin, names(cases)) # a new linear row needs a case here
+  # |op(a u + b v) - (a op(u) + b op(v))| and |op(u)|, in float64, 7 points
+  gap <- function(dims, tpl) {
+    k <- length(dims)
+    args <- c(sprintf("u%d=Vi(%d)", seq_len(k), dims),
+              sprintf("v%d=Vi(%d)", seq_len(k), dims), "a=Pm(1)", "b=Pm(1)")
+    ap <- function(x) do.call(sprintf, c(list(tpl), as.list(x)))
+    u <- sprintf("u%d", seq_len(k))
+    v <- sprintf("v%d", seq_len(k))
+    red <- function(f) keops_kernel(sprintf("Sum_Reduction(%s, 1)", f), args)
+    lhs <- red(ap(sprintf("(a*%s+b*%s)", u, v)))
+    rhs <- red(sprintf("(a*%s+b*%s)", ap(u), ap(v)))
+    ou <- red(ap(u))
+    set.seed(k + sum(dims))
+    data <- c(lapply(c(dims, dims), function(d) matrix(rnorm(7 * d), 7, d)),
+              list(1.7, -0.6))
+    c(max(abs(lhs(data) - rhs(data))), max(abs(ou(data))))
+  }
+  for (nm in lin) {
+    g <- gap(cases[[nm]][[1]], cases[[nm]][[2]])
+    expect_lt(g[1], 1e-12, label = nm)
+    expect_gt(g[2], 0.01, label = nm)
+  }
+  # ops that are not linear fail the same check
+  expect_gt(gap(3, "Exp(%s)")[1], 1e-3)
+  expect_gt(gap(c(3, 3), "Mult(%s,%s)")[1], 1e-3)
+  expect_gt(gap(3, "SqNorm2(%s)")[1], 1e-3)
+})
+
 test_that("the engine's reduction table", {
   reds <- engine_tables()$reds
   expect_setequal(reds$name, reds_expected)
@@ -127,4 +170,64 @@ test_that("LazyTensor element and slice operations are sized by the engine", {
   X <- matrix(runif(15), 3, 5)
   expect_equal(as.vector(sum(extract(Vi(X), 1, 3), index = "i")),
                colSums(X[, 2:4]), tolerance = 1e-12)
+})
+
+test_that("elemT, one_hot and x | y are sized by the engine, with LazyTensor's wording", {
+  od <- function(op, dims, ip = integer()) rkeops:::rk_op_dim(op, dims, ip)
+  expect_identical(c(od("ElemT", 1, c(4L, 2L)), od("OneHot", 1, 5L),
+                     od("Scalprod", c(3, 3))), c(4L, 5L, 1L))
+  # the kind of refusal tells an argument's dimension from a parameter
+  expect_identical(attr(od("ElemT", 2, c(4L, 1L)), "kind"), "dimension")
+  expect_identical(attr(od("ElemT", 1, c(4L, 4L)), "kind"), "value")
+  expect_identical(attr(od("OneHot", 3, 2L), "kind"), "dimension")
+  expect_identical(attr(od("Scalprod", c(3, 2)), "kind"), "dimension")
+  x1 <- Vi(matrix(c(0, 2, 1), 3, 1))
+  x3 <- Vi(matrix(runif(9), 3, 3))
+  expect_identical(elemT(x1, 2, 4)@dim, 4L)
+  expect_identical(one_hot(x1, 3)@dim, 3L)
+  expect_identical((x3 | x3)@dim, 1L)
+  expect_error(elemT(x3, 0, 4), "elemT\\(x, m, n\\): x must have dimension 1, not 3",
+               class = "rkeops_dim_error")
+  expect_error(elemT(x1, 4, 4), "elemT\\(x, m, n\\): m = 4 is out of \\[0, 4\\)",
+               class = "rkeops_dim_error")
+  expect_error(one_hot(x3, 3), "x must have dimension 1, not 3", class = "rkeops_dim_error")
+  expect_error(x3 | Vi(matrix(1, 3, 2)), "inner dimensions 3 and 2",
+               class = "rkeops_dim_error")
+  # values, against dense R
+  expect_equal(as.vector(sum(one_hot(x1, 3), index = "i")), c(1, 1, 1))
+  expect_equal(as.vector(sum(elemT(x1, 2, 4), index = "i")), c(0, 0, 3, 0))
+})
+
+test_that("the engine sizes a reduction (red.def OUTDIM, F1, the K bound; LazyTensor asks it)", {
+  rd <- function(...) rkeops:::rk_red_dim(...)
+  expect_identical(c(rd("Sum", 3), rd("Min_ArgMin", 3), rd("KMin", 3, 1, 4),
+                     rd("KMin_ArgKMin", 2, 1, 5), rd("LogSumExp", 1),
+                     rd("SumSoftMaxWeight", 1, 4), rd("LogSumExpWeight", 1, 2)),
+                   c(3L, 6L, 12L, 20L, 1L, 4L, 2L))
+  d <- rd("LogSumExp", 3)
+  expect_true(is.na(d))
+  expect_identical(attr(d, "kind"), "dimension")
+  expect_match(attr(d, "message"), "LogSumExp_Reduction: the formula has dimension 3, not 1",
+               fixed = TRUE)
+  d <- rd("KMin", 2, 1, 8193)
+  expect_identical(attr(d, "kind"), "value")
+  expect_match(attr(d, "message"), "K * dimension = 16386 is larger than 16384", fixed = TRUE)
+  expect_identical(rd("KMin", 2, 1, 8192), 16384L)
+  expect_error(rd("NoSuch", 1), class = "rkeops_internal_error")
+  # LazyTensor: the same rules, before any formula is built
+  x <- Vi(matrix(runif(6), 3, 2))
+  y <- Vj(matrix(runif(8), 4, 2))
+  expect_error(Kmin(sqdist(x, y) * Vj(matrix(1, 4, 8193)), 2, "j"),
+               "K \\* dimension = 16386 is larger than 16384", class = "rkeops_value_error")
+  expect_error(logsumexp(x - y, "j"), "logsumexp\\(x\\): x must have dimension 1, not 2",
+               class = "rkeops_dim_error")
+  expect_error(sumsoftmaxweight(x - y, "j", weight = y),
+               "sumsoftmaxweight\\(x\\): x must have dimension 1, not 2",
+               class = "rkeops_dim_error")
+  expect_error(grad(x - y, matrix(1, 3, 1), "LogSumExp", x, "j"),
+               "a LogSumExp reduction needs f of dimension 1, not 2", class = "rkeops_dim_error")
+  D <- outer(rowSums(x@vars[[1]]$data^2), rowSums(y@vars[[1]]$data^2), "+") -
+    2 * x@vars[[1]]$data %*% t(y@vars[[1]]$data)
+  expect_equal(as.vector(Kmin(sqdist(x, y), 2, "j")), as.vector(t(apply(D, 1, sort)[1:2, ])),
+               tolerance = 1e-10)
 })

@@ -85,6 +85,8 @@ simp_laws <- list(
   list("SumT into dimension 1 is the identity", "SumT(s, 1)", S),
   list("SumT of zero is zero", "SumT(0, 3)", "Zero(3)"),
   list("Concat of zeros is zero", "Concat(Zero(1), Zero(2))", "Zero(3)"),
+  # a linear op (ops.def RK_OPC_LINEAR) of zeros, scalar constants included
+  list("Concat of a constant zero and a zero is zero", "Concat(0, Zero(2))", "Zero(3)"),
   list("MatVecMult with zero is zero", "MatVecMult(A, Zero(3))", "Zero(3)"),
   list("VecMatMult with zero is zero", "VecMatMult(Zero(3), A)", "Zero(3)"),
   list("TensorProd with zero is zero", "TensorProd(Zero(3), x)", "Zero(9)"),
