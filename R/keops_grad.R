@@ -2,11 +2,12 @@
 #
 # The gradient of a reduction is itself a Sum reduction of a Grad(...)
 # formula, which the C core expands symbolically (src/ad.c, src/ad-rules.c)
-# and compiles into one kernel.  This file only composes formula text: the
-# parts of the reduction come from the engine (rk_grad_parts, canonical
-# text with explicit Var(pos, dim, cat) leaves), the new variable `eta` (the
-# gradient input, one row per output index) is appended after the existing
-# positions, and the new reduction runs through keops_kernel().
+# and compiles into one kernel.  The engine writes that formula (the
+# reduction unit's gradient plan, src/red-*.c, through ffi_grad_plan), with
+# explicit Var(pos, dim, cat) leaves: the new variable `eta` (the gradient
+# input, one row per output index) appended after the existing positions,
+# then the forward outputs.  This file names them, runs the forward
+# reductions and the gradient reduction through keops_kernel().
 #
 # With f the reduced formula, x the variable, eta the gradient input:
 #   Sum_Reduction(f)        -> Sum_Reduction(Grad(f, x, eta))
@@ -117,6 +118,10 @@ rk_grad_var_pos <- function(parts, args, var) {
 #   parts: rk_grad_parts(); args, sum_scheme: the original operator's;
 #   pos: 0-based position of the variable; eta_param: TRUE when the
 #   operator's output is a full sum (a 1 x d row): eta is then a parameter.
+# The plan itself is the engine's (ffi_grad_plan: the reduction unit's
+# gradient, src/red-*.c): the gradient formula with Var(pos, dim, cat)
+# leaves for eta and the forward outputs, and the forward reductions; here
+# the new inputs only get names that the operator's args do not use.
 rk_grad_plan <- function(parts, args, sum_scheme, pos, eta_param = FALSE) {
   red <- parts$reduction
   if (red %in% rk_red_nondiff()) {
@@ -129,65 +134,26 @@ rk_grad_plan <- function(parts, args, sum_scheme, pos, eta_param = FALSE) {
     rk_abort("rkeops_grad_error",
              sprintf("keops_grad: no gradient for %s_Reduction", red))
   }
-  axis <- parts$axis
-  out_cat <- if (identical(axis, 1L)) 0L else 1L
-  dv <- parts$dims[pos + 1L]
-  cv <- parts$cats[pos + 1L]
-  q <- length(parts$names)
+  g <- .Call(ffi_grad_plan, rk_as_parsed(parts)$ptr, as.integer(pos),
+             isTRUE(eta_param))
   taken <- c(parts$names, rk_arg_names(args))
   eta_name <- rk_grad_fresh("eta", taken)
-  eta_cat <- if (eta_param) 2L else out_cat
-  eta <- rk_grad_var_text(q, parts$outdim, eta_cat)
-  decls <- rk_grad_decl(eta_name, q, parts$outdim, eta_cat)
-  f <- parts$f
-  w <- parts$w
-  fwd <- character() # forward reductions whose outputs are extra inputs
-  extra_cat <- out_cat # forward outputs: one row per output index
-  add_extra <- function(base, dim, k) {
-    nm <- rk_grad_fresh(base, c(taken, eta_name))
-    list(
-      name = nm,
-      text = rk_grad_var_text(q + k, dim, extra_cat),
-      decl = rk_grad_decl(nm, q + k, dim, extra_cat)
-    )
-  }
+  taken <- c(taken, eta_name)
+  decls <- rk_grad_decl(eta_name, g$eta[1L], g$eta[2L], g$eta[3L])
   extras <- character() # names of the forward outputs, in the order of fwd
-  body <- switch(red,
-    Sum = f,
-    LogSumExp = {
-      L <- add_extra("rkeops_lse", 1L, 1L)
-      decls <- c(decls, L$decl)
-      fwd <- "self"
-      extras <- L$name
-      sprintf("Exp(Subtract(%s,%s))", f, L$text)
-    },
-    LogSumExpWeight = {
-      L <- add_extra("rkeops_lse", parts$outdim, 1L)
-      decls <- c(decls, L$decl)
-      fwd <- "self"
-      extras <- L$name
-      sprintf("Mult(Exp(Subtract(%s,%s)),%s)", f, L$text, w)
-    },
-    SumSoftMaxWeight = {
-      L <- add_extra("rkeops_lse", 1L, 1L)
-      O <- add_extra("rkeops_out", parts$outdim, 2L)
-      decls <- c(decls, L$decl, O$decl)
-      fwd <- c(sprintf("LogSumExp_Reduction(%s,%d)", f, axis), "self")
-      extras <- c(L$name, O$name)
-      sprintf("Mult(Exp(Subtract(%s,%s)),Subtract(%s,%s))", f, L$text, w,
-              O$text)
-    }
-  )
-  gaxis <- if (cv == 2L || cv == out_cat) axis else 1L - axis
-  formula <- sprintf(
-    "Sum_Reduction(Grad(%s,%s,%s),%d)", body, rk_grad_var_text(pos, dv, cv),
-    eta, gaxis
-  )
+  for (x in g$fwd) {
+    nm <- rk_grad_fresh(x$name, taken)
+    taken <- c(taken, nm)
+    extras <- c(extras, nm)
+    decls <- c(decls, rk_grad_decl(nm, x$pos, x$dim, x$cat))
+  }
+  fwd <- vapply(g$fwd, function(x) if (is.na(x$formula)) "self" else x$formula, "")
   list(
-    formula = formula, args = c(args, decls), fwd = fwd, extras = extras,
-    full = cv == 2L,
-    eta_name = eta_name, eta_param = eta_param, axis = gaxis, dim = dv,
-    out_row = identical(out_cat, 0L)
+    formula = g$formula, args = c(args, decls), fwd = fwd, extras = extras,
+    full = g$full,
+    eta_name = eta_name, eta_param = eta_param, axis = g$axis,
+    dim = parts$dims[pos + 1L],
+    out_row = identical(parts$axis, 1L)
   )
 }
 

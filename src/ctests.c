@@ -2,7 +2,8 @@
  * ctests.c -- the table of C unit tests (ctests.h).  Each test checks one
  * property of a core module that the R-level tests can only see from far
  * away: hash-consing identity (ir.c), the arena (rk.c), the cache trailer
- * (be-cache.c), the canonical text as parser input (ir-format.c).  A test
+ * (be-cache.c), the canonical text as parser input (ir-format.c), the
+ * reduction units' gradient plans (red-*.c, formula-grad.c).  A test
  * returns 1, or 0 with the first failed check in its message.
  */
 #define _GNU_SOURCE /* mkdtemp */
@@ -19,6 +20,7 @@
 
 #include "be.h"
 #include "ir.h"
+#include "red-unit.h"
 
 typedef struct ct {
   char *msg;
@@ -321,6 +323,103 @@ static int ct_utf8_cut(ct *t) {
   return 1;
 }
 
+/* ---- gradient plans (red-unit.h, formula-grad.c)
+ * ------------------------------------------------------- */
+
+/* a unit has a gradient plan exactly for the DIFF reductions of red.def;
+   each plan is valid parser input once its new inputs are declared, names
+   the forward reductions, and leaves the planned formula's context alone */
+static int ct_grad_plans(ct *t) {
+  for (int r = 0; r < RK_RED__COUNT; r++) {
+    const rk_red_unit *u = rk_red_unit_of(r);
+    CT_CHECK(t, u != NULL);
+    if ((rk_reds[r].diff != 0) != (u->grad != NULL))
+      return ct_fail(t, "%s: DIFF is %d but its unit %s a gradient plan",
+                     rk_reds[r].name, rk_reds[r].diff,
+                     u->grad ? "has" : "has no");
+  }
+  static const struct {
+    const char *formula;
+    int nfwd;
+    const char *fwd0; /* NULL: the reduction itself */
+  } cases[] = {
+      {"Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)", 0, NULL},
+      {"LogSumExp_Reduction(-SqDist(x, y) * s, 0)", 1, NULL},
+      {"LogSumExpWeight_Reduction(-SqDist(x, y), b, 1)", 1, NULL},
+      {"SumSoftMaxWeight_Reduction(-SqDist(x, y), b, 1)", 2,
+       "LogSumExp_Reduction(Minus(SqDist(Var(0,3,0),Var(1,3,1))),1)"},
+  };
+  static const char *const args[] = {"x=Vi(3)", "y=Vj(3)", "b=Vj(2)",
+                                     "s=Pm(1)", "unused=Vi(4)"};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    rk_formula *f = NULL;
+    rk_error e;
+    if (rk_formula_parse(cases[k].formula, args, 5, RK_SCHEME_AUTO, &f, &e) !=
+        RK_OK)
+      return ct_fail(t, "%s: %s", cases[k].formula, e.msg);
+    int n0 = rk_ctx_nnodes(f->ctx), ok = 1;
+    for (int pos = 0; pos < 5 && ok; pos++) {
+      rk_grad_plan p;
+      if (rk_formula_grad_plan(f, pos, 0, &p, &e) != RK_OK) {
+        ok = ct_fail(t, "%s, var %d: %s", cases[k].formula, pos, e.msg);
+        break;
+      }
+      /* the gradient formula parses with eta and the forward outputs */
+      char d[3][64];
+      const char *all[8];
+      int na = 0;
+      for (int i = 0; i < 5; i++)
+        all[na++] = args[i];
+      snprintf(d[0], sizeof d[0], "eta=%s(%d,%d)", rk_cat_names[p.eta_cat],
+               p.eta_pos, p.eta_dim);
+      all[na++] = d[0];
+      for (int i = 0; i < p.nfwd; i++) {
+        snprintf(d[1 + i], sizeof d[1], "fwd%d=%s(%d,%d)", i,
+                 rk_cat_names[p.fwd_cat[i]], p.fwd_pos[i], p.fwd_dim[i]);
+        all[na++] = d[1 + i];
+      }
+      rk_formula *g = NULL;
+      if (rk_formula_parse(p.formula, all, na, RK_SCHEME_AUTO, &g, &e) != RK_OK)
+        ok = ct_fail(t, "%s, var %d: the plan %s does not parse: %s",
+                     cases[k].formula, pos, p.formula, e.msg);
+      else if (g->red != RK_RED_SUM || g->outdim != f->vars[pos].dim ||
+               p.eta_pos != 5 || p.eta_dim != f->outdim ||
+               p.nfwd != cases[k].nfwd ||
+               (p.nfwd > 0 && (cases[k].fwd0 == NULL) !=
+                                  (p.fwd_formula[0] == NULL)) ||
+               (cases[k].fwd0 != NULL &&
+                strcmp(cases[k].fwd0, p.fwd_formula[0]) != 0) ||
+               (p.nfwd == 2 && p.fwd_formula[1] != NULL))
+        ok = ct_fail(t, "%s, var %d: unexpected plan %s (%d forward)",
+                     cases[k].formula, pos, p.formula, p.nfwd);
+      /* the output index: the variable's own, the output's for a parameter */
+      else if (p.axis != (f->vars[pos].cat == RK_CAT_P ? f->axis
+                          : f->vars[pos].cat == RK_CAT_I ? 1
+                                                         : 0))
+        ok = ct_fail(t, "%s, var %d: gradient over axis %d", cases[k].formula,
+                     pos, p.axis);
+      rk_formula_free(g);
+      rk_grad_plan_free(&p);
+    }
+    if (ok && rk_ctx_nnodes(f->ctx) != n0)
+      ok = ct_fail(t, "%s: planning grew the formula's context (%d -> %d nodes)",
+                   cases[k].formula, n0, rk_ctx_nnodes(f->ctx));
+    rk_formula_free(f);
+    if (!ok)
+      return 0;
+  }
+  /* no plan for a reduction that selects points */
+  rk_formula *f = NULL;
+  rk_error e;
+  rk_grad_plan p;
+  CT_CHECK(t, rk_formula_parse("ArgKMin_Reduction(SqDist(x, y), 3, 1)", args,
+                               5, RK_SCHEME_AUTO, &f, &e) == RK_OK);
+  int code = rk_formula_grad_plan(f, 0, 0, &p, &e);
+  rk_formula_free(f);
+  CT_CHECK(t, code == RK_EOP && p.formula == NULL);
+  return 1;
+}
+
 /* ---- the table
  * ------------------------------------------------------------------- */
 
@@ -333,6 +432,7 @@ static const struct {
     {"cache_trailer_seal_verify_tamper", ct_cache_trailer},
     {"canonical_text_roundtrip", ct_canonical_roundtrip},
     {"utf8_cut_on_character_boundary", ct_utf8_cut},
+    {"reduction_unit_gradient_plans", ct_grad_plans},
 };
 
 int rk_ctest_count(void) {

@@ -322,6 +322,73 @@ SEXP ffi_parse(SEXP formula, SEXP args, SEXP sum_scheme) {
   return res;
 }
 
+static SEXP plan_fwd_sexp(const rk_grad_plan *g, int k) {
+  static const char *const fn[] = {"formula", "name", "pos", "dim", "cat"};
+  SEXP one = PROTECT(allocVector(VECSXP, 5)); /* 1 */
+  SET_VECTOR_ELT(one, 0,
+                 g->fwd_formula[k]
+                     ? ScalarString(mkCharCE(g->fwd_formula[k], CE_UTF8))
+                     : ScalarString(NA_STRING));
+  SET_VECTOR_ELT(one, 1, mkString(g->fwd_name[k]));
+  SET_VECTOR_ELT(one, 2, ScalarInteger(g->fwd_pos[k]));
+  SET_VECTOR_ELT(one, 3, ScalarInteger(g->fwd_dim[k]));
+  SET_VECTOR_ELT(one, 4, ScalarInteger(g->fwd_cat[k]));
+  SEXP nm = allocVector(STRSXP, 5);
+  setAttrib(one, R_NamesSymbol, nm);
+  for (int i = 0; i < 5; i++)
+    SET_STRING_ELT(nm, i, mkChar(fn[i]));
+  UNPROTECT(1);
+  return one;
+}
+
+/* the R list of a plan (run under R_ExecWithCleanup: the plan is freed
+   even when an allocation here fails) */
+static SEXP plan_sexp(void *data) {
+  const rk_grad_plan *g = data;
+  static const char *const rn[] = {"formula", "axis", "full", "eta", "fwd"};
+  SEXP res = PROTECT(allocVector(VECSXP, 5)); /* 1 */
+  SET_VECTOR_ELT(res, 0, ScalarString(mkCharCE(g->formula, CE_UTF8)));
+  SET_VECTOR_ELT(res, 1, ScalarInteger(g->axis));
+  SET_VECTOR_ELT(res, 2, ScalarLogical(g->full));
+  SEXP eta = allocVector(INTSXP, 3);
+  SET_VECTOR_ELT(res, 3, eta);
+  INTEGER(eta)[0] = g->eta_pos;
+  INTEGER(eta)[1] = g->eta_dim;
+  INTEGER(eta)[2] = g->eta_cat;
+  SEXP fwd = allocVector(VECSXP, g->nfwd);
+  SET_VECTOR_ELT(res, 4, fwd);
+  for (int k = 0; k < g->nfwd; k++)
+    SET_VECTOR_ELT(fwd, k, plan_fwd_sexp(g, k));
+  SEXP nms = allocVector(STRSXP, 5);
+  setAttrib(res, R_NamesSymbol, nms);
+  for (int i = 0; i < 5; i++)
+    SET_STRING_ELT(nms, i, mkChar(rn[i]));
+  UNPROTECT(1);
+  return res;
+}
+
+static void plan_free(void *data) {
+  rk_grad_plan_free(data);
+}
+
+/* ffi_grad_plan(ptr, pos, eta_param): the gradient plan of the parsed
+   reduction (rk_formula_grad_plan, the reduction unit's plan):
+   list(formula, axis, full, eta = c(pos, dim, cat), fwd = list(list(
+   formula (NA: the reduction itself), name, pos, dim, cat), ...)) */
+SEXP ffi_grad_plan(SEXP ptr, SEXP pos, SEXP eta_param) {
+  rk_formula *f = ffi_formula(ptr);
+  int p = ffi_int1(pos, "pos");
+  if (TYPEOF(eta_param) != LGLSXP || XLENGTH(eta_param) != 1 ||
+      LOGICAL(eta_param)[0] == NA_LOGICAL)
+    ffi_abortf(RK_EINPUT, "ffi_grad_plan: eta_param must be TRUE or FALSE");
+  rk_grad_plan g;
+  rk_error e;
+  ffi_err_init(&e);
+  if (rk_formula_grad_plan(f, p, LOGICAL(eta_param)[0], &g, &e) != RK_OK)
+    ffi_abort(&e, NULL, NULL);
+  return R_ExecWithCleanup(plan_sexp, &g, plan_free, &g);
+}
+
 SEXP ffi_ptr_is_null(SEXP ptr) {
   if (TYPEOF(ptr) != EXTPTRSXP)
     ffi_abortf(RK_EINPUT, "not an external pointer");

@@ -21,6 +21,7 @@ SEXP ffi_stats(void);
 SEXP ffi_config(void);
 SEXP ffi_formula_info(SEXP ptr);
 SEXP ffi_ptr_is_null(SEXP ptr);
+SEXP ffi_grad_plan(SEXP, SEXP, SEXP);
 /* defined in ffi-solve.c (solve(), kernel_logdet()) */
 SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
                SEXP options);
@@ -63,6 +64,7 @@ static const R_CallMethodDef call_methods[] = {
     {"ffi_config", RK_FN(&ffi_config), 0},
     {"ffi_formula_info", RK_FN(&ffi_formula_info), 1},
     {"ffi_ptr_is_null", RK_FN(&ffi_ptr_is_null), 1},
+    {"ffi_grad_plan", RK_FN(&ffi_grad_plan), 3},
     {"ffi_cuda_meminfo", RK_FN(&ffi_cuda_meminfo), 1},
     {"ffi_op_prepare", RK_FN(&ffi_op_prepare), 3},
     {"ffi_op_run", RK_FN(&ffi_op_run), 7},

@@ -116,5 +116,5 @@ static void kmin_final(rk_cg *g, const rk_formula *f, const char *acc,
   rk_cg_line(g, "}");
 }
 
-const rk_red_unit rk_red_unit_kmin = {"kmin", kmin_layout, kmin_update,
-                                      NULL,   kmin_merge,  kmin_final};
+const rk_red_unit rk_red_unit_kmin = {
+    "kmin", kmin_layout, kmin_update, NULL, kmin_merge, kmin_final, NULL};

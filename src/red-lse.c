@@ -134,5 +134,36 @@ static void lse_final(rk_cg *g, const rk_formula *f, const char *acc,
   rk_red_cend(g);
 }
 
-const rk_red_unit rk_red_unit_lse = {"lse", lse_layout, lse_update,
-                                     NULL,  lse_merge,  lse_final};
+/* With L the LogSumExp of f (a forward output) and, for SumSoftMaxWeight,
+   O its output, the gradients are Sum reductions of Grad(body, x, eta):
+     LogSumExp(f)            body exp(f - L)
+     LogSumExpWeight(f, w)   body exp(f - L) w       (L: its own output)
+     SumSoftMaxWeight(f, w)  body exp(f - L) (w - O)
+   Inside Grad, L and O are constants: the derivative of the normalisation
+   is already written out in these bodies. */
+static int lse_grad(rk_ctx *c, const rk_formula *f, int pos0, int cat,
+                    rk_red_grad *gr, rk_error *e) {
+  int r = f->red;
+  gr->nfwd = r == RK_RED_SUMSOFTMAXWEIGHT ? 2 : 1;
+  gr->fwd_red[0] = r == RK_RED_SUMSOFTMAXWEIGHT ? RK_RED_LOGSUMEXP : r;
+  gr->fwd_dim[0] = r == RK_RED_LOGSUMEXPWEIGHT ? f->outdim : 1;
+  gr->fwd_name[0] = "rkeops_lse";
+  gr->fwd_red[1] = r;
+  gr->fwd_dim[1] = f->outdim;
+  gr->fwd_name[1] = "rkeops_out";
+  const rk_node *L = rk_var(c, pos0, gr->fwd_dim[0], cat, e);
+  const rk_node *p = rk_op1(c, RK_OP_EXP, rk_op2(c, RK_OP_SUBTRACT, f->f, L, e),
+                            e);
+  if (r == RK_RED_LOGSUMEXPWEIGHT)
+    p = rk_op2(c, RK_OP_MULT, p, f->w, e);
+  else if (r == RK_RED_SUMSOFTMAXWEIGHT)
+    p = rk_op2(c, RK_OP_MULT, p,
+               rk_op2(c, RK_OP_SUBTRACT, f->w,
+                      rk_var(c, pos0 + 1, gr->fwd_dim[1], cat, e), e),
+               e);
+  gr->body = p;
+  return p != NULL ? RK_OK : e->code;
+}
+
+const rk_red_unit rk_red_unit_lse = {
+    "lse", lse_layout, lse_update, NULL, lse_merge, lse_final, lse_grad};

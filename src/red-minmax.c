@@ -91,5 +91,5 @@ static void mm_final(rk_cg *g, const rk_formula *f, const char *acc,
   rk_red_cend(g);
 }
 
-const rk_red_unit rk_red_unit_minmax = {"minmax", mm_layout, mm_update,
-                                        NULL,     mm_merge,  mm_final};
+const rk_red_unit rk_red_unit_minmax = {
+    "minmax", mm_layout, mm_update, NULL, mm_merge, mm_final, NULL};

@@ -15,6 +15,10 @@
  *   acc_c[n] or acc_i[n]    Kahan compensations, or 0-based indices (-1: none)
  *   acc_m, acc_z            running max, sum of exponentials (LogSumExp family)
  * A stored state is acc[0..n) then the second array [0..n) then acc_m, acc_z.
+ *
+ * A unit also gives the gradient plan of its differentiable reductions
+ * (grad, below): the formula whose Sum reduction is the gradient, and the
+ * forward reductions that formula needs.
  */
 #ifndef RK_RED_UNIT_H
 #define RK_RED_UNIT_H
@@ -33,6 +37,23 @@ typedef struct rk_red_layout {
   const char *init;   /* initial value of acc[] (empty reduction)      */
 } rk_red_layout;
 
+/* The gradient plan of a differentiable reduction (red.def DIFF): its
+   gradient is the Sum reduction of Grad(body, x, eta), where body may use
+   the outputs of forward reductions of the same formula (and weight), which
+   the gradient operator computes first and passes in as variables indexed
+   like the output.  formula-grad.c builds the whole gradient formula. */
+enum { RK_RED_MAXFWD = 2 };
+typedef struct rk_red_grad {
+  int nfwd; /* forward outputs the body uses                      */
+  /* forward output k: the reduction (RK_RED_*; f->red: the reduction
+     itself) of f's formula (and weight when it takes one), its output
+     dimension, the base of its input's name in the gradient operator */
+  int fwd_red[RK_RED_MAXFWD];
+  int fwd_dim[RK_RED_MAXFWD];
+  const char *fwd_name[RK_RED_MAXFWD];
+  const rk_node *body; /* in the context given to grad                 */
+} rk_red_grad;
+
 typedef struct rk_red_unit {
   const char *family;
   /* the layout; g may be NULL (only the counts are then meaningful) */
@@ -47,6 +68,12 @@ typedef struct rk_red_unit {
   /* the result components (outpat: %s the output component) */
   void (*final)(rk_cg *g, const rk_formula *f, const char *acc,
                 const char *outpat);
+  /* the gradient plan, NULL for a unit whose reductions select points (no
+     derivative): fill gr, building in context c (where f's nodes live),
+     forward output k being the variable Var(pos0 + k, fwd_dim[k], cat);
+     RK_OK, or an error code with e set */
+  int (*grad)(rk_ctx *c, const rk_formula *f, int pos0, int cat,
+              rk_red_grad *gr, rk_error *e);
 } rk_red_unit;
 
 extern const rk_red_unit rk_red_unit_sum, rk_red_unit_minmax, rk_red_unit_kmin,

@@ -115,6 +115,30 @@ const char *rk_formula_part(const rk_formula *f, int which);
 const char *rk_formula_reduction(const rk_formula *f);
 /* K of KMin, ArgKMin, KMin_ArgKMin; 0 for the other reductions */
 int rk_formula_K(const rk_formula *f);
+/* The gradient of the reduction f with respect to its variable at 0-based
+   position pos, applied to a gradient input eta (one row per output index;
+   a parameter when eta_param, for a full sum whose output is one row):
+   the Sum reduction `formula`, over index `axis`, of Grad(body, x, eta),
+   where body is the reduction unit's plan (red-unit.h).  eta is the
+   variable Var(eta_pos, eta_dim, eta_cat), eta_pos = the number of f's
+   variables; the forward outputs the body uses follow it, Var(fwd_pos[k],
+   fwd_dim[k], fwd_cat[k]), each the result of fwd_formula[k] on f's
+   inputs (NULL: of f itself).  full: the variable is a parameter (the
+   gradient's rows are then summed).  Strings are malloc'ed; free with
+   rk_grad_plan_free.  RK_OK, or RK_EOP (no gradient: Min, Max, KMin, Arg
+   reductions), RK_EVAR (no such position), RK_ENOMEM, with e set. */
+typedef struct rk_grad_plan {
+  char *formula;
+  int axis, full;
+  int eta_pos, eta_dim, eta_cat;
+  int nfwd;
+  char *fwd_formula[2];
+  const char *fwd_name[2]; /* base of the input's name: "rkeops_lse" */
+  int fwd_pos[2], fwd_dim[2], fwd_cat[2];
+} rk_grad_plan;
+int rk_formula_grad_plan(const rk_formula *f, int pos, int eta_param,
+                         rk_grad_plan *p, rk_error *e);
+void rk_grad_plan_free(rk_grad_plan *p);
 /* ---- end of formula parts -------------------------------------------- */
 
 /* ---- running ------------------------------------------------------- */

@@ -9,7 +9,7 @@ test_that("the C test table has the tests this file knows about", {
   expect_setequal(ctest_names(), c(
     "hashcons_identity", "arena_alloc_align_grow",
     "cache_trailer_seal_verify_tamper", "canonical_text_roundtrip",
-    "utf8_cut_on_character_boundary"))
+    "utf8_cut_on_character_boundary", "reduction_unit_gradient_plans"))
 })
 
 for (name in ctest_names()) {
