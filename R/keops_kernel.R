@@ -51,6 +51,9 @@ rk_parse <- function(formula, args, sum_scheme = "auto") {
   info$args <- args
   info$sum_scheme <- sum_scheme
   info$arg_names <- rk_arg_names(args)
+  # where each declaration's input goes (rk_order_inputs), once
+  info$arg_pos <- match(info$arg_names, info$names)
+  info$arg_identity <- identical(info$arg_pos, seq_along(info$names))
   info
 }
 
@@ -197,11 +200,13 @@ rk_decl <- function(parsed, p) {
 rk_order_inputs <- function(parsed, input) {
   nv <- length(parsed$names)
   nms <- names(input)
+  if (is.null(nms) && isTRUE(parsed$arg_identity)) return(input)
   if (!is.null(nms) && all(nzchar(nms)) && !anyDuplicated(nms) &&
     setequal(nms, parsed$names) && all(nzchar(parsed$names))) {
     return(input[parsed$names])
   }
-  pos <- match(parsed$arg_names, parsed$names)
+  pos <- parsed$arg_pos
+  if (is.null(pos)) pos <- match(parsed$arg_names, parsed$names)
   if (length(pos) == nv && !anyNA(pos) && !anyDuplicated(pos)) {
     out <- vector("list", nv)
     out[pos] <- input
@@ -210,10 +215,103 @@ rk_order_inputs <- function(parsed, input) {
   input
 }
 
+# one input that is not a plain double matrix of the declared shape:
+# converted (data frame, integers, parameter), or a classed error saying
+# what is wrong.  Returns list(x, n) (n: its points; NA for a parameter).
+rk_prepare_one <- function(parsed, p, x, row, shape) {
+  lab <- rk_label(parsed, p)
+  d <- parsed$dims[p]
+  cat <- parsed$cats[p]
+  n <- NA_integer_
+  if (is.data.frame(x)) x <- as.matrix(x)
+  if (is.complex(x)) {
+    rk_abort(
+      "rkeops_input_error",
+      sprintf("%s is complex: rkeops computes with real numbers only", lab),
+      arg = p
+    )
+  }
+  if (!is.numeric(x)) {
+    rk_abort(
+      "rkeops_input_error",
+      sprintf(
+        "%s must be a numeric matrix or vector, not %s", lab,
+        if (is.null(x)) "NULL" else paste0("an object of class ", class(x)[1L])
+      ),
+      arg = p
+    )
+  }
+  if (!is.double(x)) storage.mode(x) <- "double"
+  if (cat == 2L) {
+    if (length(x) != d) {
+      rk_abort(
+        "rkeops_dim_error",
+        sprintf(
+          "%s is declared %s: it needs %d value%s, not %d", lab,
+          rk_decl(parsed, p), d, if (d == 1L) "" else "s", length(x)
+        ),
+        arg = p
+      )
+    }
+    x <- as.double(x)
+    dim(x) <- if (row) c(d, 1L) else c(1L, d)
+  } else {
+    dx <- dim(x)
+    if (is.null(dx)) {
+      if (d != 1L) {
+        rk_abort(
+          "rkeops_dim_error",
+          sprintf(
+            "%s is declared %s: give a matrix with %d %s (one %s per point), not a vector",
+            lab, rk_decl(parsed, p), d, if (row) "rows" else "columns",
+            if (row) "column" else "row"
+          ),
+          arg = p
+        )
+      }
+      n <- length(x)
+      # a vector is one point per element; the engine reads it so without
+      # a dim attribute, and setting one copies the caller's data: only
+      # when the caller slices the inputs (`shape`)
+      if (shape) {
+        x <- as.double(x)
+        dim(x) <- if (row) c(1L, n) else c(n, 1L)
+      }
+    } else if (length(dx) != 2L) {
+      rk_abort(
+        "rkeops_dim_error",
+        sprintf("%s must be a matrix, not an array with %d dimensions", lab, length(dx)),
+        arg = p
+      )
+    } else {
+      inner <- if (row) dx[1L] else dx[2L]
+      if (inner != d) {
+        rk_abort(
+          "rkeops_dim_error",
+          sprintf(
+            "%s is declared %s but has %d %s%s", lab, rk_decl(parsed, p),
+            inner, if (row) "rows" else "columns",
+            if (row) " (inner_dim = \"row\": one column per point)" else ""
+          ),
+          arg = p
+        )
+      }
+      # dimnames are left alone (stripping them copies the data; the
+      # engine reads the data and the dim only); a class is dropped, so
+      # that slicing (cluster, solve) is a plain matrix's
+      n <- if (row) dx[2L] else dx[1L]
+      if (!is.null(oldClass(x))) attributes(x) <- list(dim = dx)
+    }
+}
+  list(x = x, n = n)
+}
+
 # Check and normalise the inputs: a list, by position, of double matrices
 # in the layout of inner_dim (parameters: 1 x d for "col", d x 1 for "row").
 # Returns list(inputs, npts) with npts the numbers of i and j points.
-rk_prepare_inputs <- function(parsed, input, row) {
+# shape: vectors of i- or j-points become one-column (one-row) matrices;
+# FALSE when the inputs only go to the engine (no copy of the caller's data)
+rk_prepare_inputs <- function(parsed, input, row, shape = TRUE) {
   nv <- length(parsed$names)
   if (is.data.frame(input) || !is.list(input)) {
     if (nv == 1L) {
@@ -238,93 +336,51 @@ rk_prepare_inputs <- function(parsed, input, row) {
   }
   input <- rk_order_inputs(parsed, input)
   npts <- c(i = NA_real_, j = NA_real_)
-  first <- c(i = "", j = "")
+  first <- c(i = 0L, j = 0L) # the input that set npts (its label on error)
+  dims <- parsed$dims
+  cats <- parsed$cats
   for (p in seq_len(nv)) {
     x <- input[[p]]
-    lab <- rk_label(parsed, p)
-    d <- parsed$dims[p]
-    cat <- parsed$cats[p]
-    if (is.data.frame(x)) x <- as.matrix(x)
-    if (is.complex(x)) {
-      rk_abort(
-        "rkeops_input_error",
-        sprintf("%s is complex: rkeops computes with real numbers only", lab),
-        arg = p
-      )
-    }
-    if (!is.numeric(x)) {
-      rk_abort(
-        "rkeops_input_error",
-        sprintf(
-          "%s must be a numeric matrix or vector, not %s", lab,
-          if (is.null(x)) "NULL" else paste0("an object of class ", class(x)[1L])
-        ),
-        arg = p
-      )
-    }
-    if (!is.double(x)) storage.mode(x) <- "double"
-    if (cat == 2L) {
-      if (length(x) != d) {
-        rk_abort(
-          "rkeops_dim_error",
-          sprintf(
-            "%s is declared %s: it needs %d value%s, not %d", lab,
-            rk_decl(parsed, p), d, if (d == 1L) "" else "s", length(x)
-          ),
-          arg = p
-        )
-      }
-      x <- as.double(x)
-      dim(x) <- if (row) c(d, 1L) else c(1L, d)
-    } else {
-      dx <- dim(x)
-      if (is.null(dx)) {
-        if (d != 1L) {
-          rk_abort(
-            "rkeops_dim_error",
-            sprintf(
-              "%s is declared %s: give a matrix with %d %s (one %s per point), not a vector",
-              lab, rk_decl(parsed, p), d, if (row) "rows" else "columns",
-              if (row) "column" else "row"
-            ),
-            arg = p
-          )
+    d <- dims[p]
+    cat <- cats[p]
+    # the common case, checked first and cheaply: a plain double matrix of
+    # the declared inner dimension, or a double vector of points for d = 1
+    dx <- dim(x)
+    n <- NA_integer_
+    done <- FALSE
+    if (is.double(x) && is.null(oldClass(x))) {
+      if (cat == 2L) {
+        # a parameter as it is (the engine needs only its d values) when the
+        # inputs go to the engine alone
+        done <- !shape && length(x) == d
+      } else if (is.null(dx)) {
+        if (d == 1L) {
+          n <- length(x)
+          if (shape) dim(x) <- if (row) c(1L, n) else c(n, 1L)
+          done <- TRUE
         }
-        n <- length(x)
-        x <- as.double(x)
-        dim(x) <- if (row) c(1L, n) else c(n, 1L)
-      } else if (length(dx) != 2L) {
-        rk_abort(
-          "rkeops_dim_error",
-          sprintf("%s must be a matrix, not an array with %d dimensions", lab, length(dx)),
-          arg = p
-        )
-      } else {
-        inner <- if (row) dx[1L] else dx[2L]
-        if (inner != d) {
-          rk_abort(
-            "rkeops_dim_error",
-            sprintf(
-              "%s is declared %s but has %d %s%s", lab, rk_decl(parsed, p),
-              inner, if (row) "rows" else "columns",
-              if (row) " (inner_dim = \"row\": one column per point)" else ""
-            ),
-            arg = p
-          )
-        }
-        n <- if (row) dx[2L] else dx[1L]
-        attributes(x) <- list(dim = dx)
+      } else if (length(dx) == 2L && dx[if (row) 1L else 2L] == d) {
+        n <- dx[if (row) 2L else 1L]
+        done <- TRUE
       }
+    }
+    if (!done) {
+      one <- rk_prepare_one(parsed, p, x, row, shape)
+      x <- one$x
+      n <- one$n
+    }
+    if (cat != 2L) {
       idx <- if (cat == 0L) "i" else "j"
       if (is.na(npts[[idx]])) {
         npts[[idx]] <- n
-        first[[idx]] <- lab
+        first[[idx]] <- p
       } else if (npts[[idx]] != n) {
         rk_abort(
           "rkeops_dim_error",
           sprintf(
             "inconsistent numbers of points for index %s: %s has %d, %s has %d",
-            idx, first[[idx]], as.integer(npts[[idx]]), lab, n
+            idx, rk_label(parsed, first[[idx]]), as.integer(npts[[idx]]),
+            rk_label(parsed, p), n
           ),
           arg = p
         )
@@ -354,13 +410,14 @@ rk_run <- function(parsed, input, inner_dim = "col") {
     rk_abort("rkeops_value_error", "`inner_dim` must be \"col\" or \"row\"")
   }
   row <- identical(inner_dim, "row")
-  prep <- rk_prepare_inputs(parsed, input, row)
+  cluster <- rk_cluster_on()
+  prep <- rk_prepare_inputs(parsed, input, row, shape = cluster)
   outidx <- if (identical(parsed$axis, 1L)) "i" else "j"
   nout <- prep$npts[[outidx]]
   if (!is.na(nout) && nout == 0) {
     return(matrix(numeric(0), 0L, parsed$outdim))
   }
-  if (!is.na(nout) && rk_cluster_on()) return(rk_cluster_run(parsed, prep, row))
+  if (!is.na(nout) && cluster) return(rk_cluster_run(parsed, prep, row))
   opts <- get_rkeops_options()
   verbose <- isTRUE(opts$verbosity)
   t0 <- proc.time()[[3L]]

@@ -27,8 +27,15 @@
 #include "be-cuda-load.h"
 #include "be.h"
 #include "cg.h"
+#include "threads.h"
 
 #define RK_MAXDEV 16
+
+/* a grow-only page-locked host buffer (staging of copies) */
+typedef struct stage_buf {
+  void *p;
+  size_t size;
+} stage_buf;
 
 typedef struct rk_dev {
   int init; /* 1 ready, -1 failed */
@@ -37,6 +44,8 @@ typedef struct rk_dev {
   int major, minor, nsm;
   CUdeviceptr pool; /* grow-only device memory */
   size_t pool_size;
+  stage_buf out; /* results copied back through it (one thread per device) */
+  stage_buf img; /* a small call's inputs, packed for one copy            */
 } rk_dev;
 
 static rk_dev devs[RK_MAXDEV];
@@ -47,6 +56,7 @@ typedef struct rk_cuda_aux {
   int device;
   int outdim;
   rk_cuda_geom gm;
+  int occ; /* resident blocks of rk_main per SM (0: not asked yet) */
 } rk_cuda_aux;
 
 static int cu_fail(rk_error *e, CUresult r, const char *what) {
@@ -284,13 +294,73 @@ static int pool_reserve(rk_dev *x, size_t need, rk_error *e) {
   return RK_OK;
 }
 
+/* ---- page-locked host staging ----------------------------------------
+ * The inputs of a call are converted (run.c) into in_stage, and results
+ * come back through the device's out stage, then are copied into R's
+ * memory by all threads: copies from and to page-locked memory run at full
+ * bus speed, pageable ones through the driver's own staging at about half
+ * of it.  Both grow (by at least doubling) up to RK_STAGE_MAX and are kept
+ * until release; beyond it, or when locking fails, the caller's memory is
+ * used. */
+#define RK_STAGE_MAX      ((size_t)512 << 20)
+#define RK_STAGE_OUT_MIN  ((size_t)1 << 20)
+#define RK_STAGE_PAR_ROWS ((int64_t)1 << 15)
+static stage_buf in_stage;
+
+static void stage_drop(stage_buf *b) {
+  if (b->p) {
+    if (rk_cu.MemHostUnregister)
+      rk_cu.MemHostUnregister(b->p);
+    free(b->p);
+  }
+  b->p = NULL;
+  b->size = 0;
+}
+
+/* at least `bytes` of b, NULL when it cannot be had; a context must be
+   current (registration needs one) */
+static void *stage_get(stage_buf *b, size_t bytes) {
+  if (bytes <= b->size)
+    return b->p;
+  if (bytes > RK_STAGE_MAX || rk_cu.MemHostRegister == NULL)
+    return NULL;
+  size_t sz = b->size * 2 > bytes ? b->size * 2 : bytes;
+  if (sz > RK_STAGE_MAX)
+    sz = RK_STAGE_MAX;
+  sz = (sz + ((size_t)2 << 20) - 1) & ~(((size_t)2 << 20) - 1);
+  stage_drop(b);
+  void *p = NULL;
+  if (posix_memalign(&p, 4096, sz) != 0)
+    return NULL;
+  if (rk_cu.MemHostRegister(p, sz, 1 /* PORTABLE: every context */) != 0) {
+    free(p);
+    return NULL;
+  }
+  b->p = p;
+  b->size = sz;
+  return p;
+}
+
+static void *cuda_staging(const rk_options *o, size_t bytes) {
+  rk_error e;
+  rk_err_clear(&e);
+  rk_dev *x;
+  if (dev_get(o->device, &x, &e) != RK_OK)
+    return NULL;
+  return stage_get(&in_stage, bytes);
+}
+
 static void cuda_release(void) {
   for (int d = 0; d < RK_MAXDEV; d++)
-    if (devs[d].init > 0 && devs[d].pool) {
+    if (devs[d].init > 0) {
       rk_cu.CtxSetCurrent(devs[d].ctx);
-      rk_cu.MemFree(devs[d].pool);
+      if (devs[d].pool)
+        rk_cu.MemFree(devs[d].pool);
       devs[d].pool = 0;
       devs[d].pool_size = 0;
+      stage_drop(&devs[d].out);
+      stage_drop(&devs[d].img);
+      stage_drop(&in_stage); /* with the first device's context current */
     }
 }
 
@@ -315,37 +385,22 @@ static void plan_layout(plan *p, size_t pbytes, size_t obytes, size_t ibytes,
   p->total = p->off_st + ALIGN256(st * (size_t)p->bi) + 256;
 }
 
-/* copy components of a host SoA variable (points p0..p0+n) to the device
-   at dst with leading dimension n */
-static int put_var(CUdeviceptr dst, const void *src, int dim, int64_t ld,
-                   int64_t p0, int64_t n, size_t es, rk_error *e) {
-  if (n <= 0)
-    return RK_OK;
-  if (p0 == 0 && n == ld) {
-    CU(rk_cu.MemcpyHtoD(dst, src, (size_t)dim * (size_t)n * es),
-       "cuMemcpyHtoD");
-    return RK_OK;
-  }
-  for (int k = 0; k < dim; k++)
-    CU(rk_cu.MemcpyHtoD(dst + (size_t)k * (size_t)n * es,
-                        (const char *)src +
-                            ((size_t)k * (size_t)ld + (size_t)p0) * es,
-                        (size_t)n * es),
-       "cuMemcpyHtoD");
-  return RK_OK;
-}
-
 /* number of reduction parts (blockIdx.y) that fills the GPU's waves best:
    minimises ceil(blocks * p / capacity) / p, the time in units of one
    block's full work, keeping at least two tiles per part */
 static int choose_parts(rk_dev *x, rk_kernel *k, const rk_cuda_geom *gm,
                         int64_t nout, int64_t nred) {
-  int nb = 0;
-  if (rk_cu.OccupancyMaxActiveBlocksPerMultiprocessor == NULL ||
-      rk_cu.OccupancyMaxActiveBlocksPerMultiprocessor(&nb, (CUfunction)k->fn,
-                                                      gm->tpb, 0) != 0 ||
-      nb < 1)
-    nb = 1;
+  rk_cuda_aux *a = k->aux;
+  if (a->occ < 1) { /* once per kernel */
+    int nb = 0;
+    if (rk_cu.OccupancyMaxActiveBlocksPerMultiprocessor == NULL ||
+        rk_cu.OccupancyMaxActiveBlocksPerMultiprocessor(
+            &nb, (CUfunction)k->fn, gm->tpb, 0) != 0 ||
+        nb < 1)
+      nb = 1;
+    a->occ = nb;
+  }
+  int nb = a->occ;
   double cap = (double)nb * (double)x->nsm;
   int64_t rows_blk = (int64_t)gm->tpb * gm->rb;
   double bx = (double)((nout + rows_blk - 1) / rows_blk);
@@ -388,7 +443,60 @@ typedef struct cuda_call {
   plan p;
   CUdeviceptr base, dptr[64];
   int64_t dld[64];
+  /* a small call packs its parameters and variables into img, laid out as
+     on the device from base, and copies [0, img_hi) in one go before the
+     launch (one driver call instead of one per array) */
+  char *img;
+  size_t img_hi;
 } cuda_call;
+
+/* inputs of at most this many bytes are packed (RK_PACK_MAX) */
+#define RK_PACK_MAX ((size_t)1 << 20)
+
+/* bytes from the host to dst on the device: into the packed image, or now */
+static int put_bytes(cuda_call *c, CUdeviceptr dst, const void *src, size_t n,
+                     rk_error *e) {
+  if (n == 0)
+    return RK_OK;
+  if (c->img) {
+    size_t off = (size_t)(dst - c->base);
+    memcpy(c->img + off, src, n);
+    if (off + n > c->img_hi)
+      c->img_hi = off + n;
+    return RK_OK;
+  }
+  CU(rk_cu.MemcpyHtoD(dst, src, n), "cuMemcpyHtoD");
+  return RK_OK;
+}
+
+/* the packed image to the device (before a launch) */
+static int put_flush(cuda_call *c, rk_error *e) {
+  if (c->img && c->img_hi > 0) {
+    CU(rk_cu.MemcpyHtoD(c->base, c->img, c->img_hi), "cuMemcpyHtoD");
+    c->img_hi = 0;
+  }
+  return RK_OK;
+}
+
+/* copy components of a host SoA variable (points p0..p0+n) to the device
+   at dst with leading dimension n */
+static int put_var(cuda_call *c, CUdeviceptr dst, const void *src, int dim,
+                   int64_t ld, int64_t p0, int64_t n, size_t es,
+                   rk_error *e) {
+  if (n <= 0)
+    return RK_OK;
+  if (p0 == 0 && n == ld)
+    return put_bytes(c, dst, src, (size_t)dim * (size_t)n * es, e);
+  for (int k = 0; k < dim; k++) {
+    int rc = put_bytes(c, dst + (size_t)k * (size_t)n * es,
+                       (const char *)src +
+                           ((size_t)k * (size_t)ld + (size_t)p0) * es,
+                       (size_t)n * es, e);
+    if (rc != RK_OK)
+      return rc;
+  }
+  return RK_OK;
+}
 
 /* step 1: bytes per parameter set, per outer row, per inner point */
 static void call_sizes(cuda_call *c) {
@@ -419,13 +527,6 @@ static void call_sizes(cuda_call *c) {
 static int call_plan(cuda_call *c, rk_error *e) {
   size_t fr = 0, tot = 0;
   int states = c->s->mode != 0;
-  CU(rk_cu.MemGetInfo(&fr, &tot), "cuMemGetInfo");
-  double avail = (double)(fr + c->x->pool_size) * 0.9 - 128.0 * 1048576.0;
-  /* RKEOPS_CUDA_MEMORY_LIMIT (bytes): a smaller budget, to exercise the
-     blocked path in tests */
-  const char *lim = getenv("RKEOPS_CUDA_MEMORY_LIMIT");
-  if (lim && atof(lim) > 0 && atof(lim) < avail)
-    avail = atof(lim);
   plan *p = &c->p;
   p->bi = c->nout;
   p->bj = c->nred;
@@ -433,6 +534,19 @@ static int call_plan(cuda_call *c, rk_error *e) {
   p->parts =
       (c->s->mode & 1) ? 1 : choose_parts(c->x, c->k, c->gm, c->nout, c->nred);
   plan_layout(p, c->pbytes, c->obytes, c->ibytes, c->outb, c->stb, 1, states);
+  /* RKEOPS_CUDA_MEMORY_LIMIT (bytes): a smaller budget, to exercise the
+     blocked path in tests */
+  const char *lim = getenv("RKEOPS_CUDA_MEMORY_LIMIT");
+  double limit = lim && atof(lim) > 0 ? atof(lim) : 0;
+  double avail;
+  if (p->total <= c->x->pool_size && (limit == 0 || p->total <= limit)) {
+    avail = (double)c->x->pool_size; /* it fits the pool: no driver query */
+  } else {
+    CU(rk_cu.MemGetInfo(&fr, &tot), "cuMemGetInfo");
+    avail = (double)(fr + c->x->pool_size) * 0.9 - 128.0 * 1048576.0;
+    if (limit > 0 && limit < avail)
+      avail = limit;
+  }
   if ((double)p->total > avail) {
     p->parts = 1;
     for (;;) {
@@ -477,8 +591,9 @@ static int call_params(cuda_call *c, rk_error *e) {
       continue;
     }
     c->dptr[v] = c->base + off;
-    CU(rk_cu.MemcpyHtoD(c->dptr[v], c->d->vars[v], (size_t)d * c->es),
-       "cuMemcpyHtoD");
+    int rc = put_bytes(c, c->dptr[v], c->d->vars[v], (size_t)d * c->es, e);
+    if (rc != RK_OK)
+      return rc;
     off += ALIGN256((size_t)d * c->es);
   }
   return RK_OK;
@@ -503,8 +618,8 @@ static int call_vars(cuda_call *c, int outer, int64_t p0, int64_t n,
     }
     c->dptr[v] = c->base + o2;
     c->dld[v] = n;
-    int rc =
-        put_var(c->dptr[v], c->d->vars[v], d, c->d->ld[v], g0, n, c->es, e);
+    int rc = put_var(c, c->dptr[v], c->d->vars[v], d, c->d->ld[v], g0, n,
+                     c->es, e);
     if (rc != RK_OK)
       return rc;
     o2 += (size_t)d * c->es * (size_t)(outer ? c->p.bi : n);
@@ -597,11 +712,40 @@ static int call_launch(cuda_call *c, int64_t i0, int64_t ni, int64_t jb,
   return RK_OK;
 }
 
+/* copying staged results [q * ni + r] to out[q * ldo + i0 + r], rows
+   [a, b) (by all threads) */
+typedef struct out_job {
+  const double *src;
+  double *out;
+  int64_t ni, i0, ldo;
+  int outdim;
+} out_job;
+
+static int out_block(void *ctx, int64_t a, int64_t b) {
+  const out_job *j = ctx;
+  for (int q = 0; q < j->outdim; q++)
+    memcpy(j->out + (size_t)q * (size_t)j->ldo + (size_t)(j->i0 + a),
+           j->src + (size_t)q * (size_t)j->ni + (size_t)a,
+           (size_t)(b - a) * sizeof(double));
+  return 0;
+}
+
 /* step 7: the results of rows [i0, i0 + ni) to the host */
 static int call_results(cuda_call *c, int64_t i0, int64_t ni, rk_error *e) {
   CUdeviceptr dout = c->base + c->p.off_out;
   double *out = c->s->out;
   size_t ldo = (size_t)c->s->ldo;
+  size_t bytes = (size_t)c->f->outdim * (size_t)ni * sizeof(double);
+  void *st = bytes >= RK_STAGE_OUT_MIN ? stage_get(&c->x->out, bytes) : NULL;
+  if (st != NULL) {
+    CU(rk_cu.MemcpyDtoH(st, dout, bytes), "cuMemcpyDtoH");
+    out_job j = {st, out, ni, i0, (int64_t)ldo, c->f->outdim};
+    int nt = c->s->nthreads > 0 ? c->s->nthreads : 1;
+    if (nt < 2 || rk_par_rows(nt, 0, ni, RK_STAGE_PAR_ROWS, 0, out_block,
+                              &j) != 0)
+      out_block(&j, 0, ni);
+    return RK_OK;
+  }
   if (ni == c->nout && ldo == (size_t)ni) {
     CU(rk_cu.MemcpyDtoH(out, dout, c->outb * (size_t)ni), "cuMemcpyDtoH");
     return RK_OK;
@@ -638,6 +782,10 @@ static int cuda_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
   if (c.nout <= 0)
     return RK_OK;
   rc = call_plan(&c, e);
+  /* one block of rows and of points, small inputs: packed, one copy */
+  if (rc == RK_OK && !c.bd && c.p.bi >= c.nout && c.nbj == 1 &&
+      c.p.off_out <= RK_PACK_MAX)
+    c.img = stage_get(&c.x->img, c.p.off_out);
   if (rc == RK_OK)
     rc = call_params(&c, e);
   for (int64_t i0 = 0; rc == RK_OK && i0 < c.nout; i0 += c.p.bi) {
@@ -652,6 +800,8 @@ static int cuda_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
         nj = 0;
       if (i0 == 0 || c.nbj > 1) /* inner variables: once unless blocked */
         rc = call_vars(&c, 0, j0, nj, e);
+      if (rc == RK_OK)
+        rc = put_flush(&c, e);
       if (rc == RK_OK)
         rc = call_launch(&c, i0, ni, jb, j0, nj, e);
     }
@@ -724,8 +874,10 @@ static int cuda_rebind(const rk_formula *f, const rk_options *o, rk_data *d,
   if (rc != RK_OK)
     return rc;
   int dim = f->vars[v].dim;
-  return put_var(bd->ptr[v], d->vars[v], dim, d->ld[v], 0, d->npts[v], bd->es,
-                 e);
+  cuda_call c; /* no image: copied now */
+  memset(&c, 0, sizeof c);
+  return put_var(&c, bd->ptr[v], d->vars[v], dim, d->ld[v], 0, d->npts[v],
+                 bd->es, e);
 }
 
 static int cuda_bind(rk_kernel *k, const rk_formula *f, const rk_options *o,
@@ -802,4 +954,5 @@ const rk_backend_i rk_backend_cuda = {
     .unbind = cuda_unbind,
     .pin = cuda_pin,
     .unpin = cuda_unpin,
+    .staging = cuda_staging,
 };

@@ -253,7 +253,8 @@ rk_operator *rk_op_prepare(rk_formula *f, const rk_options *o,
   rk_kernel *k = NULL;
   int rc = (o->cache_dir && !op->cache_dir)
                ? rk_err(e, RK_ENOMEM, -1, "out of memory")
-               : rk_data_prepare(f, in, o->precision, ni, nj, &op->d, e);
+               : rk_data_prepare(f, in, o->precision, ni, nj, rk_nthreads(o),
+                                 &op->d, e);
   if (rc == RK_OK)
     rc = rk_kernel_get(op->be, f, o, &op->cfg, &k, NULL, e);
   if (rc == RK_OK) {

@@ -31,9 +31,20 @@ typedef struct rk_data {
   void *dev;          /* the backend's resident copy (bind), or NULL    */
 } rk_data;
 
-/* convert / point at the inputs (prec 32 or 64); rk_data_free releases */
+/* convert / point at the inputs (prec 32 or 64), converting with up to
+   nthreads threads; rk_data_free releases */
 int rk_data_prepare(const rk_formula *f, const rk_input *in, int prec,
-                    int64_t ni, int64_t nj, rk_data *d, rk_error *e);
+                    int64_t ni, int64_t nj, int nthreads, rk_data *d,
+                    rk_error *e);
+/* the bytes rk_data_prepare_in converts the inputs into (0: every input is
+   used in place) */
+size_t rk_data_bytes(const rk_formula *f, const rk_input *in, int prec,
+                     int64_t ni, int64_t nj);
+/* rk_data_prepare converting into buf (rk_data_bytes bytes, the caller's:
+   rk_data_free does not free it) */
+int rk_data_prepare_in(const rk_formula *f, const rk_input *in, int prec,
+                       int64_t ni, int64_t nj, int nthreads, void *buf,
+                       rk_data *d, rk_error *e);
 /* replace the data of position v by x (same shape as before), copied
    into memory owned by d */
 int rk_data_replace(const rk_formula *f, int v, const rk_input *x, int prec,
@@ -155,6 +166,12 @@ typedef struct rk_backend_i {
      locked; unpin only what pin locked */
   int (*pin)(const rk_options *o, void *p, size_t bytes);
   void (*unpin)(void *p);
+  /* optional (NULL: none): a host buffer of at least `bytes` from which
+     copies to the device run at full speed (CUDA: page-locked), kept by
+     the backend (grow-only, given back by release); valid until the next
+     staging call; NULL when it cannot be had (the caller uses its own
+     memory).  run.c converts a call's inputs into it. */
+  void *(*staging)(const rk_options *o, size_t bytes);
 } rk_backend_i;
 
 /* the table: one row per backend, indexed by enum rk_backend */

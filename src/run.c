@@ -143,19 +143,74 @@ void rk_data_free(rk_data *d) {
   memset(d, 0, sizeof *d);
 }
 
+/* converting inputs: points [a, b) of a row-layout (ROW, transposed)
+   input, or values [a, b) of a column-layout one */
+typedef struct conv_job {
+  const double *s;
+  void *dst;
+  int prec, trans, dim;
+  int64_t np;
+} conv_job;
+
+static int conv_block(void *ctx, int64_t a, int64_t b) {
+  const conv_job *j = ctx;
+  const double *s = j->s;
+  if (!j->trans) {
+    if (j->prec == 64)
+      memcpy((double *)j->dst + a, s + a, (size_t)(b - a) * 8);
+    else
+      for (int64_t i = a; i < b; i++)
+        ((float *)j->dst)[i] = (float)s[i];
+    return 0;
+  }
+  /* ROW: s[p * dim + k] -> dst[k * np + p] */
+  int64_t np = j->np;
+  for (int64_t p = a; p < b; p++)
+    for (int k = 0; k < j->dim; k++) {
+      double val = s[p * j->dim + k];
+      if (j->prec == 64)
+        ((double *)j->dst)[k * np + p] = val;
+      else
+        ((float *)j->dst)[k * np + p] = (float)val;
+    }
+  return 0;
+}
+
+/* values converted per pool block; below RK_CONV_PAR values, one thread */
+#define RK_CONV_GRAIN ((int64_t)1 << 16)
+#define RK_CONV_PAR   ((int64_t)1 << 18)
+
+static void convert(conv_job *j, int64_t cnt, int nthreads) {
+  int64_t n = j->trans ? j->np : cnt;
+  int64_t grain = j->trans ? RK_CONV_GRAIN / j->dim + 1 : RK_CONV_GRAIN;
+  if (nthreads > 1 && cnt >= RK_CONV_PAR &&
+      rk_par_rows(nthreads, 0, n, grain, 0, conv_block, j) == 0)
+    return;
+  conv_block(j, 0, n);
+}
+
+/* whether position v is converted (or copied) rather than used in place */
+static int data_converted(int dim, int cat, const rk_input *x, int prec,
+                          int copy) {
+  int trans = cat != RK_CAT_P && x->layout == RK_LAYOUT_ROW && dim > 1;
+  return !(prec == 64 && !trans && !copy);
+}
+
 /* position v from x into d: in place when R's layout and precision fit,
-   else converted into d->owned[v] (reused when it is there) */
+   else converted into `into` when given, else into d->owned[v] (reused
+   when it is there) */
 static int data_put(const rk_formula *f, int v, const rk_input *x, int prec,
-                    int copy, rk_data *d, rk_error *e) {
+                    int copy, void *into, int nthreads, rk_data *d,
+                    rk_error *e) {
   int dim = f->vars[v].dim, cat = f->vars[v].cat;
   int64_t np = d->npts[v];
   int trans = cat != RK_CAT_P && x->layout == RK_LAYOUT_ROW && dim > 1;
-  if (prec == 64 && !trans && !copy) {
+  if (!data_converted(dim, cat, x, prec, copy)) {
     d->vars[v] = x->data;
     return RK_OK;
   }
   size_t cnt = (size_t)(np * dim), es = prec == 64 ? 8 : 4;
-  void *buf = d->owned[v];
+  void *buf = into ? into : d->owned[v];
   if (buf == NULL) {
     buf = malloc(cnt ? cnt * es : 1);
     if (buf == NULL)
@@ -164,30 +219,35 @@ static int data_put(const rk_formula *f, int v, const rk_input *x, int prec,
     d->owned[v] = buf;
   }
   d->vars[v] = buf;
-  const double *s = x->data;
-  if (!trans) {
-    if (prec == 64)
-      memcpy(buf, s, cnt * es);
-    else
-      for (size_t i = 0; i < cnt; i++)
-        ((float *)buf)[i] = (float)s[i];
-    return RK_OK;
-  }
-  /* ROW: s[p * dim + k] -> buf[k * np + p] */
-  for (int64_t p = 0; p < np; p++)
-    for (int k = 0; k < dim; k++) {
-      double val = s[p * dim + k];
-      if (prec == 64)
-        ((double *)buf)[k * np + p] = val;
-      else
-        ((float *)buf)[k * np + p] = (float)val;
-    }
+  conv_job j = {x->data, buf, prec, trans, dim, np};
+  convert(&j, (int64_t)cnt, nthreads);
   return RK_OK;
 }
 
-int rk_data_prepare(const rk_formula *f, const rk_input *in, int prec,
-                    int64_t ni, int64_t nj, rk_data *d, rk_error *e) {
+#define ALIGN64(x) (((x) + 63) & ~(size_t)63)
+
+static int64_t data_npts(int cat, int64_t ni, int64_t nj) {
+  return cat == RK_CAT_P ? 1 : cat == RK_CAT_I ? ni : nj;
+}
+
+size_t rk_data_bytes(const rk_formula *f, const rk_input *in, int prec,
+                     int64_t ni, int64_t nj) {
+  size_t total = 0, es = prec == 64 ? 8 : 4;
+  for (int v = 0; v < f->nvars; v++) {
+    int dim = f->vars[v].dim, cat = f->vars[v].cat;
+    if (dim <= 0 || cat < 0 || cat > 2 ||
+        !data_converted(dim, cat, &in[v], prec, 0))
+      continue;
+    total += ALIGN64((size_t)data_npts(cat, ni, nj) * (size_t)dim * es);
+  }
+  return total;
+}
+
+int rk_data_prepare_in(const rk_formula *f, const rk_input *in, int prec,
+                       int64_t ni, int64_t nj, int nthreads, void *buf,
+                       rk_data *d, rk_error *e) {
   int n = f->nvars > 0 ? f->nvars : 1;
+  size_t off = 0, es = prec == 64 ? 8 : 4;
   memset(d, 0, sizeof *d);
   d->n = f->nvars;
   d->vars = calloc((size_t)n, sizeof *d->vars);
@@ -200,14 +260,25 @@ int rk_data_prepare(const rk_formula *f, const rk_input *in, int prec,
     int dim = f->vars[v].dim, cat = f->vars[v].cat;
     if (dim <= 0 || cat < 0 || cat > 2)
       continue;
-    int64_t np = cat == RK_CAT_P ? 1 : cat == RK_CAT_I ? ni : nj;
+    int64_t np = data_npts(cat, ni, nj);
     d->npts[v] = np;
     d->ld[v] = cat == RK_CAT_P ? 1 : np;
-    int rc = data_put(f, v, &in[v], prec, 0, d, e);
+    void *into = NULL;
+    if (buf != NULL && data_converted(dim, cat, &in[v], prec, 0)) {
+      into = (char *)buf + off;
+      off += ALIGN64((size_t)np * (size_t)dim * es);
+    }
+    int rc = data_put(f, v, &in[v], prec, 0, into, nthreads, d, e);
     if (rc != RK_OK)
       return rc;
   }
   return RK_OK;
+}
+
+int rk_data_prepare(const rk_formula *f, const rk_input *in, int prec,
+                    int64_t ni, int64_t nj, int nthreads, rk_data *d,
+                    rk_error *e) {
+  return rk_data_prepare_in(f, in, prec, ni, nj, nthreads, NULL, d, e);
 }
 
 int rk_data_replace(const rk_formula *f, int v, const rk_input *x, int prec,
@@ -230,7 +301,8 @@ int rk_data_replace(const rk_formula *f, int v, const rk_input *x, int prec,
                      "%s: the replacement must have the shape of the prepared "
                      "input (%lld points of dimension %d)",
                      label(f, v, l, sizeof l), (long long)np, dim);
-  return data_put(f, v, x, prec, 1, d, e); /* x need not outlive the call */
+  /* x need not outlive the call */
+  return data_put(f, v, x, prec, 1, NULL, 1, d, e);
 }
 
 /* ---- the configuration of code generation: the border ----------------- */
@@ -451,6 +523,9 @@ int rk_parts_run(const rk_backend_i *be, rk_kernel **ks, const rk_formula *f,
   return rc;
 }
 
+/* inputs of fewer bytes are converted into malloc'ed memory */
+#define RK_STAGE_MIN ((size_t)1 << 20)
+
 int rk_nthreads(const rk_options *o) {
   return rk_threads_get(o->nthreads, NULL); /* threads.c: the one getter */
 }
@@ -477,8 +552,17 @@ int rk_formula_run(rk_formula *f, const rk_options *o, const rk_input *in,
     return rk_err(err, RK_EINPUT, -1, "no output buffer");
   rk_data d;
   rk_call_begin(o); /* NVRTC polls the interrupt callback through it */
-  rc = rk_data_prepare(f, in, o->precision, ni, nj, &d, err);
   const rk_backend_i *be = rk_backend_pick(o);
+  /* large inputs are converted into the backend's staging buffer (CUDA:
+     page-locked, so the copies to the device run at full speed) */
+  void *stage = NULL;
+  if (be->staging) {
+    size_t nb = rk_data_bytes(f, in, o->precision, ni, nj);
+    if (nb >= RK_STAGE_MIN)
+      stage = be->staging(o, nb);
+  }
+  rc = rk_data_prepare_in(f, in, o->precision, ni, nj, rk_nthreads(o), stage,
+                          &d, err);
   rk_cg_config cfg;
   rk_cg_config_env(&cfg, o->precision);
   rk_kernel *k = NULL;

@@ -6,8 +6,13 @@
 #     (RKEOPS_BENCH_OLD_LIB: its times in the column old_s), once whole and
 #     ROUNDS - 1 more times on the cases of RKEOPS_AB_ONLY (default kNN and
 #     the Gaussian sums, D = 3);
-#   * bench/cpu.R rkeops-only, old and new in turn, ROUNDS times each.
-# Logs go to $OUT (gpu-ab<r>.txt, cpu-old<r>.txt, cpu-new<r>.txt).
+#   * bench/cpu.R rkeops-only, old and new in turn, ROUNDS times each;
+#   * bench/ab-direct.R (Gaussian sums per summation scheme, a small call),
+#     old and new alternately, AB_DIRECT rounds (default ROUNDS), then the
+#     new / old ratio of the medians of each case.
+# AB_GPU=0, AB_CPU=0 or AB_DIRECT=0 skip a part.
+# Logs go to $OUT (gpu-ab<r>.txt, cpu-old<r>.txt, cpu-new<r>.txt,
+# ab-direct.txt).
 set -u
 OUT=${OUT:-/tmp/rkeops-out}
 mkdir -p "$OUT"
@@ -34,4 +39,21 @@ if [[ ${AB_CPU:-1} == 1 ]]; then
     timeout 300 Rscript bench/cpu.R rkeops-only >"$OUT/cpu-new$r.txt" 2>&1
     echo "cpu round $r done ($(date +%T))"
   done
+fi
+if [[ ${AB_DIRECT:-$rounds} != 0 ]]; then
+  for r in $(seq 1 "${AB_DIRECT:-$rounds}"); do
+    R_LIBS=/tmp/old-lib timeout 200 Rscript bench/ab-direct.R old >>"$OUT/ab-direct.txt" 2>&1
+    timeout 200 Rscript bench/ab-direct.R new >>"$OUT/ab-direct.txt" 2>&1
+    echo "direct round $r done ($(date +%T))"
+  done
+  F="$OUT/ab-direct.txt" Rscript -e '
+    d <- read.table(Sys.getenv("F"), col.names = c("side", "case", "s"), fill = TRUE)
+    d <- d[d$side %in% c("old", "new") & !is.na(suppressWarnings(as.numeric(d$s))), ]
+    d$s <- as.numeric(d$s)
+    m <- tapply(d$s, list(d$case, d$side), median)
+    n <- tapply(d$s, list(d$case, d$side), length)
+    print(data.frame(case = rownames(m), old_s = signif(m[, "old"], 4),
+                     new_s = signif(m[, "new"], 4),
+                     new_over_old = round(m[, "new"] / m[, "old"], 3),
+                     runs = n[, "new"]), row.names = FALSE)' | tee "$OUT/ab-direct-summary.txt"
 fi

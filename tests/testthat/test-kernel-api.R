@@ -229,3 +229,24 @@ test_that("generated source is available for inspection", {
   expect_type(src, "character")
   expect_gt(nchar(src), 100)
 })
+
+test_that("a call does not copy the caller's matrices or vectors", {
+  skip_if_not(capabilities("profmem"), "R without memory profiling (tracemem)")
+  op <- keops_kernel("Sum_Reduction(x * Sum(y) + Elem(z, 1), 1)",
+                     c("x=Vi(1)", "y=Vj(3)", "z=Vi(2)"))
+  x <- runif(2e4)
+  y <- matrix(runif(30), 10, 3)
+  z <- matrix(runif(4e4), 2e4, 2)
+  dimnames(z) <- list(NULL, c("a", "b")) # attributes do not force a copy either
+  tracemem(x)
+  tracemem(z)
+  on.exit({
+    untracemem(x)
+    untracemem(z)
+  })
+  out <- capture.output(r <- op(list(x, y, z)))
+  expect_false(any(grepl("tracemem", out)), info = paste(out, collapse = "\n"))
+  expect_equal(r[, 1], x * sum(y) + 10 * z[, 2], tolerance = 1e-12) # 10 j-points
+  # the copy-free inputs are still checked: a vector of the wrong length
+  expect_error(op(list(x[-1], y, z)), class = "rkeops_error")
+})

@@ -180,3 +180,38 @@ test_that("inner variables wider than a shared-memory tile: values of dense R", 
     expect_equal(got, exp(-d2) %*% b, tolerance = 1e-4, label = sprintf("Sum f32 d = %d", d))
   }
 })
+
+test_that("large inputs and results go through the page-locked staging buffers, exactly", {
+  skip_if_no_gpu()
+  set.seed(505)
+  f <- "Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)"
+  args <- c("x=Vi(3)", "y=Vj(3)", "b=Vj(4)")
+  N <- 300
+  Y <- matrix(runif(N * 3), N, 3)
+  B <- matrix(runif(N * 4), N, 4)
+  # growing, then smaller (the buffers grow, then are reused), both
+  # precisions (float32: the inputs are converted into the staging buffer;
+  # results of more than 1 MB come back through the device's), both layouts
+  for (M in c(1e5, 3e5, 4e4)) {
+    X <- matrix(runif(M * 3), M, 3)
+    ref <- on_backend("CPU", 64, f, args, list(X, Y, B))
+    for (prec in c(32, 64)) {
+      got <- on_backend("GPU", prec, f, args, list(X, Y, B))
+      tol <- if (prec == 32) 1e-5 else 1e-12
+      expect_close(got, ref, tol, sprintf("M = %g, float%d", M, prec))
+      local_backend("GPU", prec)
+      gotr <- keops_kernel(f, args)(list(t(X), t(Y), t(B)), inner_dim = "row")
+      expect_close(gotr, ref, tol, sprintf("M = %g, float%d, rows", M, prec))
+    }
+  }
+  # blocks of rows (a small device budget): each block's results land at
+  # their rows
+  withr::local_envvar(RKEOPS_CUDA_MEMORY_LIMIT = "4000000")
+  M <- 2e5
+  X <- matrix(runif(M * 3), M, 3)
+  ref <- on_backend("CPU", 64, f, args, list(X, Y, B))
+  expect_close(on_backend("GPU", 32, f, args, list(X, Y, B)), ref, 1e-5,
+               "blocks of rows, float32")
+  expect_close(on_backend("GPU", 64, f, args, list(X, Y, B)), ref, 1e-12,
+               "blocks of rows, float64")
+})
