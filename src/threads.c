@@ -545,6 +545,7 @@ int rk_call_interrupted(void) {
 
 typedef struct abandonable {
   pthread_mutex_t mu;
+  pthread_cond_t cv; /* signalled when fn has returned */
   int finished, abandoned, result;
   int (*fn)(void *);
   void (*done)(void *);
@@ -558,9 +559,11 @@ static void *abandonable_main(void *arg) {
   a->result = r;
   a->finished = 1;
   int gone = a->abandoned;
+  pthread_cond_signal(&a->cv);
   pthread_mutex_unlock(&a->mu);
   if (gone) { /* nobody waits: clean up */
     a->done(a->ctx);
+    pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);
     free(a);
   }
@@ -573,7 +576,11 @@ int rk_run_abandonable(int (*fn)(void *ctx), void (*done)(void *ctx), void *ctx,
   pthread_t t;
   pthread_attr_t at;
   int started = 0;
-  if (a && pthread_mutex_init(&a->mu, NULL) == 0) {
+  int cv_ok = 0;
+  if (a && pthread_mutex_init(&a->mu, NULL) == 0 &&
+      (cv_ok = pthread_cond_init(&a->cv, NULL) == 0) == 0)
+    pthread_mutex_destroy(&a->mu);
+  if (a && cv_ok) {
     a->fn = fn;
     a->done = done;
     a->ctx = ctx;
@@ -587,17 +594,29 @@ int rk_run_abandonable(int (*fn)(void *ctx), void (*done)(void *ctx), void *ctx,
       pthread_sigmask(SIG_SETMASK, &old, NULL);
       pthread_attr_destroy(&at);
     }
-    if (!started)
+    if (!started) {
+      pthread_cond_destroy(&a->cv);
       pthread_mutex_destroy(&a->mu);
+    }
   }
   if (!started) {
     free(a);
     *result = fn(ctx);
     return -1;
   }
-  struct timespec ts = {0, 20 * 1000 * 1000};
+  /* wait for fn (woken as soon as it returns), polling the interrupt
+     callback every 20 ms */
   for (;;) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 20 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec += 1;
+      ts.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&a->mu);
+    if (!a->finished)
+      pthread_cond_timedwait(&a->cv, &a->mu, &ts);
     int fin = a->finished;
     pthread_mutex_unlock(&a->mu);
     if (fin)
@@ -612,9 +631,9 @@ int rk_run_abandonable(int (*fn)(void *ctx), void (*done)(void *ctx), void *ctx,
         return 1; /* the thread frees a and ctx when fn returns */
       break;
     }
-    nanosleep(&ts, NULL);
   }
   *result = a->result;
+  pthread_cond_destroy(&a->cv);
   pthread_mutex_destroy(&a->mu);
   free(a);
   return 0;

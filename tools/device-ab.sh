@@ -10,7 +10,8 @@
 #   * bench/ab-direct.R (Gaussian sums per summation scheme, a small call),
 #     old and new alternately, AB_DIRECT rounds (default ROUNDS), then the
 #     new / old ratio of the medians of each case.
-# AB_GPU=0, AB_CPU=0 or AB_DIRECT=0 skip a part.
+# AB_GPU=0, AB_CPU=0 or AB_DIRECT=0 skip a part; AB_NOINSTALL=1 reuses the
+# installs of an earlier call on the same (warm) machine.
 # Logs go to $OUT (gpu-ab<r>.txt, cpu-old<r>.txt, cpu-new<r>.txt,
 # ab-direct.txt).
 set -u
@@ -20,10 +21,12 @@ old=$1
 rounds=${2:-2}
 export MAKEFLAGS=-j"$(nproc)"
 tar xJf .rbundle/r-bundle.tar.xz -C / && ldconfig
-R CMD INSTALL . >"$OUT/install.log" 2>&1 || { tail -40 "$OUT/install.log"; exit 1; }
-mkdir -p /tmp/old-lib
-R CMD INSTALL -l /tmp/old-lib "$old" >"$OUT/install-old.log" 2>&1 ||
-  { tail -40 "$OUT/install-old.log"; exit 1; }
+if [[ ${AB_NOINSTALL:-0} != 1 ]]; then # 1: both are installed already
+  R CMD INSTALL . >"$OUT/install.log" 2>&1 || { tail -40 "$OUT/install.log"; exit 1; }
+  mkdir -p /tmp/old-lib
+  R CMD INSTALL -l /tmp/old-lib "$old" >"$OUT/install-old.log" 2>&1 ||
+    { tail -40 "$OUT/install-old.log"; exit 1; }
+fi
 export R_USER_CACHE_DIR=/tmp/rkeops-cache NOT_CRAN=true RKEOPS_BENCH_KEOPS=0
 if [[ ${AB_GPU:-1} == 1 ]]; then
   for r in $(seq 1 "$rounds"); do
