@@ -420,11 +420,11 @@ rk_run <- function(parsed, input, inner_dim = "col") {
   if (!is.na(nout) && cluster) return(rk_cluster_run(parsed, prep, row))
   opts <- get_rkeops_options()
   verbose <- isTRUE(opts$verbosity)
-  t0 <- proc.time()[[3L]]
-  res <- .Call(ffi_run, parsed$ptr, prep$inputs, rk_core_options(opts), row)
+  if (verbose) t0 <- proc.time()[[3L]]
+  res <- .Call(ffi_run, parsed$ptr, prep$inputs, rk_core_options_of(opts), row)
   msgs <- attr(res, "messages")
   if (!is.null(msgs)) attr(res, "messages") <- NULL
-  res <- rk_index_na(res, parsed$outkind)
+  if (parsed$outkind > 0L) res <- rk_index_na(res, parsed$outkind)
   if (verbose) {
     if (!is.null(msgs)) message(msgs, appendLF = FALSE)
     message(sprintf(

@@ -372,6 +372,16 @@ rkeops_disable_verbosity <- function() {
 }
 
 # the options as the C glue reads them (ffi.c, ffi_options)
+# rk_core_options() of the current options, made once per options object
+# (every change of the options makes a new one): the per-call path
+rk_core_options_of <- function(opts) {
+  if (!identical(rk_state$core_of, opts)) {
+    rk_state$core <- rk_core_options(opts)
+    rk_state$core_of <- opts
+  }
+  rk_state$core
+}
+
 rk_core_options <- function(opts = get_rkeops_options()) {
   list(
     backend = if (identical(opts$backend, "GPU")) 1L else 0L,
