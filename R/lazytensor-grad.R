@@ -125,10 +125,8 @@ grad <- function(f, gradin, opstr = "Sum", var, index, weight = NULL) {
                             "SumSoftMaxWeight, not for %s"), red),
              "rkeops_input_error")
   }
-  if (identical(attr(rk_red_dim(red, f@dim), "kind"), "dimension")) { # F1
-    lt_dim_error(sprintf("grad: a %s reduction needs f of dimension 1, not %d",
-                         red, f@dim))
-  }
+  lt_red_f1(f, red, "grad", sprintf(
+    "grad: a %s reduction needs f of dimension 1, not %d", red, f@dim))
   p <- lt_reduction_parts(f, red, index, weight = weight)
   ids <- vapply(p$vars, function(u) as.character(u$id), "")
   ks <- vapply(vs, function(v) {

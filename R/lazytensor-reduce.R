@@ -173,11 +173,12 @@ lt_K <- function(K, x, red) {
 }
 
 # A reduction whose formula must have dimension 1 (red.def F1: LogSumExp,
-# SumSoftMaxWeight): the engine's rule, LazyTensor's wording (`what`).
-lt_red_f1 <- function(x, red, what) {
+# SumSoftMaxWeight): the engine's rule, LazyTensor's wording (`msg`,
+# default "<what>(x): x must have dimension 1, not <d>").
+lt_red_f1 <- function(x, red, what, msg = NULL) {
   if (identical(attr(rk_red_dim(red, x@dim), "kind"), "dimension"))
-    lt_dim_error(sprintf("%s(x): x must have dimension 1, not %d", what,
-                         x@dim))
+    lt_dim_error(if (is.null(msg))
+      sprintf("%s(x): x must have dimension 1, not %d", what, x@dim) else msg)
 }
 
 # ---- sum, min, max (methods of the base primitives) -------------------------

@@ -394,8 +394,8 @@ static int choose_parts(rk_dev *x, rk_kernel *k, const rk_cuda_geom *gm,
   if (a->occ < 1) { /* once per kernel */
     int nb = 0;
     if (rk_cu.OccupancyMaxActiveBlocksPerMultiprocessor == NULL ||
-        rk_cu.OccupancyMaxActiveBlocksPerMultiprocessor(
-            &nb, (CUfunction)k->fn, gm->tpb, 0) != 0 ||
+        rk_cu.OccupancyMaxActiveBlocksPerMultiprocessor(&nb, (CUfunction)k->fn,
+                                                        gm->tpb, 0) != 0 ||
         nb < 1)
       nb = 1;
     a->occ = nb;
@@ -463,12 +463,13 @@ typedef struct cuda_call {
 /* inputs of at most this many bytes are packed (RK_PACK_MAX) */
 #define RK_PACK_MAX ((size_t)1 << 20)
 
-/* bytes from the host to dst on the device: into the packed image, or now */
+/* bytes from the host to dst on the device: into the packed image of
+   call c, or now (also when c is NULL) */
 static int put_bytes(cuda_call *c, CUdeviceptr dst, const void *src, size_t n,
                      rk_error *e) {
   if (n == 0)
     return RK_OK;
-  if (c->img) {
+  if (c && c->img) {
     size_t off = (size_t)(dst - c->base);
     memcpy(c->img + off, src, n);
     if (off + n > c->img_hi)
@@ -489,10 +490,9 @@ static int put_flush(cuda_call *c, rk_error *e) {
 }
 
 /* copy components of a host SoA variable (points p0..p0+n) to the device
-   at dst with leading dimension n */
+   at dst with leading dimension n (through put_bytes: c may be NULL) */
 static int put_var(cuda_call *c, CUdeviceptr dst, const void *src, int dim,
-                   int64_t ld, int64_t p0, int64_t n, size_t es,
-                   rk_error *e) {
+                   int64_t ld, int64_t p0, int64_t n, size_t es, rk_error *e) {
   if (n <= 0)
     return RK_OK;
   if (p0 == 0 && n == ld)
@@ -628,8 +628,8 @@ static int call_vars(cuda_call *c, int outer, int64_t p0, int64_t n,
     }
     c->dptr[v] = c->base + o2;
     c->dld[v] = n;
-    int rc = put_var(c, c->dptr[v], c->d->vars[v], d, c->d->ld[v], g0, n,
-                     c->es, e);
+    int rc =
+        put_var(c, c->dptr[v], c->d->vars[v], d, c->d->ld[v], g0, n, c->es, e);
     if (rc != RK_OK)
       return rc;
     o2 += (size_t)d * c->es * (size_t)(outer ? c->p.bi : n);
@@ -751,8 +751,8 @@ static int call_results(cuda_call *c, int64_t i0, int64_t ni, rk_error *e) {
     CU(rk_cu.MemcpyDtoH(st, dout, bytes), "cuMemcpyDtoH");
     out_job j = {st, out, ni, i0, (int64_t)ldo, c->f->outdim};
     int nt = c->s->nthreads > 0 ? c->s->nthreads : 1;
-    if (nt < 2 || rk_par_rows(nt, 0, ni, RK_STAGE_PAR_ROWS, 0, out_block,
-                              &j) != 0)
+    if (nt < 2 ||
+        rk_par_rows(nt, 0, ni, RK_STAGE_PAR_ROWS, 0, out_block, &j) != 0)
       out_block(&j, 0, ni);
     return RK_OK;
   }
@@ -884,9 +884,7 @@ static int cuda_rebind(const rk_formula *f, const rk_options *o, rk_data *d,
   if (rc != RK_OK)
     return rc;
   int dim = f->vars[v].dim;
-  cuda_call c; /* no image: copied now */
-  memset(&c, 0, sizeof c);
-  return put_var(&c, bd->ptr[v], d->vars[v], dim, d->ld[v], 0, d->npts[v],
+  return put_var(NULL, bd->ptr[v], d->vars[v], dim, d->ld[v], 0, d->npts[v],
                  bd->es, e);
 }
 

@@ -349,8 +349,8 @@ static int ct_grad_plans(ct *t) {
       {"SumSoftMaxWeight_Reduction(-SqDist(x, y), b, 1)", 2,
        "LogSumExp_Reduction(Minus(SqDist(Var(0,3,0),Var(1,3,1))),1)"},
   };
-  static const char *const args[] = {"x=Vi(3)", "y=Vj(3)", "b=Vj(2)",
-                                     "s=Pm(1)", "unused=Vi(4)"};
+  static const char *const args[] = {"x=Vi(3)", "y=Vj(3)", "b=Vj(2)", "s=Pm(1)",
+                                     "unused=Vi(4)"};
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
     rk_formula *f = NULL;
     rk_error e;
@@ -385,15 +385,15 @@ static int ct_grad_plans(ct *t) {
       else if (g->red != RK_RED_SUM || g->outdim != f->vars[pos].dim ||
                p.eta_pos != 5 || p.eta_dim != f->outdim ||
                p.nfwd != cases[k].nfwd ||
-               (p.nfwd > 0 && (cases[k].fwd0 == NULL) !=
-                                  (p.fwd_formula[0] == NULL)) ||
+               (p.nfwd > 0 &&
+                (cases[k].fwd0 == NULL) != (p.fwd_formula[0] == NULL)) ||
                (cases[k].fwd0 != NULL &&
                 strcmp(cases[k].fwd0, p.fwd_formula[0]) != 0) ||
                (p.nfwd == 2 && p.fwd_formula[1] != NULL))
         ok = ct_fail(t, "%s, var %d: unexpected plan %s (%d forward)",
                      cases[k].formula, pos, p.formula, p.nfwd);
       /* the output index: the variable's own, the output's for a parameter */
-      else if (p.axis != (f->vars[pos].cat == RK_CAT_P ? f->axis
+      else if (p.axis != (f->vars[pos].cat == RK_CAT_P   ? f->axis
                           : f->vars[pos].cat == RK_CAT_I ? 1
                                                          : 0))
         ok = ct_fail(t, "%s, var %d: gradient over axis %d", cases[k].formula,
@@ -402,8 +402,9 @@ static int ct_grad_plans(ct *t) {
       rk_grad_plan_free(&p);
     }
     if (ok && rk_ctx_nnodes(f->ctx) != n0)
-      ok = ct_fail(t, "%s: planning grew the formula's context (%d -> %d nodes)",
-                   cases[k].formula, n0, rk_ctx_nnodes(f->ctx));
+      ok =
+          ct_fail(t, "%s: planning grew the formula's context (%d -> %d nodes)",
+                  cases[k].formula, n0, rk_ctx_nnodes(f->ctx));
     rk_formula_free(f);
     if (!ok)
       return 0;
@@ -412,8 +413,8 @@ static int ct_grad_plans(ct *t) {
   rk_formula *f = NULL;
   rk_error e;
   rk_grad_plan p;
-  CT_CHECK(t, rk_formula_parse("ArgKMin_Reduction(SqDist(x, y), 3, 1)", args,
-                               5, RK_SCHEME_AUTO, &f, &e) == RK_OK);
+  CT_CHECK(t, rk_formula_parse("ArgKMin_Reduction(SqDist(x, y), 3, 1)", args, 5,
+                               RK_SCHEME_AUTO, &f, &e) == RK_OK);
   int code = rk_formula_grad_plan(f, 0, 0, &p, &e);
   rk_formula_free(f);
   CT_CHECK(t, code == RK_EOP && p.formula == NULL);

@@ -2,7 +2,7 @@
  * ffi-internal.c -- .Call entry points for the package's own tests (not
  * part of the public API): the engine's op and reduction tables, and the
  * C unit tests of ctests.c.  Same border rules as ffi.c: R headers here,
- * plain C behind formula-tables.h and ctests.h.
+ * plain C behind formula-tables.h and ctests.h (ffi.h: the glue helpers).
  */
 #include <math.h>
 
@@ -10,20 +10,8 @@
 #include <Rinternals.h>
 
 #include "ctests.h"
+#include "ffi.h"
 #include "formula-tables.h"
-
-/* a named list from n SEXPs (each already protected by the caller) */
-static SEXP named_list(int n, const char *const *names, SEXP *vals) {
-  SEXP res = PROTECT(allocVector(VECSXP, n)); /* 1 */
-  SEXP nms = PROTECT(allocVector(STRSXP, n)); /* 2 */
-  for (int i = 0; i < n; i++) {
-    SET_VECTOR_ELT(res, i, vals[i]);
-    SET_STRING_ELT(nms, i, mkChar(names[i]));
-  }
-  setAttrib(res, R_NamesSymbol, nms);
-  UNPROTECT(2);
-  return res;
-}
 
 static SEXP ffi_op_table(void) {
   int n = rk_table_nops();
@@ -53,13 +41,13 @@ static SEXP ffi_op_table(void) {
                           : (fl & RK_OPF_DERIVATIVE) ? "rule"
                                                      : "none"));
   }
-  static const char *const nms[] = {
-      "name",     "nargs",      "nip",   "leaf",  "elementwise",
-      "expanded", "derivative", "keeps_zero", "linear"};
+  static const char *const nms[] = {"name",       "nargs",       "nip",
+                                    "leaf",       "elementwise", "expanded",
+                                    "derivative", "keeps_zero",  "linear"};
   SEXP vals[] = {name, nargs, nip, leaf, elem, expd, deriv, keepz, lin};
   _Static_assert(sizeof nms / sizeof nms[0] == sizeof vals / sizeof vals[0],
                  "one name per value");
-  SEXP res = named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
+  SEXP res = ffi_named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
   UNPROTECT(9);
   return res;
 }
@@ -87,8 +75,24 @@ static SEXP ffi_red_table(void) {
   SEXP vals[] = {name, nf, hask, outkind, diff};
   _Static_assert(sizeof nms / sizeof nms[0] == sizeof vals / sizeof vals[0],
                  "one name per value");
-  SEXP res = named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
+  SEXP res = ffi_named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
   UNPROTECT(5);
+  return res;
+}
+
+/* a dimension d of the engine, or NA with the refusal's attributes:
+   "message", "refused" (de != 0: the rule refused) and, when refused,
+   "kind" ("dimension" for de = 1, "value" for de = 2) */
+static SEXP dim_answer(int d, int de, const char *msg) {
+  SEXP res = PROTECT(ScalarInteger(d >= 0 ? d : NA_INTEGER)); /* 1 */
+  if (d < 0) {
+    setAttrib(res, install("message"), mkString(msg));
+    setAttrib(res, install("refused"), ScalarLogical(de != 0));
+    if (de != 0)
+      setAttrib(res, install("kind"),
+                mkString(de == 1 ? "dimension" : "value"));
+  }
+  UNPROTECT(1);
   return res;
 }
 
@@ -107,16 +111,7 @@ SEXP ffi_op_dim(SEXP name, SEXP dims, SEXP ip) {
   int d = rk_table_op_dim(CHAR(STRING_ELT(name, 0)), (int)XLENGTH(dims),
                           INTEGER(dims), (int)XLENGTH(ip), INTEGER(ip), &de,
                           msg, (int)sizeof msg);
-  SEXP res = PROTECT(ScalarInteger(d >= 0 ? d : NA_INTEGER)); /* 1 */
-  if (d < 0) {
-    setAttrib(res, install("message"), mkString(msg));
-    setAttrib(res, install("refused"), ScalarLogical(de != 0));
-    if (de != 0)
-      setAttrib(res, install("kind"),
-                mkString(de == 1 ? "dimension" : "value"));
-  }
-  UNPROTECT(1);
-  return res;
+  return dim_answer(d, de, msg);
 }
 
 /* the engine's output dimension of reduction `name` on a formula of
@@ -136,16 +131,7 @@ SEXP ffi_red_dim(SEXP name, SEXP d, SEXP e, SEXP K) {
   int out = rk_table_red_dim(CHAR(STRING_ELT(name, 0)), (long long)REAL(d)[0],
                              (long long)REAL(e)[0], (long long)REAL(K)[0], &de,
                              msg, (int)sizeof msg);
-  SEXP res = PROTECT(ScalarInteger(out >= 0 ? out : NA_INTEGER)); /* 1 */
-  if (out < 0) {
-    setAttrib(res, install("message"), mkString(msg));
-    setAttrib(res, install("refused"), ScalarLogical(de != 0));
-    if (de != 0)
-      setAttrib(res, install("kind"),
-                mkString(de == 1 ? "dimension" : "value"));
-  }
-  UNPROTECT(1);
-  return res;
+  return dim_answer(out, de, msg);
 }
 
 /* list(ops = <columns of the op table>, reds = <columns of red.def>) */
@@ -156,7 +142,7 @@ SEXP ffi_engine_tables(void) {
   SEXP vals[] = {ops, reds};
   _Static_assert(sizeof nms / sizeof nms[0] == sizeof vals / sizeof vals[0],
                  "one name per value");
-  SEXP res = named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
+  SEXP res = ffi_named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
   UNPROTECT(2);
   return res;
 }
@@ -187,7 +173,7 @@ SEXP ffi_ctest(SEXP name, SEXP tmpdir) {
   SEXP vals[] = {pass, m};
   _Static_assert(sizeof nms / sizeof nms[0] == sizeof vals / sizeof vals[0],
                  "one name per value");
-  SEXP res = named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
+  SEXP res = ffi_named_list((int)(sizeof nms / sizeof nms[0]), nms, vals);
   UNPROTECT(2);
   return res;
 }

@@ -322,48 +322,53 @@ SEXP ffi_parse(SEXP formula, SEXP args, SEXP sum_scheme) {
   return res;
 }
 
+SEXP ffi_named_list(int n, const char *const *names, SEXP *vals) {
+  SEXP res = PROTECT(allocVector(VECSXP, n)); /* 1 */
+  SEXP nms = PROTECT(allocVector(STRSXP, n)); /* 2 */
+  for (int i = 0; i < n; i++) {
+    SET_VECTOR_ELT(res, i, vals[i]);
+    SET_STRING_ELT(nms, i, mkChar(names[i]));
+  }
+  setAttrib(res, R_NamesSymbol, nms);
+  UNPROTECT(2);
+  return res;
+}
+
 static SEXP plan_fwd_sexp(const rk_grad_plan *g, int k) {
-  static const char *const fn[] = {"formula", "name", "pos", "dim", "cat"};
-  SEXP one = PROTECT(allocVector(VECSXP, 5)); /* 1 */
-  SET_VECTOR_ELT(one, 0,
-                 g->fwd_formula[k]
-                     ? ScalarString(mkCharCE(g->fwd_formula[k], CE_UTF8))
-                     : ScalarString(NA_STRING));
-  SET_VECTOR_ELT(one, 1, mkString(g->fwd_name[k]));
-  SET_VECTOR_ELT(one, 2, ScalarInteger(g->fwd_pos[k]));
-  SET_VECTOR_ELT(one, 3, ScalarInteger(g->fwd_dim[k]));
-  SET_VECTOR_ELT(one, 4, ScalarInteger(g->fwd_cat[k]));
-  SEXP nm = allocVector(STRSXP, 5);
-  setAttrib(one, R_NamesSymbol, nm);
-  for (int i = 0; i < 5; i++)
-    SET_STRING_ELT(nm, i, mkChar(fn[i]));
-  UNPROTECT(1);
-  return one;
+  static const char *const nms[] = {"formula", "name", "pos", "dim", "cat"};
+  SEXP vals[] = {PROTECT(g->fwd_formula[k] ? ScalarString(mkCharCE(
+                                                 g->fwd_formula[k], CE_UTF8))
+                                           : ScalarString(NA_STRING)), /* 1 */
+                 PROTECT(mkString(g->fwd_name[k])),                    /* 2 */
+                 PROTECT(ScalarInteger(g->fwd_pos[k])),                /* 3 */
+                 PROTECT(ScalarInteger(g->fwd_dim[k])),                /* 4 */
+                 PROTECT(ScalarInteger(g->fwd_cat[k]))};               /* 5 */
+  _Static_assert(sizeof nms / sizeof nms[0] == sizeof vals / sizeof vals[0],
+                 "one name per value");
+  SEXP res = ffi_named_list(5, nms, vals);
+  UNPROTECT(5);
+  return res;
 }
 
 /* the R list of a plan (run under R_ExecWithCleanup: the plan is freed
    even when an allocation here fails) */
 static SEXP plan_sexp(void *data) {
   const rk_grad_plan *g = data;
-  static const char *const rn[] = {"formula", "axis", "full", "eta", "fwd"};
-  SEXP res = PROTECT(allocVector(VECSXP, 5)); /* 1 */
-  SET_VECTOR_ELT(res, 0, ScalarString(mkCharCE(g->formula, CE_UTF8)));
-  SET_VECTOR_ELT(res, 1, ScalarInteger(g->axis));
-  SET_VECTOR_ELT(res, 2, ScalarLogical(g->full));
-  SEXP eta = allocVector(INTSXP, 3);
-  SET_VECTOR_ELT(res, 3, eta);
-  INTEGER(eta)[0] = g->eta_pos;
-  INTEGER(eta)[1] = g->eta_dim;
-  INTEGER(eta)[2] = g->eta_cat;
-  SEXP fwd = allocVector(VECSXP, g->nfwd);
-  SET_VECTOR_ELT(res, 4, fwd);
+  static const char *const nms[] = {"formula", "axis", "full", "eta", "fwd"};
+  SEXP vals[] = {PROTECT(ScalarString(mkCharCE(g->formula, CE_UTF8))), /* 1 */
+                 PROTECT(ScalarInteger(g->axis)),                      /* 2 */
+                 PROTECT(ScalarLogical(g->full)),                      /* 3 */
+                 PROTECT(allocVector(INTSXP, 3)),                      /* 4 */
+                 PROTECT(allocVector(VECSXP, g->nfwd))};               /* 5 */
+  _Static_assert(sizeof nms / sizeof nms[0] == sizeof vals / sizeof vals[0],
+                 "one name per value");
+  INTEGER(vals[3])[0] = g->eta_pos;
+  INTEGER(vals[3])[1] = g->eta_dim;
+  INTEGER(vals[3])[2] = g->eta_cat;
   for (int k = 0; k < g->nfwd; k++)
-    SET_VECTOR_ELT(fwd, k, plan_fwd_sexp(g, k));
-  SEXP nms = allocVector(STRSXP, 5);
-  setAttrib(res, R_NamesSymbol, nms);
-  for (int i = 0; i < 5; i++)
-    SET_STRING_ELT(nms, i, mkChar(rn[i]));
-  UNPROTECT(1);
+    SET_VECTOR_ELT(vals[4], k, plan_fwd_sexp(g, k));
+  SEXP res = ffi_named_list(5, nms, vals);
+  UNPROTECT(5);
   return res;
 }
 

@@ -18,6 +18,8 @@ typedef struct ffi_msgbuf {
 } ffi_msgbuf;
 
 SEXP ffi_str(const char *s);
+/* a named list of n values (each protected by the caller) */
+SEXP ffi_named_list(int n, const char *const *names, SEXP *vals);
 void ffi_err_init(rk_error *e);
 /* raise the R condition for e; only when no C resource is held */
 void NORET ffi_abort(rk_error *e, const char *formula, const char *messages);

@@ -51,14 +51,6 @@ void rk_grad_plan_free(rk_grad_plan *p) {
   memset(p, 0, sizeof *p);
 }
 
-static char *take(rk_buf *b) {
-  if (b->oom) {
-    rk_buf_free(b);
-    return NULL;
-  }
-  return rk_buf_take(b);
-}
-
 static int plan_fill(const rk_formula *f, const rk_formula *g, int pos,
                      int eta_param, rk_grad_plan *p, rk_error *e) {
   _Static_assert(RK_RED_MAXFWD <= 2, "rk_grad_plan holds 2 forward outputs");
@@ -88,7 +80,7 @@ static int plan_fill(const rk_formula *f, const rk_formula *g, int pos,
   rk_buf_putc(&b, ',');
   rk_format_node(&b, eta);
   rk_buf_printf(&b, "),%d)", p->axis);
-  if ((p->formula = take(&b)) == NULL)
+  if ((p->formula = rk_buf_take(&b)) == NULL)
     return rk_err(e, RK_ENOMEM, -1, "out of memory");
   p->nfwd = gr.nfwd;
   for (int k = 0; k < gr.nfwd; k++) {
@@ -103,7 +95,7 @@ static int plan_fill(const rk_formula *f, const rk_formula *g, int pos,
     r.w = rk_reds[r.red].nf > 1 ? g->w : NULL;
     rk_buf_init(&b);
     rk_format_formula(&b, &r);
-    if ((p->fwd_formula[k] = take(&b)) == NULL)
+    if ((p->fwd_formula[k] = rk_buf_take(&b)) == NULL)
       return rk_err(e, RK_ENOMEM, -1, "out of memory");
   }
   return RK_OK;
@@ -137,7 +129,7 @@ int rk_formula_grad_plan(const rk_formula *f, int pos, int eta_param,
     rk_buf_init(&b);
     rk_buf_printf(&b, "rk_v%d=%s(%d,%d)", i, rk_cat_names[f->vars[i].cat], i,
                   f->vars[i].dim);
-    if ((decl[i] = take(&b)) == NULL)
+    if ((decl[i] = rk_buf_take(&b)) == NULL)
       code = RK_ENOMEM;
   }
   rk_formula *g = NULL;

@@ -57,6 +57,11 @@ int rk_table_red(int i, const char **name, int *nf, int *hask, int *outkind,
   return 1;
 }
 
+/* what a rule refused (formula-tables.h): 1 a dimension, 2 a value, 0 none */
+static int refusal(int code) {
+  return code == RK_EDIM ? 1 : code == RK_EVALUE ? 2 : 0;
+}
+
 int rk_table_op_dim(const char *name, int n, const int *dims, int nip,
                     const int *ip, int *dim_error, char *msg, int msize) {
   *dim_error = 0;
@@ -89,7 +94,7 @@ int rk_table_op_dim(const char *name, int n, const int *dims, int nip,
   const rk_node *r = ok ? rk_build(c, op, a, n, ip, nip, 0, &e) : NULL;
   int d = r ? r->dim : -1;
   if (r == NULL) {
-    *dim_error = e.code == RK_EDIM ? 1 : e.code == RK_EVALUE ? 2 : 0;
+    *dim_error = refusal(e.code);
     snprintf(msg, (size_t)msize, "%s", e.msg);
   }
   rk_ctx_free(c);
@@ -109,7 +114,7 @@ int rk_table_red_dim(const char *name, long long d, long long e, long long K,
   rk_err_clear(&e2);
   int out = rk_red_outdim(red, d, e, K, &e2);
   if (out < 0) {
-    *dim_error = e2.code == RK_EDIM ? 1 : e2.code == RK_EVALUE ? 2 : 0;
+    *dim_error = refusal(e2.code);
     snprintf(msg, (size_t)msize, "%s", e2.msg);
   }
   return out;

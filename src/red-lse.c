@@ -152,8 +152,8 @@ static int lse_grad(rk_ctx *c, const rk_formula *f, int pos0, int cat,
   gr->fwd_dim[1] = f->outdim;
   gr->fwd_name[1] = "rkeops_out";
   const rk_node *L = rk_var(c, pos0, gr->fwd_dim[0], cat, e);
-  const rk_node *p = rk_op1(c, RK_OP_EXP, rk_op2(c, RK_OP_SUBTRACT, f->f, L, e),
-                            e);
+  const rk_node *p =
+      rk_op1(c, RK_OP_EXP, rk_op2(c, RK_OP_SUBTRACT, f->f, L, e), e);
   if (r == RK_RED_LOGSUMEXPWEIGHT)
     p = rk_op2(c, RK_OP_MULT, p, f->w, e);
   else if (r == RK_RED_SUMSOFTMAXWEIGHT)
@@ -165,5 +165,5 @@ static int lse_grad(rk_ctx *c, const rk_formula *f, int pos0, int cat,
   return p != NULL ? RK_OK : e->code;
 }
 
-const rk_red_unit rk_red_unit_lse = {
-    "lse", lse_layout, lse_update, NULL, lse_merge, lse_final, lse_grad};
+const rk_red_unit rk_red_unit_lse = {"lse",     lse_layout, lse_update, NULL,
+                                     lse_merge, lse_final,  lse_grad};

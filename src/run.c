@@ -189,11 +189,16 @@ static void convert(conv_job *j, int64_t cnt, int nthreads) {
   conv_block(j, 0, n);
 }
 
+/* whether input x of a variable (dim, cat) is transposed for the kernels
+   (R's "row" layout of a vector variable) */
+static int data_trans(int dim, int cat, const rk_input *x) {
+  return cat != RK_CAT_P && x->layout == RK_LAYOUT_ROW && dim > 1;
+}
+
 /* whether position v is converted (or copied) rather than used in place */
 static int data_converted(int dim, int cat, const rk_input *x, int prec,
                           int copy) {
-  int trans = cat != RK_CAT_P && x->layout == RK_LAYOUT_ROW && dim > 1;
-  return !(prec == 64 && !trans && !copy);
+  return !(prec == 64 && !data_trans(dim, cat, x) && !copy);
 }
 
 /* position v from x into d: in place when R's layout and precision fit,
@@ -204,7 +209,6 @@ static int data_put(const rk_formula *f, int v, const rk_input *x, int prec,
                     rk_error *e) {
   int dim = f->vars[v].dim, cat = f->vars[v].cat;
   int64_t np = d->npts[v];
-  int trans = cat != RK_CAT_P && x->layout == RK_LAYOUT_ROW && dim > 1;
   if (!data_converted(dim, cat, x, prec, copy)) {
     d->vars[v] = x->data;
     return RK_OK;
@@ -219,7 +223,7 @@ static int data_put(const rk_formula *f, int v, const rk_input *x, int prec,
     d->owned[v] = buf;
   }
   d->vars[v] = buf;
-  conv_job j = {x->data, buf, prec, trans, dim, np};
+  conv_job j = {x->data, buf, prec, data_trans(dim, cat, x), dim, np};
   convert(&j, (int64_t)cnt, nthreads);
   return RK_OK;
 }
