@@ -293,8 +293,10 @@ get_rkeops_options <- function(name = NULL) {
 #'   of every reduction (and of `solve()`, whose rows stay resident on their
 #'   device) over those devices in proportion to their speed, measured on
 #'   each call and used by the next, one host thread per device.  The same
-#'   device listed twice runs the split on it part after part (a test of
-#'   the split on one GPU).  A device that does not exist is an error of
+#'   device listed twice runs its two parts side by side on two streams of
+#'   that device, each with its own host thread and device memory (a test
+#'   of the multi-device path on one GPU; it can also fill a GPU that one
+#'   call leaves partly idle).  A device that does not exist is an error of
 #'   class `rkeops_value_error`.
 #' @param ncore the largest number of CPU threads; `NULL` for the default
 #'   (`OMP_NUM_THREADS`, else every available core; see the Threads section

@@ -60,6 +60,13 @@ typedef struct rk_cu_api {
   CUresult (*MemFree)(CUdeviceptr p);
   CUresult (*MemcpyHtoD)(CUdeviceptr dst, const void *src, size_t bytes);
   CUresult (*MemcpyDtoH)(void *dst, CUdeviceptr src, size_t bytes);
+  CUresult (*MemcpyHtoDAsync)(CUdeviceptr dst, const void *src, size_t bytes,
+                              CUstream s);
+  CUresult (*MemcpyDtoHAsync)(void *dst, CUdeviceptr src, size_t bytes,
+                              CUstream s);
+  CUresult (*StreamCreate)(CUstream *s, unsigned flags);
+  CUresult (*StreamDestroy)(CUstream s);
+  CUresult (*StreamSynchronize)(CUstream s);
   CUresult (*MemGetInfo)(size_t *free_bytes, size_t *total_bytes);
   CUresult (*MemHostRegister)(void *p, size_t bytes, unsigned flags);
   CUresult (*MemHostUnregister)(void *p);

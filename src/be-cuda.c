@@ -37,15 +37,27 @@ typedef struct stage_buf {
   size_t size;
 } stage_buf;
 
+/* a lane of a device: one stream of work with its own memory.  Lane 0 is
+   the legacy default stream (synchronous copies); a device listed several
+   times in rk_options.devices runs its k-th part on lane k, a stream of
+   its own (created non-blocking, so it runs beside lane 0), from a host
+   thread of its own (run.c rk_parts_*).  Everything a call touches is its
+   lane's, so the lanes of one device run concurrently. */
+typedef struct rk_lane {
+  int init;         /* lane > 0: its stream exists */
+  CUstream st;      /* NULL: the default stream (lane 0) */
+  CUdeviceptr pool; /* grow-only device memory */
+  size_t pool_size;
+  stage_buf out; /* results copied back through it */
+  stage_buf img; /* a small call's inputs, packed for one copy */
+} rk_lane;
+
 typedef struct rk_dev {
   int init; /* 1 ready, -1 failed */
   CUdevice dev;
   CUcontext ctx;
   int major, minor, nsm;
-  CUdeviceptr pool; /* grow-only device memory */
-  size_t pool_size;
-  stage_buf out; /* results copied back through it (one thread per device) */
-  stage_buf img; /* a small call's inputs, packed for one copy            */
+  rk_lane lane[RK_MAX_LANES];
 } rk_dev;
 
 static rk_dev devs[RK_MAXDEV];
@@ -120,6 +132,36 @@ static int dev_get(int d, rk_dev **out, rk_error *e) {
   CU(rk_cu.CtxSetCurrent(x->ctx), "cuCtxSetCurrent");
   *out = x;
   return RK_OK;
+}
+
+/* lane l of device x (its stream created once); x's context is current */
+static int lane_get(rk_dev *x, int l, rk_lane **out, rk_error *e) {
+  if (l < 0 || l >= RK_MAX_LANES)
+    l = 0;
+  rk_lane *ln = &x->lane[l];
+  if (l > 0 && !ln->init) {
+    CU(rk_cu.StreamCreate(&ln->st, 1 /* CU_STREAM_NON_BLOCKING */),
+       "cuStreamCreate");
+    ln->init = 1;
+  }
+  *out = ln;
+  return RK_OK;
+}
+
+/* copies on stream st, complete (on the host side too) when they return;
+   st NULL: the synchronous copies of the default stream */
+static CUresult h2d(CUstream st, CUdeviceptr dst, const void *src, size_t n) {
+  if (st == NULL)
+    return rk_cu.MemcpyHtoD(dst, src, n);
+  CUresult r = rk_cu.MemcpyHtoDAsync(dst, src, n, st);
+  return r != 0 ? r : rk_cu.StreamSynchronize(st);
+}
+
+static CUresult d2h(CUstream st, void *dst, CUdeviceptr src, size_t n) {
+  if (st == NULL)
+    return rk_cu.MemcpyDtoH(dst, src, n);
+  CUresult r = rk_cu.MemcpyDtoHAsync(dst, src, n, st);
+  return r != 0 ? r : rk_cu.StreamSynchronize(st);
 }
 
 static size_t cuda_describe(char *buf, size_t size) {
@@ -279,8 +321,8 @@ static int cuda_load(const rk_options *o, const rk_formula *f,
 
 /* ---- device memory ---------------------------------------------------- */
 
-/* at least `need` bytes of pool on device x (grow-only) */
-static int pool_reserve(rk_dev *x, size_t need, rk_error *e) {
+/* at least `need` bytes of pool on lane x (grow-only) */
+static int pool_reserve(rk_lane *x, size_t need, rk_error *e) {
   if (need <= x->pool_size)
     return RK_OK;
   if (x->pool) {
@@ -354,12 +396,19 @@ static void cuda_release(void) {
   for (int d = 0; d < RK_MAXDEV; d++)
     if (devs[d].init > 0) {
       rk_cu.CtxSetCurrent(devs[d].ctx);
-      if (devs[d].pool)
-        rk_cu.MemFree(devs[d].pool);
-      devs[d].pool = 0;
-      devs[d].pool_size = 0;
-      stage_drop(&devs[d].out);
-      stage_drop(&devs[d].img);
+      for (int l = 0; l < RK_MAX_LANES; l++) {
+        rk_lane *ln = &devs[d].lane[l];
+        if (ln->pool)
+          rk_cu.MemFree(ln->pool);
+        ln->pool = 0;
+        ln->pool_size = 0;
+        stage_drop(&ln->out);
+        stage_drop(&ln->img);
+        if (ln->init && ln->st)
+          rk_cu.StreamDestroy(ln->st);
+        ln->st = NULL;
+        ln->init = 0;
+      }
       stage_drop(&in_stage); /* with the first device's context current */
     }
 }
@@ -440,6 +489,8 @@ typedef struct cuda_bound {
 /* one run: what the steps below share */
 typedef struct cuda_call {
   rk_dev *x;
+  rk_lane *ln;  /* the lane the call runs on: its stream, pool and stages */
+  CUstream st;  /* ln->st */
   rk_kernel *k;
   const rk_cuda_geom *gm;
   const rk_formula *f;
@@ -464,7 +515,7 @@ typedef struct cuda_call {
 #define RK_PACK_MAX ((size_t)1 << 20)
 
 /* bytes from the host to dst on the device: into the packed image of
-   call c, or now (also when c is NULL) */
+   call c, or now on c's stream */
 static int put_bytes(cuda_call *c, CUdeviceptr dst, const void *src, size_t n,
                      rk_error *e) {
   if (n == 0)
@@ -476,21 +527,21 @@ static int put_bytes(cuda_call *c, CUdeviceptr dst, const void *src, size_t n,
       c->img_hi = off + n;
     return RK_OK;
   }
-  CU(rk_cu.MemcpyHtoD(dst, src, n), "cuMemcpyHtoD");
+  CU(h2d(c->st, dst, src, n), "cuMemcpyHtoD");
   return RK_OK;
 }
 
 /* the packed image to the device (before a launch) */
 static int put_flush(cuda_call *c, rk_error *e) {
   if (c->img && c->img_hi > 0) {
-    CU(rk_cu.MemcpyHtoD(c->base, c->img, c->img_hi), "cuMemcpyHtoD");
+    CU(h2d(c->st, c->base, c->img, c->img_hi), "cuMemcpyHtoD");
     c->img_hi = 0;
   }
   return RK_OK;
 }
 
 /* copy components of a host SoA variable (points p0..p0+n) to the device
-   at dst with leading dimension n (through put_bytes: c may be NULL) */
+   at dst with leading dimension n (through put_bytes) */
 static int put_var(cuda_call *c, CUdeviceptr dst, const void *src, int dim,
                    int64_t ld, int64_t p0, int64_t n, size_t es, rk_error *e) {
   if (n <= 0)
@@ -549,11 +600,14 @@ static int call_plan(cuda_call *c, rk_error *e) {
   const char *lim = getenv("RKEOPS_CUDA_MEMORY_LIMIT");
   double limit = lim && atof(lim) > 0 ? atof(lim) : 0;
   double avail;
-  if (p->total <= c->x->pool_size && (limit == 0 || p->total <= limit)) {
-    avail = (double)c->x->pool_size; /* it fits the pool: no driver query */
+  if (p->total <= c->ln->pool_size && (limit == 0 || p->total <= limit)) {
+    avail = (double)c->ln->pool_size; /* it fits the pool: no driver query */
   } else {
+    /* lanes of one device running together share its free memory */
+    int nl = c->o->nlanes > 1 ? c->o->nlanes : 1;
     CU(rk_cu.MemGetInfo(&fr, &tot), "cuMemGetInfo");
-    avail = (double)(fr + c->x->pool_size) * 0.9 - 128.0 * 1048576.0;
+    avail = ((double)fr / nl + (double)c->ln->pool_size) * 0.9 -
+            128.0 * 1048576.0;
     if (limit > 0 && limit < avail)
       avail = limit;
   }
@@ -583,8 +637,8 @@ static int call_plan(cuda_call *c, rk_error *e) {
   c->nbj = (c->nred + p->bj - 1) / (p->bj > 0 ? p->bj : 1);
   if (c->nbj < 1)
     c->nbj = 1;
-  int rc = pool_reserve(c->x, p->total, e);
-  c->base = c->x->pool;
+  int rc = pool_reserve(c->ln, p->total, e);
+  c->base = c->ln->pool;
   return rc;
 }
 
@@ -646,9 +700,9 @@ static int call_states(cuda_call *c, int64_t i0, int64_t ni, int down,
     double *h = c->s->st + (size_t)q * (size_t)c->s->ldst + (size_t)i0;
     CUdeviceptr dv = dst + (size_t)q * (size_t)ni * 8;
     if (down)
-      CU(rk_cu.MemcpyDtoH(h, dv, (size_t)ni * 8), "cuMemcpyDtoH");
+      CU(d2h(c->st, h, dv, (size_t)ni * 8), "cuMemcpyDtoH");
     else
-      CU(rk_cu.MemcpyHtoD(dv, h, (size_t)ni * 8), "cuMemcpyHtoD");
+      CU(h2d(c->st, dv, h, (size_t)ni * 8), "cuMemcpyHtoD");
   }
   return RK_OK;
 }
@@ -702,19 +756,20 @@ static int call_launch(cuda_call *c, int64_t i0, int64_t ni, int64_t jb,
     }
     unsigned gx = (unsigned)((lni + c->rows_blk - 1) / c->rows_blk);
     CU(rk_cu.LaunchKernel((CUfunction)c->k->fn, gx, gy, 1, (unsigned)gm->tpb, 1,
-                          1, 0, NULL, params, NULL),
+                          1, 0, c->st, params, NULL),
        "cuLaunchKernel(rk_main)");
     if (c->p.parts > 1) {
       int np = (int)gy, mmode = st_out ? 2 : 0;
       void *mp[8] = {&lni, &np, &dst, &ldst, &stpart, &dout, &ldo, &mmode};
       unsigned mx = (unsigned)((lni + gm->tpb - 1) / gm->tpb);
       CU(rk_cu.LaunchKernel(a->merge, mx, 1, 1, (unsigned)gm->tpb, 1, 1, 0,
-                            NULL, mp, NULL),
+                            c->st, mp, NULL),
          "cuLaunchKernel(rk_merge)");
     }
     int more = r0 + rchunk < ni || !last || i0 + c->p.bi < c->nout;
     if (c->o->interrupted && more) {
-      CU(rk_cu.CtxSynchronize(), "cuCtxSynchronize");
+      CU(c->st ? rk_cu.StreamSynchronize(c->st) : rk_cu.CtxSynchronize(),
+         "cuStreamSynchronize");
       if (c->o->interrupted(c->o->interrupt_data))
         return rk_err(e, RK_EINTERRUPT, -1, "interrupted");
     }
@@ -746,9 +801,9 @@ static int call_results(cuda_call *c, int64_t i0, int64_t ni, rk_error *e) {
   double *out = c->s->out;
   size_t ldo = (size_t)c->s->ldo;
   size_t bytes = (size_t)c->f->outdim * (size_t)ni * sizeof(double);
-  void *st = bytes >= RK_STAGE_OUT_MIN ? stage_get(&c->x->out, bytes) : NULL;
+  void *st = bytes >= RK_STAGE_OUT_MIN ? stage_get(&c->ln->out, bytes) : NULL;
   if (st != NULL) {
-    CU(rk_cu.MemcpyDtoH(st, dout, bytes), "cuMemcpyDtoH");
+    CU(d2h(c->st, st, dout, bytes), "cuMemcpyDtoH");
     out_job j = {st, out, ni, i0, (int64_t)ldo, c->f->outdim};
     int nt = c->s->nthreads > 0 ? c->s->nthreads : 1;
     if (nt < 2 ||
@@ -757,12 +812,12 @@ static int call_results(cuda_call *c, int64_t i0, int64_t ni, rk_error *e) {
     return RK_OK;
   }
   if (ni == c->nout && ldo == (size_t)ni) {
-    CU(rk_cu.MemcpyDtoH(out, dout, c->outb * (size_t)ni), "cuMemcpyDtoH");
+    CU(d2h(c->st, out, dout, c->outb * (size_t)ni), "cuMemcpyDtoH");
     return RK_OK;
   }
   for (int q = 0; q < c->f->outdim; q++)
-    CU(rk_cu.MemcpyDtoH(out + (size_t)q * ldo + (size_t)i0,
-                        dout + (size_t)q * (size_t)ni * 8, (size_t)ni * 8),
+    CU(d2h(c->st, out + (size_t)q * ldo + (size_t)i0,
+           dout + (size_t)q * (size_t)ni * 8, (size_t)ni * 8),
        "cuMemcpyDtoH");
   return RK_OK;
 }
@@ -773,8 +828,11 @@ static int cuda_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
   memset(&c, 0, sizeof c);
   rk_cuda_aux *a = k->aux;
   int rc = dev_get(a->device, &c.x, e);
+  if (rc == RK_OK)
+    rc = lane_get(c.x, o->lane, &c.ln, e);
   if (rc != RK_OK)
     return rc;
+  c.st = c.ln->st;
   if (f->nvars > 64)
     return rk_err(e, RK_EUNSUPPORTED, -1,
                   "the CUDA backend handles at most 64 variables");
@@ -795,7 +853,7 @@ static int cuda_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
   /* one block of rows and of points, small inputs: packed, one copy */
   if (rc == RK_OK && !c.bd && c.p.bi >= c.nout && c.nbj == 1 &&
       c.p.off_out <= RK_PACK_MAX)
-    c.img = stage_get(&c.x->img, c.p.off_out);
+    c.img = stage_get(&c.ln->img, c.p.off_out);
   if (rc == RK_OK)
     rc = call_params(&c, e);
   for (int64_t i0 = 0; rc == RK_OK && i0 < c.nout; i0 += c.p.bi) {
@@ -823,7 +881,8 @@ static int cuda_run(rk_kernel *k, const rk_formula *f, const rk_options *o,
 }
 
 /* merging states on the device: the host parts uploaded as they are laid
-   out, rk_merge, the results (or merged states) back */
+   out, rk_merge, the results (or merged states) back.  On lane 0: merges
+   are asked for on the calling thread, never beside a run of lane 0 */
 static int cuda_merge(rk_kernel *k, const rk_merge_args *m, rk_error *e) {
   rk_cuda_aux *a = k->aux;
   rk_dev *x;
@@ -833,10 +892,11 @@ static int cuda_merge(rk_kernel *k, const rk_merge_args *m, rk_error *e) {
   size_t stn = (size_t)(m->nparts - 1) * (size_t)m->stpart +
                (size_t)a->gm.state * (size_t)m->ldst;
   size_t outn = (size_t)a->outdim * (size_t)m->n;
-  rc = pool_reserve(x, ALIGN256(stn * 8) + outn * 8 + 256, e);
+  rk_lane *ln = &x->lane[0];
+  rc = pool_reserve(ln, ALIGN256(stn * 8) + outn * 8 + 256, e);
   if (rc != RK_OK)
     return rc;
-  CUdeviceptr dst = x->pool, dout = x->pool + ALIGN256(stn * 8);
+  CUdeviceptr dst = ln->pool, dout = ln->pool + ALIGN256(stn * 8);
   CU(rk_cu.MemcpyHtoD(dst, m->st, stn * 8), "cuMemcpyHtoD");
   long long lni = m->n, ldst = m->ldst, stpart = m->stpart, ldo = m->n;
   int np = m->nparts, mode = m->mode;
@@ -880,11 +940,15 @@ static int cuda_rebind(const rk_formula *f, const rk_options *o, rk_data *d,
   if (!bd || v < 0 || v >= bd->n || v >= 64 || !bd->ptr[v])
     return rk_err(e, RK_EINTERNAL, -1, "no bound data at position %d", v);
   int rc = dev_get(bd->device, &x, e);
-  (void)o;
+  cuda_call c;
+  memset(&c, 0, sizeof c);
+  if (rc == RK_OK)
+    rc = lane_get(x, o ? o->lane : 0, &c.ln, e);
   if (rc != RK_OK)
     return rc;
+  c.st = c.ln->st; /* the copy is done when a kernel of the lane reads it */
   int dim = f->vars[v].dim;
-  return put_var(NULL, bd->ptr[v], d->vars[v], dim, d->ld[v], 0, d->npts[v],
+  return put_var(&c, bd->ptr[v], d->vars[v], dim, d->ld[v], 0, d->npts[v],
                  bd->es, e);
 }
 

@@ -301,9 +301,13 @@ int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes);
  * listed device, in proportion to each device's measured speed; each
  * block is one run of the backend over the whole reduction range.
  * rk_parts_run computes span s with kernel ks[p] on data ds[p] for part p
- * (a host thread per part on distinct CUDA devices, else one after the
- * other); an error names the part and device. */
+ * (CUDA: a host thread per part, a device listed again on a lane of its
+ * own; CPU: one after the other); an error names the part and device. */
 rk_options rk_parts_options(const rk_options *o, int p);
+/* lanes (streams) per device: the k-th listing of a device in
+   rk_options.devices runs on lane k (k < RK_MAX_LANES) */
+#define RK_MAX_LANES 8
+
 void rk_parts_split(int be, const int *devices, int ndev, int64_t n,
                     int64_t *cut);
 int rk_parts_threaded(const rk_backend_i *be, const int *devices, int ndev);

@@ -369,10 +369,11 @@ const rk_backend_i *rk_backend_pick(const rk_options *o) {
  * second of its last run, kept per backend and device; equal shares until
  * a device has been measured).  A block of rows is computed by one device
  * over the whole reduction range, so the results are those of one device
- * (no merge is needed).  Parts on distinct CUDA devices run on one host
- * thread each; parts on the CPU (whose thread pool serves one caller) or
- * sharing a device (whose memory pool serves one caller) run one after the
- * other on the calling thread. */
+ * (no merge is needed).  CUDA parts run on one host thread each; parts
+ * sharing a device run on lanes of it (a stream, a memory pool and staging
+ * buffers each: be-cuda.c), so they run beside each other too.  Parts on
+ * the CPU (whose thread pool serves one caller) run one after the other on
+ * the calling thread. */
 #define RK_PART_SPEEDS 64
 static double part_speed[2][RK_PART_SPEEDS]; /* by backend id, device */
 static pthread_mutex_t part_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -421,13 +422,30 @@ void rk_parts_split(int be, const int *devices, int ndev, int64_t n,
   }
 }
 
+/* how many times devices[p] is listed before p, and in all */
+static int listed(const int *devices, int ndev, int p, int *total) {
+  int before = 0, all = 0;
+  for (int q = 0; q < ndev; q++)
+    if (devices[q] == devices[p]) {
+      all++;
+      if (q < p)
+        before++;
+    }
+  if (total)
+    *total = all;
+  return before;
+}
+
+/* CUDA parts run on one host thread each: a device listed k times runs
+   its parts on k lanes (streams of their own, be-cuda.c), so no two
+   threads share a lane's memory, unless it is listed more than
+   RK_MAX_LANES times (then one after the other) */
 int rk_parts_threaded(const rk_backend_i *be, const int *devices, int ndev) {
   if (be->id == RK_BACKEND_CPU)
     return 0;
   for (int p = 0; p < ndev; p++)
-    for (int q = 0; q < p; q++)
-      if (devices[p] == devices[q])
-        return 0;
+    if (listed(devices, ndev, p, NULL) >= RK_MAX_LANES)
+      return 0;
   return 1;
 }
 
@@ -460,6 +478,12 @@ static void *part_thread(void *arg) {
 rk_options rk_parts_options(const rk_options *o, int p) {
   rk_options q = *o;
   q.device = o->backend == RK_BACKEND_CPU ? o->device : o->devices[p];
+  q.lane = q.nlanes = 0;
+  if (o->backend != RK_BACKEND_CPU) {
+    q.lane = listed(o->devices, o->ndevices, p, &q.nlanes) % RK_MAX_LANES;
+    if (q.nlanes > RK_MAX_LANES)
+      q.nlanes = RK_MAX_LANES;
+  }
   q.ndevices = 0;
   q.devices = NULL;
   return q;
@@ -479,8 +503,12 @@ int rk_parts_run(const rk_backend_i *be, rk_kernel **ks, const rk_formula *f,
   }
   rk_parts_split(be->id, o->devices, np, s->r1 - s->r0, cut);
   int threaded = rk_parts_threaded(be, o->devices, np);
-  rk_say(o, "%lld rows in %d parts (%s)%s", (long long)(s->r1 - s->r0), np,
-         be->name, threaded ? ", one thread each" : "");
+  int lanes = 0; /* parts on a lane > 0: a device listed again */
+  for (int p = 0; p < np && be->id != RK_BACKEND_CPU; p++)
+    lanes += listed(o->devices, np, p, NULL) > 0;
+  rk_say(o, "%lld rows in %d parts (%s)%s%s", (long long)(s->r1 - s->r0), np,
+         be->name, threaded ? ", one thread each" : "",
+         threaded && lanes ? ", a stream each on a shared device" : "");
   for (int p = 0; p < np; p++) {
     part_job *j = &jobs[p];
     j->k = ks[p];

@@ -166,6 +166,12 @@ typedef struct rk_options {
      partition of the rows).  0 or 1: one part on `device`. */
   int ndevices;
   const int *devices;
+  /* the lane (stream) of `device` this call runs on, and how many lanes of
+     it run at once (they share its free memory).  0 and 0 unless set by
+     rk_parts for a device listed several times: its k-th listing runs on
+     lane k, a stream of its own, beside the others. */
+  int lane;
+  int nlanes;
 } rk_options;
 
 void rk_options_default(rk_options *o);

@@ -117,6 +117,60 @@ test_that("GPU: a device that does not exist is a classed error", {
   expect_identical(get_rkeops_options("device_id"), old$device_id)
 })
 
+test_that("GPU: a device listed again runs its parts on streams of their own", {
+  skip_if(md_gpus() < 1L, "no usable GPU")
+  old <- get_rkeops_options()
+  on.exit(set_rkeops_options(old))
+  set.seed(21)
+  M <- 300001
+  N <- 1500
+  x <- matrix(runif(M * 3), M, 3)
+  y <- matrix(runif(N * 3), N, 3)
+  b <- matrix(rnorm(N * 2), N, 2)
+  op <- keops_kernel("Sum_Reduction(Exp(-SqDist(x, y) * 20) * b, 1)",
+                     c("x=Vi(3)", "y=Vj(3)", "b=Vj(2)"))
+  nn <- keops_kernel("ArgKMin_Reduction(SqDist(x, y), 4, 1)",
+                     c("x=Vi(3)", "y=Vj(3)"))
+  # the reference: every pair in float64, by blocks of rows in dense R
+  ref <- matrix(0, M, 2)
+  for (r0 in seq(1, M, by = 20000)) {
+    r <- r0:min(M, r0 + 19999)
+    d2 <- outer(rowSums(x[r, ]^2), rowSums(y^2), "+") - 2 * x[r, ] %*% t(y)
+    ref[r, ] <- exp(-20 * pmax(d2, 0)) %*% b
+  }
+  set_rkeops_options(list(backend = "GPU", device_id = c(0L, 0L),
+                          verbosity = TRUE))
+  msgs <- capture_messages(two <- op(list(x, y, b)))
+  expect_true(any(grepl(
+    "300001 rows in 2 parts (cuda), one thread each, a stream each",
+    msgs, fixed = TRUE)))
+  set_rkeops_options(list(verbosity = FALSE))
+  expect_equal(two, ref, tolerance = 1e-12)
+  for (prec in c("float32", "float64")) {
+    set_rkeops_options(list(precision = prec, device_id = 0L))
+    one <- op(list(x, y, b))
+    k1 <- nn(list(x, y))
+    tol <- if (prec == "float32") 1e-6 else 1e-12
+    for (dev in list(c(0L, 0L), c(0L, 0L, 0L), rep(0L, 9))) {
+      set_rkeops_options(list(device_id = dev))
+      lab <- paste(prec, length(dev), "lanes")
+      expect_equal(op(list(x, y, b)), one, tolerance = tol, label = lab)
+      expect_equal(op(list(x, y, b)), ref, tolerance = 10 * tol, label = lab)
+      expect_identical(nn(list(x, y)), k1, label = lab)
+      # small calls (packed inputs, no staging) right after large ones
+      expect_equal(op(list(x[1:7, ], y, b)), ref[1:7, ], tolerance = 10 * tol,
+                   label = lab)
+    }
+    # blocks of rows and points on each lane (a small memory budget)
+    withr::with_envvar(c(RKEOPS_CUDA_MEMORY_LIMIT = "3000000"), {
+      set_rkeops_options(list(device_id = c(0L, 0L)))
+      expect_equal(op(list(x, y, b)), ref, tolerance = 10 * tol,
+                   label = paste(prec, "blocked"))
+      expect_identical(nn(list(x, y)), k1, label = paste(prec, "blocked"))
+    })
+  }
+})
+
 test_that("GPU: device = c(0, 0) = device 0, every family and solve()", {
   skip_if(md_gpus() < 1L, "no usable GPU")
   old <- get_rkeops_options()
