@@ -75,6 +75,14 @@ rk_cluster_abort <- function(message, ..., class = character()) {
 #' a handle computes locally.  `rkeops_cluster_traffic()` counts the
 #' messages and bytes (serialized) sent to and received from each worker.
 #'
+#' `solve()` on a LazyTensor runs on the cluster too, with the local
+#' solver's conjugate gradients and preconditioners (`"none"`, `"jacobi"`,
+#' `"pivchol"`; not `"nystrom"`): the points go to the workers once, each
+#' iteration sends the iterate and gathers the product, and the pivoted
+#' Cholesky asks the workers for its kernel columns, one exchange per block
+#' of 32 pivots.  The vector work and the preconditioner stay on the master.
+#' `kernel_logdet()` computes locally.
+#'
 #' An error on a worker is an error of class `rkeops_cluster_error` (an
 #' `rkeops_error`) whose message names the worker; it carries the fields
 #' `worker`, `reason` (`"error"`, `"died"` or `"timeout"`; `"broken"` for a
@@ -980,144 +988,97 @@ print.rkeops_cluster_operator <- function(x, ...) {
   invisible(x)
 }
 
-# ---- conjugate gradients over a distributed operator -----------------------
+# ---- solve() over distributed operators -------------------------------------
 
-# Solve (alpha I + K) x = b by preconditioned conjugate gradients, each
-# product K v one rkeops_cluster_apply() of the block-product operator
-# (`parsed`, `inputs`; the iterate is input `bpos`, 1-based, a j-variable
-# with one column per right-hand side): the points go to the workers once,
-# each iteration sends the iterate and gathers the product.  `diag`: the
-# diagonal of K for the Jacobi preconditioner (NULL: none).  With float32
-# products, cycles of iterative refinement: each cycle reduces the residual
-# by 1e-3 with float32 products, the true residual comes from a float64
-# product, and a cycle that fails to halve it switches to float64.  Columns
-# are solved together (one product per iteration for all) with their own
-# coefficients.  Returns list(x, iterations, residual, converged, products,
-# exact_products, cycles, switched64).
-rk_cluster_cg <- function(parsed, inputs, bpos, b, x0 = NULL, alpha = 0,
-                          tol = 1e-6, maxit = 1000L, diag = NULL) {
-  b <- as.matrix(b)
-  storage.mode(b) <- "double"
+# solve() on a cluster (called from solve()'s method, R/solve.R, when a
+# cluster is registered): the local solver's own conjugate gradients and
+# preconditioners (ffi_solve_cb: rk_precond_build + rk_pcg in C), whose
+# products K v and kernel columns K[, p] are asked of the workers:
+# - products: a distributed operator of the block product K b_j of solve()'s
+#   setup `st` (the points sent once; each product sends the iterate and
+#   gathers K v), in the working precision, and in float64 for the float32
+#   refinement's residuals;
+# - columns (pivchol): a second distributed operator, Sum_Reduction(K * e_j)
+#   with RK_PIVCHOL_BLOCK-wide one-hot e, whose j-variables (the candidate
+#   pivots' points, padded to the width) are what each exchange sends: one
+#   exchange per block of candidates, n x width doubles back.
+# Returns the list that the local solver (ffi_solve) returns.
+rk_cluster_solve <- function(K, st, b, x0, ctl) {
   n <- nrow(b)
-  E <- ncol(b)
-  inputs[[bpos]] <- matrix(0, n, E)
+  parts <- lt_reduction_parts(K * Vj(matrix(0, n, ncol(b))), "Sum", "j")
+  parsed <- rk_parsed(parts$formula, parts$args, "auto")
+  bpos <- st$mv$bpos + 1L
+  inputs <- st$mv$inputs
+  inputs[[bpos]] <- matrix(0, n, ncol(b))
   h <- rk_cluster_prepare_parsed(parsed, inputs, bpos, "col")
   on.exit(rkeops_cluster_release(h), add = TRUE)
   prec0 <- get_rkeops_options("precision")
   on.exit(set_rkeops_options(list(precision = prec0)), add = TRUE)
-  count <- c(products = 0, exact = 0)
-  A <- function(v, precision) {
+  cols <- rk_cluster_columns(K, n, prec0)
+  on.exit(cols$release(), add = TRUE)
+  product <- function(v, precision) {
     set_rkeops_options(list(precision = precision))
-    count[["products"]] <<- count[["products"]] + 1
-    if (precision == "float64") count[["exact"]] <<- count[["exact"]] + 1
-    alpha * v + rkeops_cluster_apply(h, v)
+    rkeops_cluster_apply(h, v)
   }
-  minv <- if (is.null(diag)) rep(1, n) else 1 / (alpha + diag)
-  bnorm <- sqrt(colSums(b^2))
-  bnorm[bnorm == 0] <- 1
-  x <- if (is.null(x0)) matrix(0, n, E) else as.matrix(x0) + 0
-  iters <- numeric(E)
-  # one CG run on A d = r to the relative residual `goal` (per column)
-  cg <- function(r, goal, precision, budget) {
-    d <- matrix(0, n, E)
-    r0 <- sqrt(colSums(r^2))
-    r0[r0 == 0] <- 1
-    active <- sqrt(colSums(r^2)) / r0 > goal
-    z <- minv * r
-    p <- z
-    rz <- colSums(r * z)
-    it <- 0
-    while (any(active) && it < budget) {
-      q <- A(p, precision)
-      pq <- colSums(p * q)
-      if (any(pq[active] <= 0) && precision == "float64") {
-        rk_abort(
-          "rkeops_value_error",
-          "solve on a cluster: alpha I + K is not positive definite (non-positive curvature met by CG)"
-        )
-      }
-      a <- ifelse(active & pq > 0, rz / pq, 0)
-      d <- d + sweep(p, 2L, a, `*`)
-      r <- r - sweep(q, 2L, a, `*`)
-      it <- it + 1
-      iters[active] <<- iters[active] + 1
-      active <- active & sqrt(colSums(r^2)) / r0 > goal
-      if (!any(active)) break
-      z <- minv * r
-      rz1 <- colSums(r * z)
-      beta <- ifelse(rz > 0, rz1 / rz, 0)
-      p <- z + sweep(p, 2L, beta, `*`)
-      rz <- rz1
+  kept <- new.env(parent = emptyenv())
+  fun <- function(what, arg) {
+    keep <- function(e) {
+      kept$cond <- e
+      NULL
     }
-    list(d = d, it = it)
+    tryCatch(switch(what,
+      apply = product(arg, prec0),
+      apply64 = product(arg, "float64"),
+      columns = cols$get(arg)
+    ), error = keep, interrupt = keep)
   }
-  resid <- function() b - A(x, "float64")
-  r <- if (is.null(x0)) b else resid()
-  rel <- sqrt(colSums(r^2)) / bnorm
-  cycles <- 0
-  used <- 0
-  switched <- FALSE
-  precision <- prec0
-  while (any(rel > tol) && used < maxit) {
-    if (precision == "float64") {
-      goal <- pmin(1, tol * bnorm / pmax(sqrt(colSums(r^2)), 1e-300))
-      run <- cg(r, goal, "float64", maxit - used)
-      cycles <- cycles + 1
-    } else {
-      goal <- pmax(1e-3, pmin(1, tol * bnorm / pmax(sqrt(colSums(r^2)), 1e-300)))
-      run <- cg(r, goal, "float32", maxit - used)
-      cycles <- cycles + 1
+  res <- tryCatch(
+    .Call(ffi_solve_cb, fun, st$diag, b, x0, ctl, rk_core_options()),
+    error = function(e) {
+      # a worker's or the exchange's own condition, kept by fun()
+      if (inherits(kept$cond, "interrupt")) rk_interrupt()
+      stop(if (is.null(kept$cond)) e else kept$cond)
     }
-    used <- used + run$it
-    x <- x + run$d
-    r <- resid()
-    rel1 <- sqrt(colSums(r^2)) / bnorm
-    if (precision == "float32" && max(rel1) > max(rel) / 2) {
-      precision <- "float64"
-      switched <- TRUE
-    }
-    rel <- rel1
-    if (run$it == 0) break
-  }
-  list(
-    x = x, iterations = as.integer(iters), residual = rel,
-    converged = all(rel <= tol), products = count[["products"]],
-    exact_products = count[["exact"]], cycles = cycles, switched64 = switched
-  )
-}
-
-# solve() on a cluster (called from solve()'s method, R/solve.R, when a
-# cluster is registered): the conjugate gradients of rk_cluster_cg() over the
-# block product K b_j of solve()'s setup `st` (its inputs are the block
-# product's, the iterate last), Jacobi or no preconditioner; returns the
-# list that the local solver (ffi_solve) returns.
-rk_cluster_solve <- function(K, st, b, x0, ctl) {
-  if (identical(as.integer(ctl$precond), 2L)) {
-    rk_abort(
-      "rkeops_unsupported_error",
-      paste0(
-        "solve() on a cluster: precond = \"pivchol\" is not available yet ",
-        "(its pivoted Cholesky runs in the local solver); use \"jacobi\" or ",
-        "\"none\", or rkeops_cluster(NULL) to solve locally"
-      )
-    )
-  }
-  parts <- lt_reduction_parts(K * Vj(matrix(0, nrow(b), ncol(b))), "Sum", "j")
-  parsed <- rk_parsed(parts$formula, parts$args, "auto")
-  res <- rk_cluster_cg(
-    parsed, st$mv$inputs, st$mv$bpos + 1L, b, x0,
-    alpha = ctl$alpha, tol = ctl$tol, maxit = ctl$maxit,
-    diag = if (identical(as.integer(ctl$precond), 1L)) st$diag else NULL
-  )
-  res$products <- as.integer(res$products)
-  res$exact_products <- as.integer(res$exact_products)
-  res$cycles <- as.integer(res$cycles)
-  # the preconditioner's scalars as the local solver gives them (P = I or
-  # the diagonal of alpha I + K: no low-rank part, nothing left out)
-  jac <- identical(as.integer(ctl$precond), 1L)
-  res$precond <- list(
-    rank = 0L, shift = 0, trace_left = 0,
-    logdet = if (jac) sum(log(ctl$alpha + st$diag)) else 0
   )
   res
+}
+
+# the kernel columns K[, p] on the cluster, for the pivoted Cholesky: get(p)
+# (1-based points) returns the n x length(p) matrix; the operator is
+# prepared at the first request (so "jacobi" and "none" never make it)
+rk_cluster_columns <- function(K, n, precision, width = 32L) {
+  env <- new.env(parent = emptyenv())
+  rows_of <- function(x, r) if (is.null(dim(x))) x[r] else x[r, , drop = FALSE]
+  prepare <- function() {
+    ck <- sv_kernel(lt_reduction_parts(K * Vj(matrix(0, n, width)), "Sum", "j"))
+    env$inputs <- ck$inputs
+    env$epos <- length(ck$inputs) # the one-hot block, the last input
+    env$jpos <- which(ck$parsed$cats == 1L)
+    pad <- rep_len(seq_len(n), width)
+    init <- ck$inputs
+    for (p in env$jpos) {
+      init[[p]] <- if (p == env$epos) diag(width) else rows_of(init[[p]], pad)
+    }
+    env$h <- rk_cluster_prepare_parsed(ck$parsed, init, env$jpos, "col")
+  }
+  list(
+    get = function(piv) {
+      if (is.null(env$h)) prepare()
+      set_rkeops_options(list(precision = precision))
+      out <- matrix(0, n, length(piv))
+      for (s0 in seq(1L, length(piv), by = width)) {
+        pk <- piv[s0:min(length(piv), s0 + width - 1L)]
+        nc <- length(pk)
+        rows <- c(pk, rep(pk[1L], width - nc))
+        e <- diag(width)
+        if (nc < width) e[, (nc + 1L):width] <- 0
+        vals <- lapply(env$jpos, function(p) {
+          if (p == env$epos) e else rows_of(env$inputs[[p]], rows)
+        })
+        out[, s0:(s0 + nc - 1L)] <- rkeops_cluster_apply(env$h, vals)[, seq_len(nc)]
+      }
+      out
+    },
+    release = function() if (!is.null(env$h)) rkeops_cluster_release(env$h)
+  )
 }

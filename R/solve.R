@@ -353,8 +353,8 @@ setMethod("solve", "LazyTensor", function(a, b, alpha = 0, tol = 1e-6,
   if (precond == "nystrom" && rk_cluster_on())
     rk_abort("rkeops_unsupported_error", paste0(
       "solve() on a cluster: precond = \"nystrom\" is not available (its ",
-      "sketch runs in the local solver); use \"jacobi\" or \"none\", or ",
-      "rkeops_cluster(NULL) to solve locally"))
+      "sketch runs in the local solver); use \"pivchol\", \"jacobi\" or ",
+      "\"none\", or rkeops_cluster(NULL) to solve locally"))
   ctl <- sv_ctl(cm$alpha, cm$tol, maxit, precond, cm$rank, st$sketch)
   res <- if (rk_cluster_on()) rk_cluster_solve(K, st, b, x0, ctl) else
     .Call(ffi_solve, st$mv, st$col, st$diag, b, x0, ctl, rk_core_options())

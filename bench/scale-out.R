@@ -4,7 +4,7 @@
 #   Rscript bench/scale-out.R              N = M = 2e5 on 1, 2 and 4 workers
 #   Rscript bench/scale-out.R quick        N = M = 2e4 (a few seconds)
 #   Rscript bench/scale-out.R N=5e5 workers=1,2,4,8 reps=5 cores=16
-#   Rscript bench/scale-out.R solveN=2e4 iters=200   the CG part's size
+#   Rscript bench/scale-out.R solveN=2e4 iters=200   the solve part's size
 #
 # The Gaussian kernel sum a_i = sum_j exp(-|x_i - y_j|^2 / s) b_j, D = 3,
 # float64 on the CPU: one local process with `cores` threads (all the cores
@@ -20,12 +20,11 @@
 #
 # Then the hard system of bench/solve.R, (alpha I + K) x = b with
 # K_ij = exp(-|x_i - x_j|^2 / (2 h^2)), h = 0.2, alpha = 1e-3, uniform points
-# in the unit cube (D = 3), solveN points: `iters` iterations of conjugate
-# gradients (precond "none": the hard system needs thousands) whose products
-# are applies of a distributed operator (rk_cluster_cg(): the points sent
-# once, the iterate at each iteration), locally and on the workers; reports
-# the time per iteration and the efficiency, and solve() (when it exists)
-# locally with the same iterations for reference.
+# in the unit cube (D = 3), solveN points, solved by solve() locally and on
+# the workers (the points sent once, the iterate at each iteration, the
+# pivoted Cholesky's columns one exchange per block of pivots): the
+# converged pivchol solve and the time per iteration without
+# preconditioner, with the efficiency t(local) / t(cluster).
 
 args <- commandArgs(TRUE)
 opt <- function(name, default) {
@@ -115,6 +114,10 @@ cat(sprintf(
 ))
 
 # ---- the hard solve() system ------------------------------------------------
+# solve() on the cluster runs the local solver (C conjugate gradients and
+# preconditioners) with its products and pivoted-Cholesky columns computed
+# by the workers: the converged solve with "pivchol" (tol 1e-6), and the
+# time per iteration of `iters` unpreconditioned iterations.
 nS <- as.numeric(opt("solveN", if (quick) 5e3 else 2e4))
 iters <- as.integer(opt("iters", if (quick) 50 else 200))
 set.seed(2)
@@ -122,55 +125,45 @@ X <- matrix(runif(nS * 3), nS, 3)
 rhs <- matrix(rnorm(nS), nS, 1)
 h <- 0.2
 alpha <- 1e-3
-mv <- keops_kernel(
-  "Sum_Reduction(Exp(-SqDist(x, y) * g) * b, 1)",
-  c("x=Vi(3)", "y=Vj(3)", "b=Vj(1)", "g=Pm(1)")
-)
-parsed <- rkeops:::rk_as_parsed(mv)
-inp <- rkeops:::rk_prepare_inputs(parsed, list(X, X, rhs, 1 / (2 * h^2)), FALSE)$inputs
-invisible(mv(list(X[1:10, ], X, rhs, 1 / (2 * h^2)))) # compiled before timing
-# seconds per iteration include the prepare (points sent once) over `iters`
-cg_run <- function() {
-  t <- elapsed(res <- rkeops:::rk_cluster_cg(parsed, inp, 3L, rhs, alpha = alpha,
-                                             tol = 1e-12, maxit = iters))
-  c(seconds = t, products = res$products, residual = max(res$residual))
+K <- exp(-sqdist(Vi(X), Vj(X)) / (2 * h^2))
+X10 <- X[1:10, ]
+K10 <- exp(-sqdist(Vi(X10), Vj(X10)) / (2 * h^2))
+invisible(solve(K10, rhs[1:10, , drop = FALSE], alpha = alpha)) # compiled
+run_solve <- function() {
+  t1 <- elapsed(s1 <- solve(K, rhs, alpha = alpha, tol = 1e-6, precond = "pivchol"))
+  t2 <- elapsed(s2 <- suppressWarnings(solve(K, rhs, alpha = alpha, tol = 1e-12,
+                                             precond = "none", maxit = iters)))
+  p1 <- attr(s1, "precond")
+  c(pivchol_s = t1, it = max(attr(s1, "iterations")), rank = p1$rank,
+    setup_s = p1$seconds, residual = max(attr(s1, "residual")),
+    none_s_per_iter = t2 / max(attr(s2, "iterations")), x = s1)
 }
-cat(sprintf(
-  "\nhard system (h = 0.2, alpha = 1e-3), n = %s, %d CG iterations (precond none)\n\n",
-  format(nS, scientific = TRUE), iters
-))
-loc <- cg_run()
-srows <- data.frame(
-  setup = sprintf("1 process x %d threads", cores), s_per_iter = loc[["seconds"]] / loc[["products"]],
-  residual = loc[["residual"]], efficiency = 1
-)
-if (existsMethod("solve", "LazyTensor")) {
-  K <- exp(-sqdist(Vi(X), Vj(X)) / (2 * h^2))
-  t <- elapsed(sx <- suppressWarnings(solve(K, rhs, alpha = alpha, precond = "none",
-                                            tol = 1e-12, maxit = iters)))
-  srows <- rbind(srows, data.frame(
-    setup = sprintf("solve(), 1 process x %d threads", cores),
-    s_per_iter = t / max(attr(sx, "iterations")), residual = max(attr(sx, "residual")),
-    efficiency = NA
-  ))
-}
+cat(sprintf(paste0(
+  "\nhard system (h = 0.2, alpha = 1e-3), n = %s: solve() with pivchol to ",
+  "tol 1e-6, and %d iterations of precond \"none\"\n\n"),
+  format(nS, scientific = TRUE), iters))
+loc <- run_solve()
+xs <- grep("^x", names(loc))
+srows <- data.frame(setup = sprintf("1 process x %d threads", cores),
+                    t(loc[-xs]), eff_pivchol = 1, eff_iter = 1, same = TRUE)
 for (nw in workers) {
   th <- max(1L, cores %/% nw)
   cl <- make_workers(nw)
   rkeops_cluster(cl, ncore = th)
+  invisible(solve(K10, rhs[1:10, , drop = FALSE], alpha = alpha))
   rkeops_cluster_traffic(reset = TRUE)
-  r <- cg_run()
+  r <- run_solve()
   tr <- rkeops_cluster_traffic()
   rkeops_cluster(NULL)
   stopCluster(cl)
-  spi <- r[["seconds"]] / r[["products"]]
   srows <- rbind(srows, data.frame(
     setup = sprintf("%d worker%s x %d threads", nw, if (nw > 1) "s" else "", th),
-    s_per_iter = spi, residual = r[["residual"]],
-    efficiency = srows$s_per_iter[1] / spi
+    t(r[-xs]), eff_pivchol = loc[["pivchol_s"]] / r[["pivchol_s"]],
+    eff_iter = loc[["none_s_per_iter"]] / r[["none_s_per_iter"]],
+    same = identical(unname(r[xs]), unname(loc[xs]))
   ))
-  cat(sprintf("  %d workers: %s bytes sent, %s received per iteration (all workers)\n",
-              nw, format(sum(tr$sent) / r[["products"]], big.mark = ","),
-              format(sum(tr$received) / r[["products"]], big.mark = ",")))
+  cat(sprintf("  %d workers: %s bytes sent, %s received in all (both solves)\n",
+              nw, format(sum(tr$sent), big.mark = ","),
+              format(sum(tr$received), big.mark = ",")))
 }
 print(srows, digits = 3, row.names = FALSE)

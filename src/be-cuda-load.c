@@ -86,10 +86,8 @@ int rk_cu_load(char *why, size_t size) {
       sym(h, "cuMemFree_v2", &a->MemFree, 1, miss, sizeof miss);
       sym(h, "cuMemcpyHtoD_v2", &a->MemcpyHtoD, 1, miss, sizeof miss);
       sym(h, "cuMemcpyDtoH_v2", &a->MemcpyDtoH, 1, miss, sizeof miss);
-      sym(h, "cuMemcpyHtoDAsync_v2", &a->MemcpyHtoDAsync, 1, miss,
-          sizeof miss);
-      sym(h, "cuMemcpyDtoHAsync_v2", &a->MemcpyDtoHAsync, 1, miss,
-          sizeof miss);
+      sym(h, "cuMemcpyHtoDAsync_v2", &a->MemcpyHtoDAsync, 1, miss, sizeof miss);
+      sym(h, "cuMemcpyDtoHAsync_v2", &a->MemcpyDtoHAsync, 1, miss, sizeof miss);
       sym(h, "cuStreamCreate", &a->StreamCreate, 1, miss, sizeof miss);
       sym(h, "cuStreamDestroy_v2", &a->StreamDestroy, 1, miss, sizeof miss);
       sym(h, "cuStreamSynchronize", &a->StreamSynchronize, 1, miss,

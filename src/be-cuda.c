@@ -489,8 +489,8 @@ typedef struct cuda_bound {
 /* one run: what the steps below share */
 typedef struct cuda_call {
   rk_dev *x;
-  rk_lane *ln;  /* the lane the call runs on: its stream, pool and stages */
-  CUstream st;  /* ln->st */
+  rk_lane *ln; /* the lane the call runs on: its stream, pool and stages */
+  CUstream st; /* ln->st */
   rk_kernel *k;
   const rk_cuda_geom *gm;
   const rk_formula *f;
@@ -606,8 +606,8 @@ static int call_plan(cuda_call *c, rk_error *e) {
     /* lanes of one device running together share its free memory */
     int nl = c->o->nlanes > 1 ? c->o->nlanes : 1;
     CU(rk_cu.MemGetInfo(&fr, &tot), "cuMemGetInfo");
-    avail = ((double)fr / nl + (double)c->ln->pool_size) * 0.9 -
-            128.0 * 1048576.0;
+    avail =
+        ((double)fr / nl + (double)c->ln->pool_size) * 0.9 - 128.0 * 1048576.0;
     if (limit > 0 && limit < avail)
       avail = limit;
   }

@@ -466,3 +466,168 @@ SEXP ffi_pivchol_dense(SEXP A, SEXP rank, SEXP alpha, SEXP theta) {
   UNPROTECT(1);
   return res;
 }
+
+/* ---- a solve whose products come from R (solve() on a cluster) ----------
+ * ffi_solve_cb(fun, diag, b, x0, ctl, options): the solver of ffi_solve
+ * (rk_precond_build + rk_pcg, every preconditioner but "nystrom") with the
+ * products K v and the kernel columns K[, p] asked of the R function
+ * fun(what, arg): what = "apply" (arg an n x ncol matrix; the product in
+ * the working precision), "apply64" (the same in float64, for the float32
+ * refinement's residuals) or "columns" (arg the 1-based pivots; an n x
+ * length(arg) matrix).  R/cluster.R's fun sends them to the workers and
+ * catches its own errors (it keeps the condition and returns NULL, which
+ * fails the solve here with the engine's memory freed; R then raises the
+ * kept condition).  R_tryEvalSilent guards anything else, so no longjmp
+ * crosses the engine.  Called on the main thread only: the solver calls
+ * its callbacks from the thread that called it. */
+typedef struct cb_ctx {
+  SEXP fun, rho;
+  int64_t n;
+} cb_ctx;
+
+static int cb_eval(cb_ctx *c, const char *what, SEXP arg, double *out,
+                   int64_t ncol, rk_error *e) {
+  SEXP call = PROTECT(lang3(c->fun, mkString(what), arg)); /* 1 */
+  int err = 0;
+  SEXP r = R_tryEvalSilent(call, c->rho, &err);
+  size_t len = (size_t)c->n * (size_t)ncol;
+  if (err || r == NULL || TYPEOF(r) != REALSXP || (size_t)XLENGTH(r) != len) {
+    UNPROTECT(1);
+    return rk_err(e, RK_EINPUT, -1,
+                  "solve on a cluster: the %s step did not return an %lld x "
+                  "%lld matrix",
+                  what, (long long)c->n, (long long)ncol);
+  }
+  if (len > 0)
+    memcpy(out, REAL(r), len * sizeof(double));
+  UNPROTECT(1);
+  return RK_OK;
+}
+
+static int cb_apply_in(void *ctx, const char *what, const double *x, double *y,
+                       int64_t n, int ncol, rk_error *e) {
+  SEXP m = PROTECT(allocMatrix(REALSXP, (int)n, ncol)); /* 1 */
+  if (n > 0 && ncol > 0)
+    memcpy(REAL(m), x, (size_t)n * (size_t)ncol * sizeof(double));
+  int rc = cb_eval(ctx, what, m, y, ncol, e);
+  UNPROTECT(1);
+  return rc;
+}
+
+static int cb_apply(void *ctx, const double *x, double *y, int64_t n, int ncol,
+                    rk_error *e) {
+  return cb_apply_in(ctx, "apply", x, y, n, ncol, e);
+}
+
+static int cb_apply64(void *ctx, const double *x, double *y, int64_t n,
+                      int ncol, rk_error *e) {
+  return cb_apply_in(ctx, "apply64", x, y, n, ncol, e);
+}
+
+static int cb_columns(void *ctx, const int64_t *p, int nc, double *cols,
+                      int64_t n, rk_error *e) {
+  (void)n;
+  SEXP piv = PROTECT(allocVector(INTSXP, nc)); /* 1 */
+  for (int k = 0; k < nc; k++)
+    INTEGER(piv)[k] = (int)p[k] + 1;
+  int rc = cb_eval(ctx, "columns", piv, cols, nc, e);
+  UNPROTECT(1);
+  return rc;
+}
+
+static int cb_column(void *ctx, int64_t p, double *col, int64_t n,
+                     rk_error *e) {
+  return cb_columns(ctx, &p, 1, col, n, e);
+}
+
+SEXP ffi_solve_cb(SEXP fun, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
+                  SEXP options) {
+  int ncol;
+  int64_t n = matrix_rows(b, &ncol, "b");
+  if (!isFunction(fun))
+    solve_abortf(RK_EINTERNAL, "solve: the product callback is missing");
+  solve_setup s;
+  memset(&s, 0, sizeof s);
+  ffi_options(options, &s.o, &s.mb);
+  s.n = n;
+  s.precond = (int)num1(ctl, "precond");
+  s.rank = (int)num1(ctl, "rank");
+  if (s.precond == RK_PRECOND_NYSTROM)
+    solve_abortf(RK_EUNSUPPORTED,
+                 "solve on a cluster: no \"nystrom\" preconditioner");
+  cb_ctx cb = {fun, R_GlobalEnv, n};
+  rk_sop *A = &s.A;
+  A->n = n;
+  A->alpha = num1(ctl, "alpha");
+  if (diag != R_NilValue) {
+    if (TYPEOF(diag) != REALSXP || XLENGTH(diag) != n)
+      solve_abortf(RK_EINTERNAL, "solve: the diagonal does not match");
+    A->diag = REAL(diag);
+  }
+  A->working32 = s.o.precision == 32;
+  A->apply = cb_apply;
+  A->apply_ctx = &cb;
+  A->exact = A->working32 ? cb_apply64 : NULL;
+  A->exact_ctx = &cb;
+  A->column = cb_column;
+  A->columns = cb_columns;
+  A->column_ctx = &cb;
+  rk_solve_ctl *c = &s.ctl;
+  c->tol = num1(ctl, "tol");
+  double mi = num1(ctl, "maxit");
+  c->maxit = mi > INT_MAX ? INT_MAX : (int)mi;
+  c->nthreads = s.o.nthreads;
+  c->interrupted = s.o.interrupted;
+  c->interrupt_data = s.o.interrupt_data;
+  s.pd.what = "rkeops solve (cluster)";
+  c->progress = progress;
+  c->progress_data = &s.pd;
+  c->progress_always = asLogical(ffi_list_get(ctl, "progress")) == TRUE;
+  c->progress_after = num1(ctl, "progress_after");
+
+  static const char *const f[] = {
+      "x",      "iterations", "residual",   "products", "exact_products",
+      "cycles", "converged",  "switched64", "precond",  "stalled"};
+  SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
+  SEXP x = allocMatrix(REALSXP, (int)n, ncol);
+  SET_VECTOR_ELT(res, 0, x);
+  SEXP its = allocVector(INTSXP, ncol);
+  SET_VECTOR_ELT(res, 1, its);
+  SEXP rel = allocVector(REALSXP, ncol);
+  SET_VECTOR_ELT(res, 2, rel);
+  size_t nn = (size_t)n * ncol;
+  if (x0 != R_NilValue) {
+    int c0;
+    if (matrix_rows(x0, &c0, "x0") != n || c0 != ncol)
+      solve_abortf(RK_EINTERNAL, "solve: x0 does not match b");
+    memcpy(REAL(x), REAL(x0), nn * sizeof(double));
+  } else if (nn > 0) {
+    memset(REAL(x), 0, nn * sizeof(double));
+  }
+  /* from here the engine holds memory: no R error until it is freed */
+  rk_error e;
+  ffi_err_init(&e);
+  rk_precond P;
+  int rc = rk_precond_build(&P, A, s.precond, s.rank, 0, s.o.nthreads, c, &e);
+  if (rc != RK_OK)
+    ffi_abort(&e, NULL, s.mb.buf); /* build freed what it had taken */
+  rk_solve_out out;
+  memset(&out, 0, sizeof out);
+  out.iters = INTEGER(its);
+  out.resid = REAL(rel);
+  rc = rk_pcg(A, &P, REAL(b), REAL(x), ncol, c, &out, &e);
+  rk_precond pscal = P;
+  rk_precond_free(&P);
+  if (rc != RK_OK)
+    ffi_abort(&e, NULL, s.mb.buf);
+  SEXP pinfo = PROTECT(precond_info(&pscal)); /* 2 */
+  SET_VECTOR_ELT(res, 3, ScalarInteger(out.products));
+  SET_VECTOR_ELT(res, 4, ScalarInteger(out.exact_products));
+  SET_VECTOR_ELT(res, 5, ScalarInteger(out.cycles));
+  SET_VECTOR_ELT(res, 6, ScalarLogical(out.converged));
+  SET_VECTOR_ELT(res, 7, ScalarLogical(out.switched64));
+  SET_VECTOR_ELT(res, 8, pinfo);
+  SET_VECTOR_ELT(res, 9, ScalarLogical(out.stalled));
+  UNPROTECT(2);
+  return res;
+}

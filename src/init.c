@@ -26,6 +26,8 @@ SEXP ffi_grad_plan(SEXP, SEXP, SEXP);
 SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
                SEXP options);
 SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options);
+SEXP ffi_solve_cb(SEXP fun, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
+                  SEXP options);
 /* defined in ffi-internal.c (the package's own tests) */
 SEXP ffi_engine_tables(void);
 SEXP ffi_red_dim(SEXP, SEXP, SEXP, SEXP);
@@ -75,6 +77,7 @@ static const R_CallMethodDef call_methods[] = {
     {"ffi_be_key", RK_FN(&ffi_be_key), 2},
     {"ffi_nvrtc_compile_text", RK_FN(&ffi_nvrtc_compile_text), 3},
     {"ffi_solve", RK_FN(&ffi_solve), 7},
+    {"ffi_solve_cb", RK_FN(&ffi_solve_cb), 6},
     {"ffi_logdet", RK_FN(&ffi_logdet), 6},
     {"ffi_threads_info", RK_FN(&ffi_threads_info), 1},
     {"ffi_engine_tables", RK_FN(&ffi_engine_tables), 0},

@@ -323,7 +323,7 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
   int nt = P->nthreads;
   int autor = rank < 0;
   int rmax = autor ? auto_rank_max(n) : (rank > n ? (int)n : rank);
-  if (A->column == NULL && rmax > 0)
+  if (A->column == NULL && A->columns == NULL && rmax > 0)
     return rk_err(e, RK_EINTERNAL, -1, "pivchol: no kernel columns");
   const int B = RK_PIVCHOL_BLOCK;
   size_t n1 = (size_t)(n > 0 ? n : 1);
@@ -386,7 +386,12 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
     if (nc > want)
       nc = want;
     double tc = rk_now();
-    for (int c = 0; c < nc; c++) {
+    if (A->columns) {
+      rc = A->columns(A->column_ctx, cand, nc, R, n, e);
+      if (rc != RK_OK)
+        goto out;
+    }
+    for (int c = 0; c < nc && !A->columns; c++) {
       rc = A->column(A->column_ctx, cand[c], R + (size_t)c * n, n, e);
       if (rc != RK_OK)
         goto out;

@@ -32,6 +32,11 @@ typedef struct rk_sop {
   void *exact_ctx;
   rk_column_fn column; /* kernel columns (pivchol); may be NULL otherwise */
   void *column_ctx;
+  /* optional: the columns p[0 .. nc-1] at once, into cols (n x nc,
+     column-major; nc <= RK_PIVCHOL_BLOCK); pivchol uses it over `column`
+     when set (one exchange per block of candidates on a cluster) */
+  int (*columns)(void *ctx, const int64_t *p, int nc, double *cols, int64_t n,
+                 rk_error *e);
   rk_apply_fn sketch; /* K x for blocks of sketch_width vectors (nystrom) */
   void *sketch_ctx;
   int sketch_width;

@@ -241,64 +241,108 @@ test_that("a distributed operator sends the fixed data once", {
                class = "rkeops_value_error")
 })
 
-test_that("conjugate gradients over a distributed operator (rk_cluster_cg)", {
-  test_cluster()
-  set.seed(6)
-  n <- 150
-  X <- matrix(runif(n * 3), n, 3)
-  B <- matrix(rnorm(n * 2), n, 2)
-  op <- keops_kernel("Sum_Reduction(Exp(-SqDist(x, y) * g) * b, 1)",
-                     c("x=Vi(3)", "y=Vj(3)", "b=Vj(2)", "g=Pm(1)"))
-  parsed <- rkeops:::rk_as_parsed(op)
-  inp <- rkeops:::rk_prepare_inputs(parsed, list(X, X, B, 1 / 0.04), FALSE)$inputs
-  ref <- solve(exp(-as.matrix(dist(X))^2 / 0.04) + diag(1e-3, n), B)
-  rkeops_cluster_traffic(reset = TRUE)
-  on <- rkeops:::rk_cluster_cg(parsed, inp, 3L, B, alpha = 1e-3, tol = 1e-9,
-                               maxit = 3000, diag = rep(1, n))
-  tr <- rkeops_cluster_traffic()
-  expect_true(on$converged)
-  expect_lt(max(on$residual), 1e-9)
-  expect_lt(max(abs(on$x - ref)) / max(abs(ref)), 1e-6)
-  # per product only the iterate (n x 2 doubles) goes to each worker
-  expect_true(all(tr$sent / on$products < 8 * 2 * n + 1000))
-  expect_true(all(tr$sent / on$products > 8 * 2 * n))
-  rkeops_cluster(NULL)
-  loc <- rkeops:::rk_cluster_cg(parsed, inp, 3L, B, alpha = 1e-3, tol = 1e-9,
-                                maxit = 3000, diag = rep(1, n))
-  test_cluster()
-  expect_identical(on$x, loc$x)
-  expect_identical(on$iterations, loc$iterations)
-})
-
-test_that("solve() on a cluster: only the iterate travels", {
+test_that("solve() on a cluster: the local solver, products and columns on the workers", {
   skip_if_not(methods::existsMethod("solve", "LazyTensor"),
               "solve() is not in this build")
   test_cluster()
   set.seed(7)
-  n <- 200
+  n <- 300
   X <- matrix(runif(n * 3), n, 3)
   B <- matrix(rnorm(n * 2), n, 2)
-  K <- exp(-sqdist(Vi(X), Vj(X)) / 0.1)
-  ref <- base::solve(exp(-as.matrix(dist(X))^2 / 0.1) + diag(0.01, n), B)
-  rkeops_cluster_traffic(reset = TRUE)
-  on <- solve(K, B, alpha = 0.01, tol = 1e-8)
-  tr <- rkeops_cluster_traffic()
-  pr <- attr(on, "precond")
-  expect_lt(max(abs(on - ref)) / max(abs(ref)), 1e-6)
-  expect_true(all(attr(on, "residual") <= 1e-8))
-  # the points went once; each product sent the n x 2 iterate to each worker
-  expect_gt(pr$products, 50)
-  expect_true(all(tr$sent < pr$products * (8 * 2 * n + 1000) + 8 * 4 * n * 3))
-  rkeops_cluster(NULL)
-  loc <- solve(K, B, alpha = 0.01, tol = 1e-8)
-  test_cluster()
-  expect_lt(max(abs(on - loc)) / max(abs(loc)), 1e-6)
-  expect_equal(attr(on, "precond")$logdet, attr(loc, "precond")$logdet,
-               tolerance = 1e-12)
-  on <- solve(K, B[, 1], alpha = 0.01, precond = "none", tol = 1e-8)
-  expect_lt(max(abs(on - ref[, 1])) / max(abs(ref)), 1e-6)
-  expect_error(solve(K, B, alpha = 0.01, precond = "pivchol"),
+  # the hard system of bench/solve.R: h = 0.2, alpha = 1e-3
+  K <- exp(-sqdist(Vi(X), Vj(X)) / (2 * 0.2^2))
+  A <- exp(-as.matrix(dist(X))^2 / (2 * 0.2^2)) + diag(1e-3, n)
+  ref <- base::solve(A, B)
+  its <- list()
+  for (pc in c("none", "jacobi", "pivchol")) {
+    rkeops_cluster_traffic(reset = TRUE)
+    on <- solve(K, B, alpha = 1e-3, tol = 1e-9, precond = pc, maxit = 5000)
+    tr <- rkeops_cluster_traffic()
+    pr <- attr(on, "precond")
+    expect_lt(max(abs(on - ref)) / max(abs(ref)), 1e-6, label = pc)
+    expect_true(all(attr(on, "residual") <= 1e-9), label = pc)
+    # the points went once; each product sent the n x 2 iterate (and the
+    # pivchol columns' exchanges 32 points and a 32 x 32 one-hot block)
+    # to each worker
+    expect_true(all(tr$sent > pr$products * 8 * 2 * n), label = pc)
+    cols <- if (pc == "pivchol") pr$rank * 8 * (32 * 3 + 32^2 + 200) else 0
+    expect_true(all(tr$sent < pr$products * (8 * 2 * n + 1000) + 8 * 4 * n * 3 + cols),
+                label = pc)
+    rkeops_cluster(NULL)
+    loc <- solve(K, B, alpha = 1e-3, tol = 1e-9, precond = pc, maxit = 5000)
+    test_cluster()
+    # the same solver on the same products (rows computed whole, on the CPU)
+    expect_identical(as.vector(on), as.vector(loc), label = pc)
+    expect_identical(attr(on, "iterations"), attr(loc, "iterations"), label = pc)
+    expect_identical(attr(on, "precond")$rank, attr(loc, "precond")$rank)
+    expect_equal(attr(on, "precond")$logdet, attr(loc, "precond")$logdet,
+                 tolerance = 1e-12)
+    its[[pc]] <- max(attr(on, "iterations"))
+  }
+  # the low-rank preconditioner works on the cluster as it does locally
+  expect_gt(attr(on, "precond")$rank, 50)
+  expect_lt(its$pivchol * 5, its$jacobi)
+  # float32 products with float64 refinement, one right-hand side, x0
+  old <- set_rkeops_options(list(precision = "float32"))
+  on <- solve(K, B[, 1], alpha = 1e-3, tol = 1e-8, precond = "pivchol")
+  expect_lt(max(abs(on - ref[, 1])) / max(abs(ref[, 1])), 1e-5)
+  expect_true(attr(on, "residual") <= 1e-8)
+  expect_gt(attr(on, "precond")$exact_products, 0)
+  set_rkeops_options(old)
+  warm <- solve(K, B[, 1], alpha = 1e-3, tol = 1e-9, precond = "pivchol",
+                x0 = ref[, 1])
+  expect_lte(max(attr(warm, "iterations")), 2)
+  expect_error(solve(K, B, alpha = 1e-3, precond = "nystrom"),
                class = "rkeops_unsupported_error")
+})
+
+test_that("solve() on a cluster: a worker failing mid-solve is a classed error", {
+  skip_if_not(methods::existsMethod("solve", "LazyTensor"),
+              "solve() is not in this build")
+  cl <- test_cluster()
+  set.seed(9)
+  n <- 120
+  X <- matrix(runif(n * 3), n, 3)
+  b <- rnorm(n)
+  K <- exp(-sqdist(Vi(X), Vj(X)) / 0.1)
+  # worker 2 fails its 6th apply (a product or a column exchange)
+  parallel::clusterEvalQ(cl[2], {
+    ns <- asNamespace("rkeops")
+    rk_old_do <- get("rk_worker_do", ns)
+    rk_napply <- 0
+    utils::assignInNamespace("rk_worker_do", function(cmd) {
+      if (identical(cmd$op, "apply")) {
+        rk_napply <<- rk_napply + 1
+        if (rk_napply == 6) {
+          stop(structure(class = c("rkeops_value_error", "error", "condition"),
+                         list(message = "injected failure", call = NULL)))
+        }
+      }
+      rk_old_do(cmd)
+    }, "rkeops")
+    NULL
+  })
+  for (pc in c("jacobi", "pivchol")) {
+    parallel::clusterEvalQ(cl[2], rk_napply <- 0)
+    e <- tryCatch(solve(K, b, alpha = 0.01, precond = pc), error = function(e) e)
+    expect_s3_class(e, "rkeops_cluster_error")
+    expect_s3_class(e, "rkeops_value_error")
+    expect_equal(e$worker, 2L)
+    expect_match(conditionMessage(e), "worker 2 of 2 .*injected failure")
+  }
+  parallel::clusterEvalQ(cl[2], {
+    utils::assignInNamespace("rk_worker_do", rk_old_do, "rkeops")
+    NULL
+  })
+  # the cluster and the session go on: the same solve on the cluster and
+  # locally
+  on <- solve(K, b, alpha = 0.01, tol = 1e-10, precond = "pivchol")
+  ref <- base::solve(exp(-as.matrix(dist(X))^2 / 0.1) + diag(0.01, n), b)
+  expect_lt(max(abs(on - ref)) / max(abs(ref)), 1e-8)
+  rkeops_cluster(NULL)
+  loc <- solve(K, b, alpha = 0.01, tol = 1e-10, precond = "pivchol")
+  test_cluster()
+  expect_identical(as.vector(on), as.vector(loc))
 })
 
 test_that("an error on a worker is a classed error naming the worker", {

@@ -135,7 +135,8 @@ test_that("GPU: a device listed again runs its parts on streams of their own", {
   ref <- matrix(0, M, 2)
   for (r0 in seq(1, M, by = 20000)) {
     r <- r0:min(M, r0 + 19999)
-    d2 <- outer(rowSums(x[r, ]^2), rowSums(y^2), "+") - 2 * x[r, ] %*% t(y)
+    xr <- x[r, , drop = FALSE]
+    d2 <- outer(rowSums(xr^2), rowSums(y^2), "+") - 2 * xr %*% t(y)
     ref[r, ] <- exp(-20 * pmax(d2, 0)) %*% b
   }
   set_rkeops_options(list(backend = "GPU", device_id = c(0L, 0L),
