@@ -32,6 +32,11 @@
 #define RK_MAXDEV 16
 
 /* a grow-only page-locked host buffer (staging of copies) */
+/* the device memory this process holds through cuMemAlloc (pools and bound
+   data, all devices): rk_cuda_meminfo reports it, so that a test of leaks
+   does not depend on what other processes do with the device meanwhile */
+static _Atomic long long held_bytes;
+
 typedef struct stage_buf {
   void *p;
   size_t size;
@@ -223,7 +228,8 @@ static void cuda_unload(rk_kernel *k) {
   k->handle = k->fn = k->aux = NULL;
 }
 
-int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes) {
+int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes,
+                    double *held) {
   rk_dev *x;
   rk_error e;
   size_t fr = 0, tot = 0;
@@ -233,6 +239,7 @@ int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes) {
     return -1;
   *free_bytes = (double)fr;
   *total_bytes = (double)tot;
+  *held = (double)held_bytes;
   return 0;
 }
 
@@ -321,17 +328,29 @@ static int cuda_load(const rk_options *o, const rk_formula *f,
 
 /* ---- device memory ---------------------------------------------------- */
 
+static CUresult dev_alloc(CUdeviceptr *p, size_t bytes) {
+  CUresult r = rk_cu.MemAlloc(p, bytes);
+  if (r == 0)
+    held_bytes += (long long)bytes;
+  return r;
+}
+
+static void dev_free(CUdeviceptr p, size_t bytes) {
+  if (rk_cu.MemFree(p) == 0)
+    held_bytes -= (long long)bytes;
+}
+
 /* at least `need` bytes of pool on lane x (grow-only) */
 static int pool_reserve(rk_lane *x, size_t need, rk_error *e) {
   if (need <= x->pool_size)
     return RK_OK;
   if (x->pool) {
-    rk_cu.MemFree(x->pool);
+    dev_free(x->pool, x->pool_size);
     x->pool = 0;
     x->pool_size = 0;
   }
   size_t sz = (need + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
-  CU(rk_cu.MemAlloc(&x->pool, sz), "cuMemAlloc");
+  CU(dev_alloc(&x->pool, sz), "cuMemAlloc");
   x->pool_size = sz;
   return RK_OK;
 }
@@ -399,7 +418,7 @@ static void cuda_release(void) {
       for (int l = 0; l < RK_MAX_LANES; l++) {
         rk_lane *ln = &devs[d].lane[l];
         if (ln->pool)
-          rk_cu.MemFree(ln->pool);
+          dev_free(ln->pool, ln->pool_size);
         ln->pool = 0;
         ln->pool_size = 0;
         stage_drop(&ln->out);
@@ -484,6 +503,7 @@ typedef struct cuda_bound {
   int device, n;
   size_t es;
   CUdeviceptr ptr[64];
+  size_t bytes[64];
 } cuda_bound;
 
 /* one run: what the steps below share */
@@ -927,7 +947,7 @@ static void cuda_unbind(rk_data *d) {
     rk_cu.CtxSetCurrent(devs[bd->device].ctx);
     for (int v = 0; v < bd->n && v < 64; v++)
       if (bd->ptr[v])
-        rk_cu.MemFree(bd->ptr[v]);
+        dev_free(bd->ptr[v], bd->bytes[v]);
   }
   free(bd);
   d->dev = NULL;
@@ -974,7 +994,8 @@ static int cuda_bind(rk_kernel *k, const rk_formula *f, const rk_options *o,
     if (dim <= 0 || !d->vars[v])
       continue;
     size_t n = (size_t)dim * (size_t)(d->npts[v] > 0 ? d->npts[v] : 1);
-    CUresult r = rk_cu.MemAlloc(&bd->ptr[v], n * bd->es);
+    CUresult r = dev_alloc(&bd->ptr[v], n * bd->es);
+    bd->bytes[v] = r == 0 ? n * bd->es : 0;
     if (r != 0) {
       rc = cu_fail(e, r, "cuMemAlloc");
       bd->ptr[v] = 0;

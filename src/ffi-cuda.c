@@ -1,14 +1,17 @@
 /*
  * ffi-cuda.c -- .Call glue of the CUDA backend's diagnostics (internal):
- * ffi_cuda_meminfo(device) returns c(free = , total = ) device memory in
- * bytes (cuMemGetInfo on that device's primary context), or NULL when no
+ * ffi_cuda_meminfo(device) returns c(free = , total = , held = ) device
+ * memory in bytes: free and total from cuMemGetInfo on that device's
+ * primary context (the whole device, other processes included), held the
+ * bytes this process holds through cuMemAlloc on all devices; NULL when no
  * GPU is usable.  Used by bench/gpu.R and test-reduce-cuda.R to check that
  * repeated calls leak no device memory.
  */
 #include <R.h>
 #include <Rinternals.h>
 
-int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes);
+int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes,
+                    double *held);
 
 SEXP ffi_cuda_meminfo(SEXP device) {
   int d = (TYPEOF(device) == INTSXP || TYPEOF(device) == REALSXP) &&
@@ -17,15 +20,17 @@ SEXP ffi_cuda_meminfo(SEXP device) {
               : NA_INTEGER;
   if (d == NA_INTEGER || d < 0)
     error("device must be a non-negative integer");
-  double fr = 0, tot = 0;
-  if (rk_cuda_meminfo(d, &fr, &tot) != 0)
+  double fr = 0, tot = 0, held = 0;
+  if (rk_cuda_meminfo(d, &fr, &tot, &held) != 0)
     return R_NilValue;
-  SEXP res = PROTECT(allocVector(REALSXP, 2)); /* 1: result */
-  SEXP nms = PROTECT(allocVector(STRSXP, 2));  /* 2: names  */
+  SEXP res = PROTECT(allocVector(REALSXP, 3)); /* 1: result */
+  SEXP nms = PROTECT(allocVector(STRSXP, 3));  /* 2: names  */
   REAL(res)[0] = fr;
   REAL(res)[1] = tot;
+  REAL(res)[2] = held;
   SET_STRING_ELT(nms, 0, mkChar("free"));
   SET_STRING_ELT(nms, 1, mkChar("total"));
+  SET_STRING_ELT(nms, 2, mkChar("held"));
   setAttrib(res, R_NamesSymbol, nms);
   UNPROTECT(2);
   return res;
