@@ -62,7 +62,13 @@ void rk_cg_line(rk_cg *g, const char *fmt, ...) {
 }
 
 void rk_cg_loop(rk_cg *g, long trips) {
-  const char *t = g->unroll ? g->unroll(g, trips) : NULL;
+  const char *t = g->unroll ? g->unroll(g, trips, 0) : NULL;
+  if (t)
+    rk_cg_line(g, "%s", t);
+}
+
+void rk_cg_loop_dim(rk_cg *g, long trips) {
+  const char *t = g->unroll ? g->unroll(g, trips, 1) : NULL;
   if (t)
     rk_cg_line(g, "%s", t);
 }
@@ -108,7 +114,7 @@ static void decl(rk_cg *g, const rk_node *n) {
 
 /* "for (int V = A; V < B; V++) {" with indentation; close with endfor */
 static void forl(rk_cg *g, const char *v, int a, int b) {
-  rk_cg_loop(g, a == 0 ? b : -1);
+  rk_cg_loop_dim(g, a == 0 ? b : -1);
   rk_cg_line(g, "for (int %s = %d; %s < %d; %s++) {", v, a, v, b, v);
   g->indent++;
 }
@@ -312,7 +318,7 @@ static void dot(rk_cg *g, const char *dst, const rk_node *a, const rk_node *b,
     openb(g);
     rk_cg_line(g, "rk_v rk_s[4] = {RK_SPLAT(0), RK_SPLAT(0), RK_SPLAT(0), "
                   "RK_SPLAT(0)};");
-    rk_cg_loop(g, d4);
+    rk_cg_loop_dim(g, d4);
     rk_cg_line(g, "for (int k = 0; k < %d; k += 4) {", d4);
     g->indent++;
     forl(g, "l", 0, 4);

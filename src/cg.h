@@ -47,12 +47,15 @@ typedef struct rk_cg {
      of the line to put before it (e.g. "#pragma unroll"), or NULL; trips
      is the literal trip count, or -1 when the bound is not a literal.
      NULL callback: no annotation (the CPU skeleton). */
-  const char *(*unroll)(const struct rk_cg *g, long trips);
+  const char *(*unroll)(const struct rk_cg *g, long trips, int formula);
 } rk_cg;
 
 /* the skeleton's annotation for a loop of `trips` iterations, if any:
    call just before emitting the "for" line */
 void rk_cg_loop(rk_cg *g, long trips);
+/* the same for a loop over the components of a formula node (the skeleton
+   may unroll these further than the loops of a reduction's state) */
+void rk_cg_loop_dim(rk_cg *g, long trips);
 
 /* indentation-aware line output: rk_cg_line(g, "x = %d;", 3) */
 void rk_cg_line(rk_cg *g, const char *fmt, ...)
@@ -146,6 +149,9 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
  *   cuda_lse      RKEOPS_CUDA_LSE=0: the LogSumExp fold with its branch
  *   cuda_exp2     RKEOPS_CUDA_EXP2=0|1|2: float32 exp as __expf, as
  *                 ex2.approx.ftz, or that plus the Exp(a * x) fold
+ *   cuda_unroll   RKEOPS_CUDA_UNROLL=n (16..1024): loops over the
+ *                 components of a formula node of up to n trips unrolled
+ *                 (default 256, the widest node held in registers)
  */
 #define RK_CG_CONFIG_FIELDS(X)                                                 \
   X(precision, 64, NULL, 3)                                                    \
@@ -156,7 +162,8 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
   X(cuda_unrollj, 0, "RKEOPS_CUDA_UNROLLJ", 2)                                 \
   X(cuda_pregs, 0, "RKEOPS_CUDA_PREGS", 2)                                     \
   X(cuda_lse, 1, "RKEOPS_CUDA_LSE", 2)                                         \
-  X(cuda_exp2, 2, "RKEOPS_CUDA_EXP2", 2)
+  X(cuda_exp2, 2, "RKEOPS_CUDA_EXP2", 2)                                       \
+  X(cuda_unroll, 256, "RKEOPS_CUDA_UNROLL", 2)
 
 typedef struct rk_cg_config {
 #define RK_CG_X(name, def, env, be) int name;

@@ -19,7 +19,7 @@ snap_cases <- list(
                 args = c("x=Vi(2)", "y=Vj(2)"))
 )
 
-knobs <- c("RKEOPS_CPU_LSE", "RKEOPS_CPU_UNROLL", "RKEOPS_CUDA_GEOM", "RKEOPS_CUDA_UNROLLJ",
+knobs <- c("RKEOPS_CPU_LSE", "RKEOPS_CPU_UNROLL", "RKEOPS_CUDA_GEOM", "RKEOPS_CUDA_UNROLLJ", "RKEOPS_CUDA_UNROLL",
            "RKEOPS_CUDA_PREGS", "RKEOPS_CUDA_LSE", "RKEOPS_CUDA_EXP2")
 
 # the per-formula part: the key and what follows the (fixed) prelude
@@ -52,7 +52,7 @@ test_that("the configuration is in the source's key, every field", {
   expect_match(cpu, "precision=64 cpu_lse=0 cpu_unroll=16 ;", fixed = TRUE)
   gpu <- rkeops:::rk_source(snap_cases$gauss$f, snap_cases$gauss$args,
                             backend = "GPU", precision = "float32")
-  expect_match(gpu, "precision=32 cuda_tpb=0 cuda_rb=0 cuda_unrollj=0 cuda_pregs=0 cuda_lse=1 cuda_exp2=2 ;",
+  expect_match(gpu, "precision=32 cuda_tpb=0 cuda_rb=0 cuda_unrollj=0 cuda_pregs=0 cuda_lse=1 cuda_exp2=2 cuda_unroll=256 ;",
                fixed = TRUE)
   withr::local_envvar(c(RKEOPS_CUDA_GEOM = "128,2", RKEOPS_CPU_LSE = "1",
                         RKEOPS_CPU_UNROLL = "4"))
@@ -80,6 +80,31 @@ test_that("CUDA loops of the emitted code are unrolled when small", {
   cpu <- rkeops:::rk_source("KMin_Reduction(SqDist(x, y), 101, 1)",
                             c("x=Vi(3)", "y=Vj(3)"))
   expect_false(grepl("#pragma unroll", cpu, fixed = TRUE))
+})
+
+test_that("CUDA loops over a formula node's components unroll up to cuda_unroll trips", {
+  withr::local_envvar(setNames(rep(NA, length(knobs)), knobs))
+  # a 128-wide SqDist: its loop (k += 4 up to 128) is unrolled by default,
+  # so the outer point lives in registers; RKEOPS_CUDA_UNROLL = 64 rolls it
+  pragma_before_dot <- function(src) {
+    lines <- trimws(strsplit(src, "\n", fixed = TRUE)[[1]])
+    at <- grep("^for \\(int k = 0; k < 128; k \\+= 4\\)", lines)
+    expect_length(at, 1)
+    lines[at - 1]
+  }
+  f <- "ArgKMin_Reduction(SqDist(x, y), 10, 1)"
+  a <- c("x=Vi(128)", "y=Vj(128)")
+  src <- rkeops:::rk_source(f, a, backend = "GPU", precision = "float32")
+  expect_match(src, "cuda_unroll=256 ;", fixed = TRUE)
+  expect_equal(pragma_before_dot(src), "#pragma unroll")
+  withr::local_envvar(c(RKEOPS_CUDA_UNROLL = "64"))
+  src64 <- rkeops:::rk_source(f, a, backend = "GPU", precision = "float32")
+  expect_match(src64, "cuda_unroll=64 ;", fixed = TRUE)
+  expect_equal(pragma_before_dot(src64), "#pragma unroll 1")
+  # the reduction state's loops keep their limit of 64 trips
+  kmin <- rkeops:::rk_source("KMin_Reduction(SqDist(x, y), 101, 1)",
+                             c("x=Vi(3)", "y=Vj(3)"), backend = "GPU")
+  expect_match(kmin, "#pragma unroll 1", fixed = TRUE)
 })
 
 for (nm in names(snap_cases)) {
