@@ -75,6 +75,18 @@ void rk_nvrtc_fail_message(char *buf, size_t size, const char *archopt,
            eq ? eq + 1 : archopt, why ? why : "?");
 }
 
+/* NVRTC's -Ofast-compile level (NVRTC 12.8 and later): the developer knob
+   RKEOPS_NVRTC_FAST = min | mid | max, else none.  It is part of the
+   target string, so kernels compiled at another level are cached apart */
+static const char *fast_level(void) {
+  const char *v = getenv("RKEOPS_NVRTC_FAST");
+  if (v == NULL || rk_nvrtc_version() < 12080)
+    return NULL;
+  if (strcmp(v, "min") == 0 || strcmp(v, "mid") == 0 || strcmp(v, "max") == 0)
+    return v;
+  return NULL;
+}
+
 int rk_nvrtc_target(int major, int minor, char *buf, size_t size) {
   char why[256];
   if (!rk_nvrtc_load(why, sizeof why))
@@ -83,8 +95,10 @@ int rk_nvrtc_target(int major, int minor, char *buf, size_t size) {
   if (arch < 0)
     return 0;
   int v = rk_nvrtc_version();
-  snprintf(buf, size, "nvrtc%d.%d/%s_%d", v / 1000, (v % 1000) / 10,
-           cubin ? "sm" : "compute", arch);
+  const char *fast = fast_level();
+  snprintf(buf, size, "nvrtc%d.%d/%s_%d%s%s", v / 1000, (v % 1000) / 10,
+           cubin ? "sm" : "compute", arch, fast ? "/fast-" : "",
+           fast ? fast : "");
   return 1;
 }
 
@@ -104,9 +118,15 @@ static int nvrtc_compile_now(const char *src, const char *name, int major,
   char archopt[64];
   snprintf(archopt, sizeof archopt, "--gpu-architecture=%s_%d",
            cubin ? "sm" : "compute", arch);
-  const char *opts[] = {archopt, "--std=c++14", "--fmad=true",
-                        "--extra-device-vectorization"};
-  int nopt = (int)(sizeof opts / sizeof opts[0]);
+  char fastopt[32] = "";
+  const char *fast = fast_level();
+  if (fast)
+    snprintf(fastopt, sizeof fastopt, "--Ofast-compile=%s", fast);
+  const char *opts[5] = {archopt, "--std=c++14", "--fmad=true",
+                         "--extra-device-vectorization"};
+  int nopt = 4;
+  if (fast)
+    opts[nopt++] = fastopt;
   nvrtcProgram prog = NULL;
   nvrtcResult r = rk_nvrtc.CreateProgram(&prog, src, name, 0, NULL, NULL);
   if (r != 0)

@@ -271,7 +271,9 @@ static rk_kernel *flow_compile(flow *w, rk_error *e) {
   rk_image img;
   memset(&img, 0, sizeof img);
   rk_kernel *k = NULL;
+  double t0 = rk_now();
   int rc = w->be->compile(w->o, &w->t, w->src.s, dir, &img, e);
+  double secs = rk_now() - t0;
   rk_cache_count_compile();
   if (rc == RK_OK && w->be->image_kind == RK_IMAGE_FILE) {
     rc = rk_cache_seal(img.path, w->dkey.s, e);
@@ -291,15 +293,17 @@ static rk_kernel *flow_compile(flow *w, rk_error *e) {
         rk_say(w->o, "%s (the kernel is used without being cached)",
                fpath.oom ? "out of memory" : e2.msg);
       else
-        rk_say(w->o, "compiled %s", fpath.s);
+        rk_say(w->o, "compiled %s in %.3f s", fpath.s, secs);
       rk_buf_free(&fpath);
     } else {
       unlink(img.path); /* loaded: the mapping outlives the name */
       if (k)
-        rk_say(w->o, "compiled (not cached)");
+        rk_say(w->o, "compiled in %.3f s (not cached)", secs);
     }
   } else if (rc == RK_OK) {
     k = flow_load(w, &img, e);
+    if (k)
+      rk_say(w->o, "compiled the %s kernel in %.3f s", w->be->name, secs);
     if (k && w->dir) {
       rk_error e2;
       rk_err_clear(&e2);
