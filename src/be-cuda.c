@@ -31,12 +31,12 @@
 
 #define RK_MAXDEV 16
 
-/* a grow-only page-locked host buffer (staging of copies) */
 /* the device memory this process holds through cuMemAlloc (pools and bound
    data, all devices): rk_cuda_meminfo reports it, so that a test of leaks
    does not depend on what other processes do with the device meanwhile */
 static _Atomic long long held_bytes;
 
+/* a grow-only page-locked host buffer (staging of copies) */
 typedef struct stage_buf {
   void *p;
   size_t size;

@@ -61,16 +61,18 @@ void rk_cg_line(rk_cg *g, const char *fmt, ...) {
   rk_buf_putc(g->b, '\n');
 }
 
-void rk_cg_loop(rk_cg *g, long trips) {
-  const char *t = g->unroll ? g->unroll(g, trips, 0) : NULL;
+static void loop_note(rk_cg *g, long trips, int formula) {
+  const char *t = g->unroll ? g->unroll(g, trips, formula) : NULL;
   if (t)
     rk_cg_line(g, "%s", t);
 }
 
+void rk_cg_loop(rk_cg *g, long trips) {
+  loop_note(g, trips, 0);
+}
+
 void rk_cg_loop_dim(rk_cg *g, long trips) {
-  const char *t = g->unroll ? g->unroll(g, trips, 1) : NULL;
-  if (t)
-    rk_cg_line(g, "%s", t);
+  loop_note(g, trips, 1);
 }
 
 static void put_double(rk_buf *b, double v) {

@@ -15,8 +15,9 @@
  *   ffi_be_host(value)                     the host CPU identity in the
  *       CPU kernel key; a string overrides it, NA restores it (tests)
  *   ffi_be_key(ptr, options)               the kernel key for the options
- *   ffi_nvrtc_compile_text(src, major, minor)  NVRTC on any text (tests of
- *       the failure message)
+ *   ffi_nvrtc_compile_text(src, major, minor)  NVRTC on any text: the
+ *       size of the image in bytes (tests of the failure message and of
+ *       the RKEOPS_NVRTC_FAST knob)
  * Inputs are column-major double matrices, one per position, as ffi_run's
  * with inner_dim_is_row = FALSE.
  */
@@ -300,7 +301,7 @@ SEXP ffi_nvrtc_compile_text(SEXP src, SEXP major, SEXP minor) {
   free(img);
   if (rc != RK_OK)
     ffi_abort(&e, NULL, NULL);
-  return Rf_ScalarLogical(TRUE);
+  return Rf_ScalarReal((double)n);
 }
 
 void ffi_cache_notice(void) {

@@ -140,6 +140,26 @@ test_that("an NVRTC failure names the architecture", {
   expect_match(conditionMessage(err), "for (sm|compute)_80:")
 })
 
+test_that("RKEOPS_NVRTC_FAST changes what NVRTC makes (NVRTC 12.8 and later)", {
+  skip_if_not(nvrtc_available(), "NVRTC not available")
+  desc <- strsplit(rkeops:::rk_config()$description, "\n")[[1]]
+  ver <- sub("^NVRTC: ([0-9]+[.][0-9]+).*", "\\1", grep("^NVRTC: [0-9]", desc, value = TRUE)[1])
+  skip_if(numeric_version(ver) < "12.8", "NVRTC older than 12.8: no -Ofast-compile")
+  src <- rkeops:::rk_source("Sum_Reduction(Exp(-SqDist(x, y)) * b, 0)",
+                            c("x=Vi(3)", "y=Vj(3)", "b=Vj(1)"),
+                            backend = "GPU", precision = "float32")
+  size <- function(level) {
+    withr::local_envvar(c(RKEOPS_NVRTC_FAST = level))
+    .Call(rkeops:::ffi_nvrtc_compile_text, src, 9L, 0L)
+  }
+  base <- size(NA)
+  expect_gt(base, 0)
+  # -Ofast-compile=mid unrolls less: a smaller image (13112 against 19192
+  # bytes with NVRTC 13.0); an unknown level is ignored
+  expect_lt(size("mid"), base)
+  expect_identical(size("fastest"), base)
+})
+
 test_that("a compute capability out of range is refused, not overflowed", {
   skip_if_not(nvrtc_available(), "NVRTC not available")
   p <- rkeops:::rk_parse("Sum_Reduction(x * y, 1)", c("x=Vi(1)", "y=Vj(1)"), "auto")
