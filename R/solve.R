@@ -300,7 +300,12 @@ sv_common <- function(alpha, tol, rank) {
 #'   `formula_only`, the block-product formula instead), with attributes `iterations`
 #'   (per column), `residual` (final relative residual per column, from a
 #'   float64 product), and `precond` (a list: `kind`, `rank`, `shift`,
-#'   `trace_left`, and `products`, `exact_products`, `cycles`). When `maxit`
+#'   `trace_left`, and `products`, `exact_products`, `cycles`), and `seconds`
+#'   (where the wall time went: `setup`, R's checks and formulas; `kernels`,
+#'   fetching the kernels and converting or uploading the data; `precond`,
+#'   the preconditioner's set-up; `sqrt`, zero here (see [kernel_logdet()]);
+#'   `pcg`, the iteration, of which `products` in kernel products and
+#'   `precond_apply` applying the preconditioner). When `maxit`
 #'   is reached before `tol`, a warning of class `rkeops_convergence_warning`.
 #'   Errors (class `rkeops_error`): `rkeops_symmetry_error` (K not square or
 #'   not symmetric), `rkeops_dim_error` (`b` or `x0` with the wrong number of
@@ -330,6 +335,7 @@ setMethod("solve", "LazyTensor", function(a, b, alpha = 0, tol = 1e-6,
                                           maxit = NULL, precond = "jacobi",
                                           rank = NULL, x0 = NULL,
                                           symmetric = NULL, ...) {
+  t_start <- proc.time()[["elapsed"]]
   K <- a
   if (missing(b))
     sv_abort("solve(K, b): `b` is missing (rkeops does not invert K)",
@@ -356,9 +362,11 @@ setMethod("solve", "LazyTensor", function(a, b, alpha = 0, tol = 1e-6,
       "sketch runs in the local solver); use \"pivchol\", \"jacobi\" or ",
       "\"none\", or rkeops_cluster(NULL) to solve locally"))
   ctl <- sv_ctl(cm$alpha, cm$tol, maxit, precond, cm$rank, st$sketch)
+  t_r <- proc.time()[["elapsed"]] - t_start
   res <- if (rk_cluster_on()) rk_cluster_solve(K, st, b, x0, ctl) else
     .Call(ffi_solve, st$mv, st$col, st$diag, b, x0, ctl, rk_core_options())
   x <- res$x
+  attr(x, "seconds") <- c(setup = t_r, res$seconds)
   attr(x, "iterations") <- res$iterations
   attr(x, "residual") <- res$residual
   attr(x, "precond") <- c(list(kind = precond), res$precond,
@@ -427,8 +435,10 @@ setMethod("solve", "LazyTensor", function(a, b, alpha = 0, tol = 1e-6,
 #'   builds the preconditioner once for both.
 #' @return A number, the estimate of `log det(alpha I + K)`, with attributes
 #'   `se` (standard error), `precond_logdet` (the exact `log det(P)`),
-#'   `estimates` (one per probe), `iterations` (per probe) and, on request,
-#'   `probes` and `solve`.
+#'   `estimates` (one per probe), `iterations` (per probe), `seconds` (as
+#'   for [solve()][solve-LazyTensor]; `sqrt` is the time drawing the probes
+#'   `S w` and, with `return_probes`, `P^-1 z`) and, on request, `probes` and
+#'   `solve`.
 #' @seealso [solve()][solve-LazyTensor]
 #' @examples
 #' set.seed(1)
@@ -443,6 +453,7 @@ kernel_logdet <- function(K, alpha = 0, probes = 30, tol = 1e-6,
                           precond = "pivchol", rank = NULL, maxit = NULL,
                           return_probes = FALSE, symmetric = NULL,
                           b = NULL) {
+  t_start <- proc.time()[["elapsed"]]
   precond <- sv_precond_arg(precond)
   cm <- sv_common(alpha, tol, rank)
   probes <- sv_count(probes, "probes", 2)
@@ -462,6 +473,7 @@ kernel_logdet <- function(K, alpha = 0, probes = 30, tol = 1e-6,
   ctl <- sv_ctl(cm$alpha, cm$tol, maxit, precond, cm$rank, st$sketch)
   ctl$keep <- return_probes
   ctl$b <- b
+  t_r <- proc.time()[["elapsed"]] - t_start
   res <- .Call(ffi_logdet, st$mv, st$col, st$diag, W, ctl, rk_core_options())
   if (!all(res$ok))
     sv_abort(paste0("kernel_logdet: the Lanczos quadrature failed (alpha I + ",
@@ -473,6 +485,7 @@ kernel_logdet <- function(K, alpha = 0, probes = 30, tol = 1e-6,
   attr(value, "estimates") <- est
   attr(value, "iterations") <- res$iterations
   attr(value, "precond") <- c(list(kind = precond), res$precond)
+  attr(value, "seconds") <- c(setup = t_r, res$seconds)
   if (return_probes)
     attr(value, "probes") <- list(z = res$z, solves = res$solves,
                                   pinv_z = res$pinv_z)

@@ -7,6 +7,7 @@
 #     parts=walker,gp,gp1e5   (default all three)
 #     sizes=1e5               N of the synthetic GP (default 1e5)
 #     quick                   a smoke test on small subsets (any machine)
+#     points=gpytorch-init    gp1e5 only at these points (default both)
 #     anchors=gp.txt          lines "GP keops float32 <N> <s/iter>" of
 #                             ../shared/anchors/gp-anchor.py (same machine)
 #
@@ -30,8 +31,9 @@ source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE)
                                                   value = TRUE)[1])), "common.R"))
 gpu <- !("cpu" %in% args)
 parts <- opt("parts", c("walker", "gp", "gp1e5"))
-D <- readRDS(opt("data", ".benchdata/data.rds"))
-if ("quick" %in% args) {
+D <- if (any(c("walker", "gp") %in% parts))
+  readRDS(opt("data", ".benchdata/data.rds")) else list() # gp1e5: synthetic
+if ("quick" %in% args && length(D)) {
   set.seed(9)
   keep <- sort(sample(nrow(D$walker$X), 6000))
   D$walker$sample <- which(keep %in% D$walker$sample)
@@ -88,7 +90,7 @@ lml_fun <- function(X, yc, kern, probes = 30, rank = 256, tol = 1e-6) {
     structure(-sum(yc * a) / 2 - as.numeric(ld) / 2 - n / 2 * log(2 * pi),
               gradient = exp(th) * c(g$ell, g$s2, g_tau2), se = attr(ld, "se"),
               iterations = max(attr(ld, "iterations")),
-              times = c(logdet_solve = t1, grad = t2))
+              times = c(logdet_solve = t1, grad = t2, attr(ld, "seconds")))
   }
 }
 
@@ -142,13 +144,13 @@ if ("gp1e5" %in% parts) {
     for (prec in c("float64", "float32")) {
       if (prec == "float64") rkeops_use_float64() else rkeops_use_float32()
       fw <- lml_fun(X[1:2000, ], yc[1:2000], rbf, probes = 30, rank = 64)
-      for (pt in c("gpytorch-init", "hard")) for (rk in if (pt == "hard") 256L else c(64L, 256L)) {
+      for (pt in opt("points", c("gpytorch-init", "hard"))) for (rk in if (pt == "hard") 256L else c(64L, 256L)) {
         f <- lml_fun(X, yc, rbf, probes = 30, rank = rk)
         th <- if (pt == "hard") log(c(0.2, 1, 0.01)) else log(rep(log(2), 3))
         fw(th) # warm-up: kernels compiled or loaded
         nr <- if (pt == "hard") 1L else 3L # the hard point: one timed run
-        ts <- numeric(nr); parts_t <- matrix(0, nr, 2)
-        for (k in seq_len(nr)) { ts[k] <- el(v <- f(th)); parts_t[k, ] <- attr(v, "times") }
+        ts <- numeric(nr); parts_t <- NULL
+        for (k in seq_len(nr)) { ts[k] <- el(v <- f(th)); parts_t <- rbind(parts_t, attr(v, "times")) }
         a <- grep(sprintf("^GP keops %s %d ", prec, as.integer(n)), ko, value = TRUE)
         a <- if (length(a)) as.numeric(strsplit(a[1], " ")[[1]][5]) else NA
         rows[[length(rows) + 1]] <- data.frame(
@@ -156,6 +158,7 @@ if ("gp1e5" %in% parts) {
           s_per_eval = round(stats::median(ts), 3),
           logdet_solve_s = round(stats::median(parts_t[, 1]), 3),
           grad_s = round(stats::median(parts_t[, 2]), 3),
+          t(round(apply(parts_t[, -(1:2), drop = FALSE], 2, stats::median), 3)),
           cg_iterations = attr(v, "iterations"),
           lml = signif(as.numeric(v), 7), se = signif(attr(v, "se") / 2, 3),
           gpytorch_keops_s = a,
@@ -165,6 +168,6 @@ if ("gp1e5" %in% parts) {
   }
   rkeops_use_float64()
   cat("\n## GP log marginal likelihood + gradient, RBF, D = 3 (30 probes, pivchol of the rank shown)\n")
-  cat("# ratio = GPyTorch (KeOps kernel, float32) s per training iteration / ours;\n# logdet_solve_s: kernel_logdet(b = y) (set-up, probes and A^-1 y); grad_s: the grad() pass\n")
+  cat("# ratio = GPyTorch (KeOps kernel, float32) s per training iteration / ours;\n# logdet_solve_s: kernel_logdet(b = y) (set-up, probes and A^-1 y); grad_s: the grad() pass;\n# inside logdet_solve_s (kernel_logdet()'s seconds attribute): setup (R), kernels (fetch,\n# bind the data), precond (set-up), sqrt (probes), pcg, and inside pcg products, precond_apply\n")
   print(do.call(rbind, rows), row.names = FALSE)
 }

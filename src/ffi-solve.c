@@ -206,6 +206,27 @@ static SEXP precond_info(const rk_precond *P) {
   return res;
 }
 
+/* where a solve's wall time went: c(kernels (fetch kernels, convert and
+   bind the data), precond (set-up), sqrt (logdet's probes z = S w and
+   P^-1 z), pcg (the iteration, in all), products and precond_apply (inside
+   pcg)) */
+static SEXP seconds_info(const double *t, const rk_solve_out *out) {
+  static const char *const f[] = {"kernels", "precond",  "sqrt",
+                                  "pcg",     "products", "precond_apply"};
+  int nf = (int)(sizeof f / sizeof f[0]);
+  SEXP v = PROTECT(allocVector(REALSXP, nf));  /* 1 */
+  SEXP nms = PROTECT(allocVector(STRSXP, nf)); /* 2 */
+  for (int i = 0; i < nf; i++)
+    SET_STRING_ELT(nms, i, mkChar(f[i]));
+  setAttrib(v, R_NamesSymbol, nms);
+  for (int i = 0; i < 4; i++)
+    REAL(v)[i] = t[i];
+  REAL(v)[4] = out->product_seconds;
+  REAL(v)[5] = out->precond_seconds;
+  UNPROTECT(2);
+  return v;
+}
+
 static int64_t matrix_rows(SEXP x, int *ncol, const char *what) {
   SEXP dim = getAttrib(x, R_DimSymbol);
   if (TYPEOF(x) != REALSXP || TYPEOF(dim) != INTSXP || XLENGTH(dim) != 2) {
@@ -229,9 +250,10 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   solve_setup s;
   setup(&s, mv, col, diag, ctl, options, n, ncol, "rkeops solve");
 
-  static const char *const f[] = {
-      "x",      "iterations", "residual",   "products", "exact_products",
-      "cycles", "converged",  "switched64", "precond",  "stalled"};
+  static const char *const f[] = {"x",         "iterations",     "residual",
+                                  "products",  "exact_products", "cycles",
+                                  "converged", "switched64",     "precond",
+                                  "stalled",   "seconds"};
   SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   SEXP x = allocMatrix(REALSXP, (int)n, ncol);
   SET_VECTOR_ELT(res, 0, x);
@@ -252,16 +274,21 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   rk_error e;
   ffi_err_init(&e);
   rk_precond P;
+  double t[4] = {0, 0, 0, 0}, t0 = rk_now();
   solve_acquire(&s);
+  t[0] = rk_now() - t0;
   int rc = rk_precond_build(&P, &s.A, s.precond, s.rank, 0, s.o.nthreads,
                             &s.ctl, &e);
   if (rc != RK_OK)
     solve_done(&s, rc, &e);
+  t[1] = rk_now() - t0 - t[0];
   rk_solve_out out;
   memset(&out, 0, sizeof out);
   out.iters = INTEGER(its);
   out.resid = REAL(rel);
+  double t1 = rk_now();
   rc = rk_pcg(&s.A, &P, REAL(b), REAL(x), ncol, &s.ctl, &out, &e);
+  t[3] = rk_now() - t1;
   rk_precond pscal = P; /* its scalars, for the result */
   rk_precond_free(&P);
   solve_done(&s, rc, &e);
@@ -273,6 +300,7 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   SET_VECTOR_ELT(res, 7, ScalarLogical(out.switched64));
   SET_VECTOR_ELT(res, 8, pinfo);
   SET_VECTOR_ELT(res, 9, ScalarLogical(out.stalled));
+  SET_VECTOR_ELT(res, 10, seconds_info(t, &out));
   UNPROTECT(2);
   return res;
 }
@@ -306,10 +334,10 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options) {
   setup(&s, mv, col, diag, ctl, options, n, tot, "rkeops logdet");
   int keep = asLogical(ffi_list_get(ctl, "keep")) == TRUE;
   int cap = s.ctl.maxit;
-  static const char *const f[] = {"quad",         "precond",    "iterations",
-                                  "residual",     "z",          "solves",
-                                  "pinv_z",       "ok",         "b_solve",
-                                  "b_iterations", "b_residual", "stalled"};
+  static const char *const f[] = {
+      "quad",       "precond", "iterations", "residual", "z",
+      "solves",     "pinv_z",  "ok",         "b_solve",  "b_iterations",
+      "b_residual", "stalled", "seconds"};
   SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   SEXP quad = allocVector(REALSXP, ncol);
   SET_VECTOR_ELT(res, 0, quad);
@@ -334,14 +362,19 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options) {
   rk_error e;
   ffi_err_init(&e);
   rk_precond P;
+  double t[4] = {0, 0, 0, 0}, t0 = rk_now();
   solve_acquire(&s);
+  t[0] = rk_now() - t0;
   int rc = rk_precond_build(&P, &s.A, s.precond, s.rank, 1, s.o.nthreads,
                             &s.ctl, &e);
   if (rc != RK_OK)
     solve_done(&s, rc, &e);
+  t[1] = rk_now() - t0 - t[0];
+  double t1 = rk_now();
   rc = rk_precond_sqrt(&P, REAL(w), z, ncol, &e);
   if (rc == RK_OK && keep)
     rc = rk_precond_apply(&P, z, pz, ncol, &e);
+  t[2] = rk_now() - t1;
   rk_solve_out out;
   memset(&out, 0, sizeof out);
   out.iters = its;
@@ -350,14 +383,17 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options) {
   out.cg_beta = cb;
   out.ncoef = nc;
   out.cap = cap;
+  t1 = rk_now();
   if (rc == RK_OK)
     rc = rk_pcg(&s.A, &P, z, x, tot, &s.ctl, &out, &e);
+  t[3] = rk_now() - t1;
   rk_precond pscal = P; /* its scalars, for the result */
   rk_precond_free(&P);
   solve_done(&s, rc, &e);
   SEXP pinfo = PROTECT(precond_info(&pscal)); /* 2 */
   SET_VECTOR_ELT(res, 1, pinfo);
   SET_VECTOR_ELT(res, 11, ScalarLogical(out.stalled));
+  SET_VECTOR_ELT(res, 12, seconds_info(t, &out));
   SEXP iv = allocVector(INTSXP, ncol);
   SET_VECTOR_ELT(res, 2, iv);
   SEXP rv = allocVector(REALSXP, ncol);
@@ -585,9 +621,10 @@ SEXP ffi_solve_cb(SEXP fun, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   c->progress_always = asLogical(ffi_list_get(ctl, "progress")) == TRUE;
   c->progress_after = num1(ctl, "progress_after");
 
-  static const char *const f[] = {
-      "x",      "iterations", "residual",   "products", "exact_products",
-      "cycles", "converged",  "switched64", "precond",  "stalled"};
+  static const char *const f[] = {"x",         "iterations",     "residual",
+                                  "products",  "exact_products", "cycles",
+                                  "converged", "switched64",     "precond",
+                                  "stalled",   "seconds"};
   SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   SEXP x = allocMatrix(REALSXP, (int)n, ncol);
   SET_VECTOR_ELT(res, 0, x);
@@ -608,14 +645,18 @@ SEXP ffi_solve_cb(SEXP fun, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   rk_error e;
   ffi_err_init(&e);
   rk_precond P;
+  double t[4] = {0, 0, 0, 0}, t0 = rk_now();
   int rc = rk_precond_build(&P, A, s.precond, s.rank, 0, s.o.nthreads, c, &e);
   if (rc != RK_OK)
     ffi_abort(&e, NULL, s.mb.buf); /* build freed what it had taken */
+  t[1] = rk_now() - t0;
   rk_solve_out out;
   memset(&out, 0, sizeof out);
   out.iters = INTEGER(its);
   out.resid = REAL(rel);
+  double t1 = rk_now();
   rc = rk_pcg(A, &P, REAL(b), REAL(x), ncol, c, &out, &e);
+  t[3] = rk_now() - t1;
   rk_precond pscal = P;
   rk_precond_free(&P);
   if (rc != RK_OK)
@@ -628,6 +669,7 @@ SEXP ffi_solve_cb(SEXP fun, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   SET_VECTOR_ELT(res, 7, ScalarLogical(out.switched64));
   SET_VECTOR_ELT(res, 8, pinfo);
   SET_VECTOR_ELT(res, 9, ScalarLogical(out.stalled));
+  SET_VECTOR_ELT(res, 10, seconds_info(t, &out));
   UNPROTECT(2);
   return res;
 }

@@ -36,12 +36,29 @@ static double dot(const double *a, const double *b, int64_t n) {
   return s;
 }
 
+/* f(ctx, ...), its wall time added to *sec */
+static int timed_product(rk_apply_fn f, void *ctx, const double *x, double *y,
+                         int64_t n, int ncol, double *sec, rk_error *e) {
+  double t0 = rk_now();
+  int rc = f(ctx, x, y, n, ncol, e);
+  *sec += rk_now() - t0;
+  return rc;
+}
+
+static int timed_precond(const rk_precond *P, const double *r, double *z,
+                         int ncol, double *sec, rk_error *e) {
+  double t0 = rk_now();
+  int rc = rk_precond_apply(P, r, z, ncol, e);
+  *sec += rk_now() - t0;
+  return rc;
+}
+
 /* r = b - (alpha I + K) x with the float64 product */
 static int true_residual(const rk_sop *A, const double *b, const double *x,
-                         double *r, int ncol, rk_error *e) {
+                         double *r, int ncol, double *sec, rk_error *e) {
   rk_apply_fn f = A->exact ? A->exact : A->apply;
   void *ctx = A->exact ? A->exact_ctx : A->apply_ctx;
-  int rc = f(ctx, x, r, A->n, ncol, e);
+  int rc = timed_product(f, ctx, x, r, A->n, ncol, sec, e);
   if (rc != RK_OK)
     return rc;
   size_t nn = (size_t)A->n * ncol;
@@ -104,6 +121,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
   out->converged = 0;
   out->switched64 = 0;
   out->stalled = 0;
+  out->product_seconds = out->precond_seconds = 0;
   if (out->ncoef)
     memset(out->ncoef, 0, (size_t)ncol * sizeof *out->ncoef);
 
@@ -111,7 +129,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
   for (size_t t = 0; t < nn && !any_x0; t++)
     any_x0 = x[t] != 0.0;
   if (any_x0) {
-    rc = true_residual(A, b, x, r, ncol, e);
+    rc = true_residual(A, b, x, r, ncol, &out->product_seconds, e);
     if (rc != RK_OK)
       goto out;
     out->exact_products++;
@@ -146,7 +164,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
       double rn = rel[c] * nb[c], t1 = ctl->tol * nb[c], t2 = eta * rn;
       target[c] = t1 > t2 ? t1 : t2;
     }
-    rc = rk_precond_apply(P, r, z, ncol, e);
+    rc = timed_precond(P, r, z, ncol, &out->precond_seconds, e);
     if (rc != RK_OK)
       goto out;
     for (int c = 0; c < ncol; c++) {
@@ -160,7 +178,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
     }
     int left = nact;
     while (left > 0 && total < ctl->maxit) {
-      rc = f(fctx, p, q, n, ncol, e);
+      rc = timed_product(f, fctx, p, q, n, ncol, &out->product_seconds, e);
       if (rc != RK_OK)
         goto out;
       total++;
@@ -217,7 +235,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
       }
       if (left == 0 || total >= ctl->maxit)
         break;
-      rc = rk_precond_apply(P, r, z, ncol, e);
+      rc = timed_precond(P, r, z, ncol, &out->precond_seconds, e);
       if (rc != RK_OK)
         goto out;
       for (int c = 0; c < ncol; c++) {
@@ -235,7 +253,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
       }
     }
     /* the true residual, from a float64 product */
-    rc = true_residual(A, b, x, r, ncol, e);
+    rc = true_residual(A, b, x, r, ncol, &out->product_seconds, e);
     if (rc != RK_OK)
       goto out;
     out->exact_products++;

@@ -128,6 +128,8 @@ typedef struct rk_solve_out {
   int switched64;     /* float32 refinement stalled: switched to float64   */
   int stalled;        /* stopped before maxit: a float64 cycle did not halve
                          the true residual (its rounding floor)             */
+  double product_seconds; /* wall time in kernel products (both precisions) */
+  double precond_seconds; /* wall time applying the preconditioner          */
   /* Lanczos coefficients of the first cycle, for log-determinants: when
      cg_alpha != NULL, cg_alpha[c * cap + k] / cg_beta[...] receive the CG
      step lengths alpha_k and ratios beta_k of column c (k < cap), and

@@ -223,6 +223,38 @@ test_that("a warm start saves iterations", {
   expect_identical(attr(again, "iterations"), 0L)
 })
 
+test_that("attr(, \"seconds\") accounts for a solve's and a logdet's time", {
+  local_rk_cpu(prec = 64)
+  n <- 600
+  X <- sv_points(n, seed = 8)
+  K <- sv_kernels$gaussian$lt(X, 0.2)
+  nm <- c("setup", "kernels", "precond", "sqrt", "pcg", "products",
+          "precond_apply")
+  t0 <- proc.time()[["elapsed"]]
+  x <- solve(K, cbind(runif(n), runif(n)), alpha = 1e-3, precond = "pivchol",
+             rank = 40)
+  el <- proc.time()[["elapsed"]] - t0
+  s <- attr(x, "seconds")
+  expect_named(s, nm)
+  expect_true(all(is.finite(s) & s >= 0))
+  expect_equal(s[["sqrt"]], 0)
+  # the parts are inside the whole: products and the preconditioner inside
+  # pcg, every stage inside the call's elapsed time (proc.time: 1 ms steps)
+  expect_lte(s[["products"]] + s[["precond_apply"]], s[["pcg"]] + 1e-6)
+  expect_lte(sum(s[c("setup", "kernels", "precond", "pcg")]), el + 0.002)
+  # an iteration of this size costs a product: they are not zero
+  expect_gt(s[["products"]], 0)
+  expect_gt(s[["precond"]], 0)
+  set.seed(1)
+  ld <- kernel_logdet(K, alpha = 1e-3, probes = 8, rank = 40,
+                      return_probes = TRUE)
+  s <- attr(ld, "seconds")
+  expect_named(s, nm)
+  expect_true(all(is.finite(s) & s >= 0))
+  expect_gt(s[["sqrt"]], 0)
+  expect_lte(s[["products"]] + s[["precond_apply"]], s[["pcg"]] + 1e-6)
+})
+
 test_that("maxit reached warns with rkeops_convergence_warning", {
   local_rk_cpu(prec = 64)
   n <- 300
