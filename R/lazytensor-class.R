@@ -55,6 +55,35 @@ setValidity("LazyTensor", function(object) {
   TRUE
 })
 
+# The package's own constructor: new("LazyTensor", ...) with the validity
+# checks above done here, by setting the slots of a prototype.  new() runs initialize() and validObject(), about 60% of the
+# R time of building and reducing a small formula (Rprof: 0.9 ms of a
+# 1.4 ms 100 x 100 Gaussian sum on the CPU); this is a few microseconds.
+lt_new <- function(formula, vars, M, N, dim) {
+  if (!is.character(formula) || length(formula) != 1L)
+    lt_abort("internal: a LazyTensor's formula must be one string",
+             "rkeops_internal_error")
+  dim <- as.integer(dim)
+  if (length(dim) != 1L || is.na(dim) || dim < 1L)
+    lt_abort("internal: a LazyTensor's dim must be a positive integer",
+             "rkeops_internal_error")
+  x <- lt_state$proto
+  if (is.null(x))
+    x <- lt_state$proto <- methods::new("LazyTensor", formula = "v0",
+                                        dim = 1L)
+  # slot<- without the class check (the types are made right here); not
+  # attr<-, which treats "dim" as an array's dimensions
+  slot(x, "formula", check = FALSE) <- formula
+  slot(x, "vars", check = FALSE) <- as.list(vars)
+  slot(x, "M", check = FALSE) <- as.double(M)
+  slot(x, "N", check = FALSE) <- as.double(N)
+  slot(x, "dim", check = FALSE) <- dim
+  x
+}
+
+# is(x, "LazyTensor") without S4 dispatch
+lt_is <- function(x) isS4(x) && inherits(x, "LazyTensor")
+
 # ---- conditions ------------------------------------------------------------
 
 # Raise a classed rkeops error from the LazyTensor front end through
@@ -161,7 +190,7 @@ lt_variable <- function(data, cat) {
   if (cat != "p" && !is.null(rows)) var$rows <- as.character(rows)
   vars <- list(var)
   names(vars) <- as.character(id)
-  new("LazyTensor", formula = lt_token(id), vars = vars,
+  lt_new(formula = lt_token(id), vars = vars,
       M = if (cat == "i") n else NA_real_,
       N = if (cat == "j") n else NA_real_,
       dim = as.integer(d))
@@ -204,7 +233,7 @@ lt_variable <- function(data, cat) {
 #' K %*% rep(1, 5)
 #' @export
 LazyTensor <- function(x, index = NA) {
-  if (is(x, "LazyTensor")) return(x)
+  if (lt_is(x)) return(x)
   if (length(index) != 1L)
     lt_abort("`index` must be \"i\", \"j\" or NA", "rkeops_index_error")
   if (is.na(index)) return(lt_variable(x, "p"))
@@ -234,7 +263,7 @@ Pm <- function(x) LazyTensor(x, index = NA)
 #' is.LazyTensor(Vi(matrix(1:6, 3, 2)))
 #' is.LazyTensor(1)
 #' @export
-is.LazyTensor <- function(x) is(x, "LazyTensor")
+is.LazyTensor <- function(x) lt_is(x)
 
 # ---- constants -------------------------------------------------------------
 
@@ -257,7 +286,7 @@ lt_constant <- function(x) {
   if (!lt_is_intcst(x)) return(lt_variable(x, "p"))
   txt <- sprintf("IntCst(%d)", as.integer(abs(x)))
   if (x < 0) txt <- paste0("(-", txt, ")")
-  new("LazyTensor", formula = txt, vars = list(), M = NA_real_, N = NA_real_,
+  lt_new(formula = txt, vars = list(), M = NA_real_, N = NA_real_,
       dim = 1L)
 }
 
@@ -265,7 +294,7 @@ lt_constant <- function(x) {
 # constants, other numeric vectors parameters Pm().  Matrices are refused: the
 # user must say whether rows are indexed by i or by j.
 as_lt <- function(x, what = "operand") {
-  if (is(x, "LazyTensor")) return(x)
+  if (lt_is(x)) return(x)
   if (is.logical(x) && !anyNA(x)) x <- as.double(x)
   if (is.numeric(x) && !is.complex(x)) {
     if (!is.null(dim(x)) && sum(dim(x) > 1L) > 1L)
@@ -310,7 +339,7 @@ lt_merge <- function(args, opname) {
 # dimension `dim`.
 lt_make <- function(formula, args, dim, opname) {
   m <- lt_merge(args, opname)
-  new("LazyTensor", formula = formula, vars = m$vars, M = m$M, N = m$N,
+  lt_new(formula = formula, vars = m$vars, M = m$M, N = m$N,
       dim = as.integer(dim))
 }
 
@@ -382,7 +411,7 @@ setMethod("dim", "LazyTensor", function(x) {
 #' @rdname LazyTensor-dim
 #' @export
 get_inner_dim <- function(x) {
-  if (!is(x, "LazyTensor"))
+  if (!lt_is(x))
     lt_abort(sprintf("get_inner_dim() expects a LazyTensor, not %s",
                      class(x)[1L]), "rkeops_input_error")
   x@dim
@@ -425,6 +454,6 @@ lt_replace_vars <- function(x, map) {
     n <- n[!is.na(n)]
     if (length(n)) n[[1L]] else NA_real_
   }
-  new("LazyTensor", formula = formula, vars = vars, M = n_of("i"),
+  lt_new(formula = formula, vars = vars, M = n_of("i"),
       N = n_of("j"), dim = x@dim)
 }

@@ -36,9 +36,9 @@ lt_grad_reduction <- function(opstr) {
 # `var` of grad(): one variable, or a list of them; each a LazyTensor made
 # by Vi(), Vj() or Pm()
 lt_grad_vars <- function(var) {
-  one <- function(v) is(v, "LazyTensor") && length(v@vars) == 1L &&
+  one <- function(v) lt_is(v) && length(v@vars) == 1L &&
     identical(v@formula, lt_token(v@vars[[1L]]$id))
-  vs <- if (is.list(var) && !is(var, "LazyTensor")) var else list(var)
+  vs <- if (is.list(var) && !lt_is(var)) var else list(var)
   if (!length(vs) || !all(vapply(vs, one, NA))) {
     lt_abort(paste0("grad: `var` must be a variable made by Vi(), Vj() or ",
                     "Pm(), or a list of such variables"),
@@ -50,7 +50,7 @@ lt_grad_vars <- function(var) {
 # the data of the gradient input: a numeric matrix, or a LazyTensor made of
 # one variable
 lt_grad_input <- function(gradin) {
-  if (is(gradin, "LazyTensor")) {
+  if (lt_is(gradin)) {
     if (length(gradin@vars) != 1L ||
         !identical(gradin@formula, lt_token(gradin@vars[[1L]]$id))) {
       lt_abort("grad: `gradin` must be data, or a LazyTensor made by Vi(), Vj() or Pm()",
@@ -141,7 +141,7 @@ grad <- function(f, gradin, opstr = "Sum", var, index, weight = NULL) {
     }
     k
   }, 0L)
-  single <- !(is.list(var) && !is(var, "LazyTensor"))
+  single <- !(is.list(var) && !lt_is(var))
   if (isTRUE(get_rkeops_options("formula_only"))) {
     parts <- rk_grad_parts(p$formula, p$args)
     res <- lapply(ks, function(k) rk_grad_plan(parts, p$args, "auto", k - 1L)$formula)

@@ -110,7 +110,7 @@ lt_unary <- function(op, x, params = integer(), dim = NULL) {
 
 # `x` must already be a LazyTensor for functions that create no variable.
 lt_check <- function(x, opname) {
-  if (!is(x, "LazyTensor")) {
+  if (!lt_is(x)) {
     if (is.numeric(x) && length(x) == 1L) return(lt_constant(x))
     lt_abort(sprintf("%s() expects a LazyTensor, not an object of class %s",
                      tolower(opname), class(x)[1L]), "rkeops_input_error")
@@ -129,13 +129,13 @@ lt_infix <- function(sym, a, b, opname = sym) {
 }
 
 lt_is_scalar_num <- function(x) {
-  !is(x, "LazyTensor") && is.numeric(x) && length(x) == 1L && is.finite(x)
+  !lt_is(x) && is.numeric(x) && length(x) == 1L && is.finite(x)
 }
 
 # x^y: Square, Sqrt, Rsqrt and Pow(x, n) for the special exponents, Powf
 # otherwise.
 lt_power <- function(x, y) {
-  if (lt_is_scalar_num(y) && is(x, "LazyTensor")) {
+  if (lt_is_scalar_num(y) && lt_is(x)) {
     if (y == 2) return(lt_unary("Square", x))
     if (y == 0.5) return(lt_unary("Sqrt", x))
     if (y == -0.5) return(lt_unary("Rsqrt", x))
@@ -371,7 +371,7 @@ NULL
 # below compute in R and keep the attributes (dim, names): square(2) is 4,
 # as in rkeops 2.x.
 lt_numeric_arg <- function(x) {
-  !is(x, "LazyTensor") && (is.numeric(x) || is.logical(x)) && !is.complex(x)
+  !lt_is(x) && (is.numeric(x) || is.logical(x)) && !is.complex(x)
 }
 
 lt_num_apply <- function(x, f) {

@@ -514,7 +514,7 @@ NULL
 #' @rdname LazyTensor-matmult
 #' @export
 setMethod("%*%", signature(x = "LazyTensor", y = "ANY"), function(x, y) {
-  if (is(y, "LazyTensor"))
+  if (lt_is(y))
     lt_abort(paste0("K %*% B needs an ordinary numeric matrix B; for two ",
                     "LazyTensors, write sum(x * y, index = \"j\")"),
              "rkeops_input_error")

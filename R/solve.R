@@ -82,7 +82,7 @@ sv_diag_lt <- function(K) {
     f <- gsub(paste0("\\bv", v$id, "\\b"), lt_token(w_var$id), f, perl = TRUE)
     vars[[as.character(w_var$id)]] <- w_var
   }
-  Kd <- new("LazyTensor", formula = f, vars = vars, M = K@M, N = NA_real_,
+  Kd <- lt_new(formula = f, vars = vars, M = K@M, N = NA_real_,
             dim = K@dim)
   Kd * Vj(matrix(1, 1L, 1L))
 }
@@ -110,7 +110,7 @@ sv_block <- function(colk, S) {
 
 # Check that K can be solved with and build the pieces; `E` columns.
 sv_setup <- function(K, E, precond, symmetric, call_name, rank = NULL) {
-  if (!is(K, "LazyTensor"))
+  if (!lt_is(K))
     sv_abort(sprintf("%s: K must be a LazyTensor", call_name),
              "rkeops_input_error")
   if (K@dim != 1L)
@@ -342,7 +342,7 @@ setMethod("solve", "LazyTensor", function(a, b, alpha = 0, tol = 1e-6,
              "rkeops_input_error")
   precond <- sv_precond_arg(precond)
   cm <- sv_common(alpha, tol, rank)
-  if (!is(K, "LazyTensor") || is.na(K@M))
+  if (!lt_is(K) || is.na(K@M))
     sv_abort("solve: K must be a LazyTensor with i- and j-variables",
              "rkeops_symmetry_error")
   n <- as.integer(K@M)
@@ -460,7 +460,7 @@ kernel_logdet <- function(K, alpha = 0, probes = 30, tol = 1e-6,
   if (!is.logical(return_probes) || length(return_probes) != 1L ||
       is.na(return_probes))
     sv_abort("`return_probes` must be TRUE or FALSE", "rkeops_input_error")
-  if (!is(K, "LazyTensor") || is.na(K@M))
+  if (!lt_is(K) || is.na(K@M))
     sv_abort("kernel_logdet: K must be a LazyTensor with i- and j-variables",
              "rkeops_symmetry_error")
   n <- as.integer(K@M)

@@ -221,6 +221,25 @@ lt_cases <- list(
 
 # ---- every operation against dense R -----------------------------------------
 
+test_that("LazyTensors are valid S4 objects, identical to what new() makes", {
+  x <- matrix(runif(12), 4, 3)
+  y <- matrix(runif(15), 5, 3)
+  built <- list(Vi(x), Vj(y), Pm(2), LazyTensor(x, "i"),
+                exp(-sqdist(Vi(x), Vj(y))) * Vj(y[, 1]), Vi(x) + 3L)
+  for (k in built) {
+    expect_true(is(k, "LazyTensor"))
+    expect_true(validObject(k)) # validObject() returns TRUE or an error
+    ref <- new("LazyTensor", formula = k@formula, vars = k@vars, M = k@M,
+               N = k@N, dim = k@dim)
+    expect_identical(k, ref)
+  }
+  expect_identical(dim(built[[5]]), c(4L, 5L))
+  expect_identical(built[[5]]@dim, 1L)
+  # not LazyTensors
+  expect_false(rkeops:::lt_is(x))
+  expect_false(rkeops:::lt_is(list(formula = "v0")))
+})
+
 test_that("every operation matches dense R, reduced over j and over i", {
   lt_local_f64()
   for (nm in names(lt_cases)) {
