@@ -137,6 +137,14 @@ int rk_cg_cuda_geom(const rk_formula *f, const rk_cg_config *cfg,
   int lse = f->red == RK_RED_LOGSUMEXP || f->red == RK_RED_LOGSUMEXPWEIGHT ||
             f->red == RK_RED_SUMSOFTMAXWEIGHT;
   gm->uj = (simple || lse) && gm->rb >= 2 && maxdim <= 16 ? 4 : 1;
+  /* twice for a Sum, Min or Max of a wide result on 2 rows a thread: the
+     solver's block products (E right-hand sides, state E).  H200, N = 1e5,
+     D = 3 (bench/ab-block.R, one run, medians of 5): E = 31 0.067 -> 0.058 s
+     (float64), 0.029 -> 0.026 s (float32); E = 64 float32 0.103 -> 0.082 s;
+     results bit-identical.  Not on one row (E = 64 float64: 0.136 ->
+     0.147 s) */
+  if (simple && gm->rb == 2 && gm->state > 16)
+    gm->uj = 2;
   if (cfg->cuda_unrollj >= 1 && cfg->cuda_unrollj <= 16)
     gm->uj = cfg->cuda_unrollj;
   /* developer knob for tuning: RKEOPS_CUDA_GEOM="tpb,rb" (validated when

@@ -147,3 +147,10 @@ test_that("inner variables too wide for a shared-memory tile compile (global rea
   nvrtc_compiles("ArgKMin_Reduction(SqDist(x, y), 5, 0)",
                  c("x=Vi(2000)", "y=Vj(2000)"))
 })
+
+test_that("wide block products (tile loop unrolled twice) compile", {
+  skip_if_no_nvrtc()
+  for (E in c(17, 31, 64))
+    nvrtc_compiles("Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
+                   c("x=Vi(3)", "y=Vj(3)", sprintf("b=Vj(%d)", E)))
+})

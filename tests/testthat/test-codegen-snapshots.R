@@ -107,6 +107,38 @@ test_that("CUDA loops over a formula node's components unroll up to cuda_unroll 
   expect_match(kmin, "#pragma unroll 1", fixed = TRUE)
 })
 
+test_that("the tile loop of a wide Sum (a solver block product) unrolls twice", {
+  withr::local_envvar(setNames(rep(NA, length(knobs)), knobs))
+  # the pragma above the loop over a tile's points, and the geometry
+  tile_loop <- function(E, prec) {
+    src <- rkeops:::rk_source("Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
+                              c("x=Vi(3)", "y=Vj(3)", sprintf("b=Vj(%d)", E)),
+                              backend = "GPU", precision = prec)
+    lines <- trimws(strsplit(src, "\n", fixed = TRUE)[[1]])
+    at <- grep("^for \\(int sk_jj = 0; sk_jj < sk_n; sk_jj\\+\\+\\)", lines)
+    expect_length(at, 1)
+    rb <- as.integer(sub(".*#define RK_RB ([0-9]+).*", "\\1",
+                         gsub("\n", " ", src, fixed = TRUE)))
+    list(pragma = if (grepl("^#pragma unroll", lines[at - 1])) lines[at - 1] else "",
+         rb = rb)
+  }
+  # E = 31 and 64 on two rows a thread: twice (bench/ab-block.R)
+  for (p in list(list(31, "float64"), list(32, "float64"), list(31, "float32"),
+                 list(64, "float32"))) {
+    t <- tile_loop(p[[1]], p[[2]])
+    expect_identical(t$rb, 2L)
+    expect_identical(t$pragma, "#pragma unroll 2")
+  }
+  # one row a thread (E = 64, float64): not unrolled; a narrow state keeps
+  # its 4 (E = 8, 4 rows; E = 16, 2 rows)
+  expect_identical(tile_loop(64, "float64"), list(pragma = "", rb = 1L))
+  expect_identical(tile_loop(8, "float64")$pragma, "#pragma unroll 4")
+  expect_identical(tile_loop(16, "float64"), list(pragma = "#pragma unroll 4", rb = 2L))
+  # the knob still decides when set
+  withr::local_envvar(c(RKEOPS_CUDA_UNROLLJ = "1"))
+  expect_identical(tile_loop(31, "float64")$pragma, "")
+})
+
 for (nm in names(snap_cases)) {
   local({
     nm <- nm
