@@ -88,7 +88,9 @@ lt_grad_input <- function(gradin) {
 #' @param var the variable to differentiate with respect to: a LazyTensor
 #'   made by [Vi()], [Vj()] or [Pm()] that appears in `f` (or in `weight`),
 #'   or a list of such variables (then the result is a list of gradients,
-#'   with the names of the list).  A variable that does not occur (for
+#'   with the names of the list; for a `"Sum"`, the gradients with respect
+#'   to variables of the same kind, all parameters or all indexed by the
+#'   same index, are computed together in one kernel pass).  A variable that does not occur (for
 #'   example a new `Vi(X)` on the data of a variable of `f`: each `Vi()`
 #'   call makes a new variable) is an error of class `rkeops_var_error`.
 #' @param index `"i"` or `"j"`, the index reduced over.
@@ -148,7 +150,47 @@ grad <- function(f, gradin, opstr = "Sum", var, index, weight = NULL) {
   } else {
     op <- keops_kernel(p$formula, p$args)
     input <- c(p$input, list(lt_grad_input(gradin)))
-    res <- lapply(ks, function(k) keops_grad(op, k)(input))
+    res <- lt_grad_joint(op, ks, input)
+    if (is.null(res)) res <- lapply(ks, function(k) keops_grad(op, k)(input))
   }
   if (single) res[[1L]] else stats::setNames(res, names(var))
+}
+
+# The gradients of a Sum reduction with respect to several variables in one
+# kernel pass: Sum_Reduction(Concat(G1, Concat(G2, ...)), axis), the
+# gradient formulas G_k side by side (the engine's hash-consed IR shares
+# their common subexpressions, e.g. the kernel's exponential), then split
+# into one result per variable, as keops_grad(op, k)(input) gives each.
+# NULL when they cannot share a pass (a reduction whose gradient needs
+# forward outputs, variables whose gradients reduce over different indices).
+lt_grad_joint <- function(op, ks, input) {
+  if (length(ks) < 2L || anyDuplicated(ks)) return(NULL)
+  formula <- attr(op, "formula")
+  args <- attr(op, "args")
+  sum_scheme <- attr(op, "sum_scheme")
+  if (is.null(sum_scheme)) sum_scheme <- "auto"
+  parts <- rk_grad_parts(formula, args, sum_scheme)
+  if (!identical(parts$reduction, "Sum")) return(NULL)
+  plans <- lapply(ks, function(k)
+    rk_grad_plan(parts, args, sum_scheme, rk_grad_var_pos(parts, args, k)))
+  pat <- "^Sum_Reduction\\((.*),([01])\\)$"
+  same <- vapply(plans, function(g)
+    length(g$fwd) == 0L && identical(g$args, plans[[1L]]$args) &&
+      identical(g$axis, plans[[1L]]$axis) &&
+      identical(g$full, plans[[1L]]$full) && grepl(pat, g$formula), NA)
+  if (!all(same)) return(NULL)
+  inner <- sub(pat, "\\1", vapply(plans, `[[`, "", "formula"))
+  axis <- unique(sub(pat, "\\2", vapply(plans, `[[`, "", "formula")))
+  if (length(axis) != 1L) return(NULL)
+  joint <- Reduce(function(a, b) sprintf("Concat(%s,%s)", b, a), rev(inner))
+  gk <- keops_kernel(sprintf("Sum_Reduction(%s,%s)", joint, axis),
+                     plans[[1L]]$args, sum_scheme)
+  sp <- rk_grad_split_input(input, args, plans[[1L]]$eta_name)
+  res <- gk(c(sp$orig, list(sp$eta)))
+  if (plans[[1L]]$full) res <- matrix(colSums(res), 1L, ncol(res))
+  dims <- vapply(plans, function(g) as.integer(g$dim), 0L)
+  if (sum(dims) != ncol(res)) return(NULL)
+  ends <- cumsum(dims)
+  lapply(seq_along(dims), function(k)
+    res[, (ends[k] - dims[k] + 1L):ends[k], drop = FALSE])
 }

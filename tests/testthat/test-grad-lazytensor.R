@@ -89,3 +89,54 @@ test_that("grad(): formula_only returns the gradient formula", {
   expect_type(fm, "character")
   expect_match(fm, "^Sum_Reduction\\(Grad\\(")
 })
+
+test_that("grad() of a Sum in several variables: one joint pass, same values", {
+  local_rk_cpu(prec = 64)
+  set.seed(12)
+  n <- 60; m <- 45
+  X <- matrix(runif(3 * n), n, 3); Y <- matrix(runif(3 * m), m, 3)
+  B <- matrix(runif(2 * m), m, 2); w <- matrix(rnorm(2 * n), n, 2)
+  ell <- Pm(0.4); s2 <- Pm(1.7)
+  y_j <- Vj(Y); b_j <- Vj(B)
+  K <- s2 * exp(-sqdist(Vi(X), y_j) / (2 * ell^2))
+  f <- K * b_j
+  # count the joint passes (lt_grad_joint() returns NULL when it declines)
+  cnt <- new.env()
+  cnt$n <- 0L
+  suppressMessages(trace("lt_grad_joint", where = asNamespace("rkeops"),
+    print = FALSE, exit = bquote(if (!is.null(returnValue()))
+      assign("n", get("n", envir = .(cnt)) + 1L, envir = .(cnt)))))
+  on.exit(suppressMessages(untrace("lt_grad_joint", where = asNamespace("rkeops"))),
+          add = TRUE)
+  # parameters: one pass; each equal to its own gradient and to dense R
+  g <- grad(f, w, "Sum", var = list(ell = ell, s2 = s2), index = "j")
+  expect_identical(cnt$n, 1L)
+  g1 <- grad(f, w, "Sum", var = ell, index = "j")
+  g2 <- grad(f, w, "Sum", var = s2, index = "j")
+  expect_identical(g$ell, g1)
+  expect_identical(g$s2, g2)
+  D2 <- outer(rowSums(X^2), rowSums(Y^2), "+") - 2 * X %*% t(Y)
+  Kd <- 1.7 * exp(-D2 / (2 * 0.4^2))
+  wKb <- sum(w * (Kd %*% B))
+  expect_equal(as.numeric(g$s2), wKb / 1.7, tolerance = 1e-12)
+  dell <- sum(w * ((Kd * D2 / 0.4^3) %*% B))
+  expect_equal(as.numeric(g$ell), dell, tolerance = 1e-12)
+  # two j-variables (both reduce over i): one pass, per-point results
+  h <- grad(f, w, "Sum", var = list(y_j, b_j), index = "j")
+  expect_identical(cnt$n, 2L)
+  expect_identical(h[[1]], grad(f, w, "Sum", var = y_j, index = "j"))
+  expect_identical(h[[2]], grad(f, w, "Sum", var = b_j, index = "j"))
+  # d/db_j sum_i <w_i, sum_j K_ij b_j> = sum_i K_ij w_i
+  expect_equal(h[[2]], crossprod(Kd, w), tolerance = 1e-12)
+  # mixed (an i-variable and a parameter) and LogSumExp: separate passes
+  x_i <- Vi(X)
+  k2 <- exp(-sqdist(x_i, y_j) / (2 * ell^2)) * b_j
+  mix <- grad(k2, w, "Sum", var = list(x_i, ell), index = "j")
+  expect_identical(cnt$n, 2L)
+  expect_identical(mix[[2]], grad(k2, w, "Sum", var = ell, index = "j"))
+  lse <- grad(-sqdist(x_i, y_j) / ell, w[, 1], "LogSumExp",
+              var = list(x_i, ell), index = "j")
+  expect_identical(cnt$n, 2L)
+  expect_identical(lse[[2]], grad(-sqdist(x_i, y_j) / ell, w[, 1],
+                                  "LogSumExp", var = ell, index = "j"))
+})
