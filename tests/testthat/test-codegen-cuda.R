@@ -154,3 +154,10 @@ test_that("wide block products (tile loop unrolled twice) compile", {
     nvrtc_compiles("Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
                    c("x=Vi(3)", "y=Vj(3)", sprintf("b=Vj(%d)", E)))
 })
+
+test_that("a joint gradient (grad() in several parameters) compiles", {
+  skip_if_no_nvrtc()
+  f <- "c * Exp(-SqDist(x, y) / Square(s)) * b"
+  nvrtc_compiles(sprintf("Sum_Reduction(Concat(Grad(%s, s, e), Grad(%s, c, e)), 1)", f, f),
+                 c("x=Vi(3)", "y=Vj(3)", "b=Vj(31)", "s=Pm(1)", "c=Pm(1)", "e=Vi(31)"))
+})
