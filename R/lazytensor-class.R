@@ -56,9 +56,10 @@ setValidity("LazyTensor", function(object) {
 })
 
 # The package's own constructor: new("LazyTensor", ...) with the validity
-# checks above done here, by setting the slots of a prototype.  new() runs initialize() and validObject(), about 60% of the
-# R time of building and reducing a small formula (Rprof: 0.9 ms of a
-# 1.4 ms 100 x 100 Gaussian sum on the CPU); this is a few microseconds.
+# checks above done here, by setting the slots of a prototype.  new() runs
+# initialize() and validObject(), about 60% of the R time of building and
+# reducing a small formula (Rprof: 0.9 ms of a 1.4 ms 100 x 100 Gaussian sum
+# on the CPU); this is a few microseconds.
 lt_new <- function(formula, vars, M, N, dim) {
   if (!is.character(formula) || length(formula) != 1L)
     lt_abort("internal: a LazyTensor's formula must be one string",
@@ -191,9 +192,9 @@ lt_variable <- function(data, cat) {
   vars <- list(var)
   names(vars) <- as.character(id)
   lt_new(formula = lt_token(id), vars = vars,
-      M = if (cat == "i") n else NA_real_,
-      N = if (cat == "j") n else NA_real_,
-      dim = as.integer(d))
+         M = if (cat == "i") n else NA_real_,
+         N = if (cat == "j") n else NA_real_,
+         dim = as.integer(d))
 }
 
 #' Wrap data as a LazyTensor
@@ -286,8 +287,7 @@ lt_constant <- function(x) {
   if (!lt_is_intcst(x)) return(lt_variable(x, "p"))
   txt <- sprintf("IntCst(%d)", as.integer(abs(x)))
   if (x < 0) txt <- paste0("(-", txt, ")")
-  lt_new(formula = txt, vars = list(), M = NA_real_, N = NA_real_,
-      dim = 1L)
+  lt_new(formula = txt, vars = list(), M = NA_real_, N = NA_real_, dim = 1L)
 }
 
 # Turn an operand into a LazyTensor: LazyTensors stay, numeric scalars become
@@ -340,7 +340,7 @@ lt_merge <- function(args, opname) {
 lt_make <- function(formula, args, dim, opname) {
   m <- lt_merge(args, opname)
   lt_new(formula = formula, vars = m$vars, M = m$M, N = m$N,
-      dim = as.integer(dim))
+         dim = as.integer(dim))
 }
 
 # Variables in order of first appearance in the formula.
@@ -454,6 +454,6 @@ lt_replace_vars <- function(x, map) {
     n <- n[!is.na(n)]
     if (length(n)) n[[1L]] else NA_real_
   }
-  lt_new(formula = formula, vars = vars, M = n_of("i"),
-      N = n_of("j"), dim = x@dim)
+  lt_new(formula = formula, vars = vars, M = n_of("i"), N = n_of("j"),
+         dim = x@dim)
 }

@@ -150,7 +150,8 @@ grad <- function(f, gradin, opstr = "Sum", var, index, weight = NULL) {
   } else {
     op <- keops_kernel(p$formula, p$args)
     input <- c(p$input, list(lt_grad_input(gradin)))
-    res <- lt_grad_joint(op, ks, input)
+    # a Sum's gradients in one pass where they can share it
+    res <- if (red == "Sum") lt_grad_joint(op, ks, input)
     if (is.null(res)) res <- lapply(ks, function(k) keops_grad(op, k)(input))
   }
   if (single) res[[1L]] else stats::setNames(res, names(var))

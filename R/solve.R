@@ -82,8 +82,7 @@ sv_diag_lt <- function(K) {
     f <- gsub(paste0("\\bv", v$id, "\\b"), lt_token(w_var$id), f, perl = TRUE)
     vars[[as.character(w_var$id)]] <- w_var
   }
-  Kd <- lt_new(formula = f, vars = vars, M = K@M, N = NA_real_,
-            dim = K@dim)
+  Kd <- lt_new(formula = f, vars = vars, M = K@M, N = NA_real_, dim = K@dim)
   Kd * Vj(matrix(1, 1L, 1L))
 }
 
