@@ -70,6 +70,7 @@ static rk_dev devs[RK_MAXDEV];
 /* per loaded kernel (rk_kernel.aux) */
 typedef struct rk_cuda_aux {
   CUfunction merge;
+  CUmodule merge_module; /* rk_merge's module of a pair image, else NULL */
   int device;
   int outdim;
   rk_cuda_geom gm;
@@ -223,6 +224,8 @@ static void cuda_unload(rk_kernel *k) {
         devs[a->device].init > 0)
       rk_cu.CtxSetCurrent(devs[a->device].ctx);
     rk_cu.ModuleUnload((CUmodule)k->handle);
+    if (a && a->merge_module)
+      rk_cu.ModuleUnload(a->merge_module);
   }
   free(k->aux);
   k->handle = k->fn = k->aux = NULL;
@@ -275,8 +278,8 @@ static int cuda_compile(const rk_options *o, const rk_target *t,
     return rc;
   rk_say(o, "compiling the CUDA kernel with NVRTC (%s)",
          t->text.s ? t->text.s : "");
-  return rk_nvrtc_compile(src, "rkeops_kernel.cu", x->major, x->minor,
-                          &img->data, &img->size, &cubin, e);
+  return rk_nvrtc_compile_kernel(src, "rkeops_kernel.cu", x->major, x->minor,
+                                 &img->data, &img->size, &cubin, e);
 }
 
 static int cuda_load(const rk_options *o, const rk_formula *f,
@@ -286,14 +289,28 @@ static int cuda_load(const rk_options *o, const rk_formula *f,
   int opts[2] = {RK_CU_JIT_ERROR_LOG_BUFFER,
                  RK_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
   void *vals[2] = {elog, (void *)(size_t)sizeof elog};
-  CUmodule m = NULL;
+  CUmodule m = NULL, mg = NULL;
   CUfunction fm = NULL, fg = NULL;
   rk_dev *x;
   (void)key; /* the image's key is checked by the cache trailer */
   int rc = dev_get(o->device, &x, e);
   if (rc != RK_OK)
     return rc;
-  CUresult r = rk_cu.ModuleLoadDataEx(&m, img->data, 2, opts, vals);
+  /* a pair (rk_main's module, rk_merge's: rk_nvrtc_compile_kernel) or one
+     module holding both */
+  const void *im = img->data, *ig = NULL;
+  size_t nm = img->size, ng = 0;
+  int pair = rk_cuda_pair_split(img->data, img->size, &im, &nm, &ig, &ng);
+  if (pair < 0)
+    return rk_err(e, RK_ECACHE, -1, "damaged CUDA kernel image");
+  CUresult r = rk_cu.ModuleLoadDataEx(&m, im, 2, opts, vals);
+  if (r == 0 && pair) {
+    r = rk_cu.ModuleLoadDataEx(&mg, ig, 2, opts, vals);
+    if (r != 0) {
+      rk_cu.ModuleUnload(m);
+      m = NULL;
+    }
+  }
   if (r != 0) {
     rc = cu_fail(e, r, "cuModuleLoadDataEx");
     if (e)
@@ -302,7 +319,7 @@ static int cuda_load(const rk_options *o, const rk_formula *f,
   }
   r = rk_cu.ModuleGetFunction(&fm, m, "rk_main");
   if (r == 0)
-    r = rk_cu.ModuleGetFunction(&fg, m, "rk_merge");
+    r = rk_cu.ModuleGetFunction(&fg, pair ? mg : m, "rk_merge");
   rk_cuda_aux *a = calloc(1, sizeof *a);
   rc = r ? cu_fail(e, r, "cuModuleGetFunction") : RK_OK;
   if (rc == RK_OK && !a)
@@ -313,9 +330,12 @@ static int cuda_load(const rk_options *o, const rk_formula *f,
   if (rc != RK_OK) {
     free(a);
     rk_cu.ModuleUnload(m);
+    if (mg)
+      rk_cu.ModuleUnload(mg);
     return rc;
   }
   a->merge = fg;
+  a->merge_module = mg;
   a->device = o->device;
   a->outdim = f->outdim;
   k->handle = m;

@@ -285,6 +285,15 @@ void rk_cache_count_disk_load(void);
  */
 int rk_nvrtc_compile(const char *src, const char *name, int major, int minor,
                      void **image, size_t *size, int *is_cubin, rk_error *e);
+/* a generated kernel's source (cg-cuda.c): rk_main and rk_merge compiled
+   as two programs in parallel; the image is their pair */
+int rk_nvrtc_compile_kernel(const char *src, const char *name, int major,
+                            int minor, void **image, size_t *size,
+                            int *is_cubin, rk_error *e);
+/* the two images of a pair: 1, 0 when img is a single image, -1 when it is
+   a damaged pair */
+int rk_cuda_pair_split(const void *img, size_t n, const void **a, size_t *na,
+                       const void **b, size_t *nb);
 /* the architecture number for compute capability major.minor given the
    newest NVRTC knows (maxa, <= 0: unknown); *cubin cleared when PTX must
    be used; -1 for a capability out of range */

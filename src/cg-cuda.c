@@ -24,6 +24,9 @@
  *     one thread per row: merges the nparts states (in increasing point
  *     order) and writes the result, or (mode bit 1) stores the merged
  *     state into part 0.  Block size tpb.
+ *   Each kernel is under a guard (#ifndef RK_NO_MAIN, #ifndef RK_NO_MERGE):
+ *   NVRTC compiles them as two programs in parallel (be-cuda-nvrtc.c), and
+ *   the image is the pair of modules (rk_cuda_pair_*).
  *
  * The skeleton: one thread owns rb output rows (register blocking); the
  * reduction index runs in tiles of tj points staged through shared memory
@@ -572,9 +575,15 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
                 "#define RK_TPB %d\n#define RK_RB %d\n#define RK_TJ %d\n"
                 "#define RK_PAD %d\n\n",
                 gm.tpb, gm.rb, gm.tj, gm.pad);
+  /* each entry point under its own guard: be-cuda-nvrtc.c compiles the
+     source twice at once, -DRK_NO_MERGE (rk_main) and -DRK_NO_MAIN
+     (rk_merge), in two threads */
+  rk_buf_puts(out, "#ifndef RK_NO_MAIN\n");
   rc = emit_main(&g, f, &gm, used, e);
+  rk_buf_puts(out, "#endif /* RK_NO_MAIN */\n\n#ifndef RK_NO_MERGE\n");
   if (rc == RK_OK)
     emit_merge(&g, f);
+  rk_buf_puts(out, "#endif /* RK_NO_MERGE */\n");
   if (rc == RK_OK && out->oom)
     rc = rk_err(e, RK_ENOMEM, -1, "code generation: out of memory");
   if (rc == RK_OK)

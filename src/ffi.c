@@ -531,6 +531,26 @@ SEXP ffi_nvrtc_check(SEXP ptr, SEXP precision, SEXP major, SEXP minor) {
   return ScalarLogical(TRUE);
 }
 
+/* ffi_nvrtc_image(ptr, precision, major, minor): the kernel image (raw) */
+SEXP ffi_nvrtc_image(SEXP ptr, SEXP precision, SEXP major, SEXP minor) {
+  rk_formula *f = ffi_formula(ptr);
+  int prec = ffi_int1(precision, "precision");
+  int maj = ffi_int1(major, "major");
+  int min = ffi_int1(minor, "minor");
+  rk_error e;
+  ffi_err_init(&e);
+  void *img = NULL;
+  size_t n = 0;
+  if (rk_formula_nvrtc_image(f, prec, maj, min, &img, &n, &e) != RK_OK) {
+    free(img);
+    ffi_abort(&e, ffi_formula_text(ptr), NULL);
+  }
+  SEXP res = allocVector(RAWSXP, (R_xlen_t)n);
+  memcpy(RAW(res), img, n);
+  free(img);
+  return res;
+}
+
 /* ---- engine state
  * ------------------------------------------------------------ */
 

@@ -16,6 +16,7 @@ SEXP ffi_run(SEXP ptr, SEXP inputs, SEXP options, SEXP inner_dim_is_row);
 SEXP ffi_prepare(SEXP ptr, SEXP options);
 SEXP ffi_source(SEXP ptr, SEXP options);
 SEXP ffi_nvrtc_check(SEXP ptr, SEXP precision, SEXP major, SEXP minor);
+SEXP ffi_nvrtc_image(SEXP ptr, SEXP precision, SEXP major, SEXP minor);
 SEXP ffi_cache_clear_memory(void);
 SEXP ffi_stats(void);
 SEXP ffi_config(void);
@@ -61,6 +62,7 @@ static const R_CallMethodDef call_methods[] = {
     {"ffi_prepare", RK_FN(&ffi_prepare), 2},
     {"ffi_source", RK_FN(&ffi_source), 2},
     {"ffi_nvrtc_check", RK_FN(&ffi_nvrtc_check), 4},
+    {"ffi_nvrtc_image", RK_FN(&ffi_nvrtc_image), 4},
     {"ffi_cache_clear_memory", RK_FN(&ffi_cache_clear_memory), 0},
     {"ffi_stats", RK_FN(&ffi_stats), 0},
     {"ffi_config", RK_FN(&ffi_config), 0},

@@ -212,6 +212,10 @@ int64_t rk_formula_source(rk_formula *f, const rk_options *o, char *buf,
    (major, minor) without any GPU (used by the test suite). */
 int rk_formula_nvrtc_check(rk_formula *f, int precision, int major, int minor,
                            rk_error *err);
+/* The same compile, returning the kernel image in *img (malloc'ed; a pair
+   of modules, rk_main's and rk_merge's: the test suite reads it). */
+int rk_formula_nvrtc_image(rk_formula *f, int precision, int major, int minor,
+                           void **img, size_t *n, rk_error *err);
 
 /* ---- engine state ---------------------------------------------------- */
 

@@ -161,3 +161,30 @@ test_that("a joint gradient (grad() in several parameters) compiles", {
   nvrtc_compiles(sprintf("Sum_Reduction(Concat(Grad(%s, s, e), Grad(%s, c, e)), 1)", f, f),
                  c("x=Vi(3)", "y=Vj(3)", "b=Vj(31)", "s=Pm(1)", "c=Pm(1)", "e=Vi(31)"))
 })
+
+test_that("a kernel compiles to a pair of modules, rk_main's and rk_merge's", {
+  skip_if_no_nvrtc()
+  # rk_nvrtc_compile_kernel: the two entry points compiled as two programs
+  # in parallel; the image is a 32-byte header (magic, two uint64 sizes)
+  # then each module (CUBIN, an ELF file) at a 16-byte aligned offset
+  has <- function(img, name) length(grepRaw(name, img, fixed = TRUE)) > 0
+  u64 <- function(b) sum(as.numeric(b) * 256^(0:7))
+  for (f in list(list("Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
+                      c("x=Vi(3)", "y=Vj(3)", "b=Vj(1)")),
+                 list("ArgKMin_Reduction(SqDist(x, y), 10, 0)",
+                      c("x=Vi(3)", "y=Vj(3)")))) {
+    p <- rkeops:::rk_parse(f[[1]], f[[2]], "auto")
+    for (prec in c(32L, 64L)) {
+      img <- .Call(rkeops:::ffi_nvrtc_image, p$ptr, prec, 9L, 0L)
+      expect_identical(rawToChar(img[1:15]), "rkeops-cu-pair1")
+      n1 <- u64(img[17:24]); n2 <- u64(img[25:32])
+      off2 <- 32 + ceiling(n1 / 16) * 16
+      expect_equal(length(img), off2 + n2)
+      a <- img[33:(32 + n1)]; b <- img[(off2 + 1):(off2 + n2)]
+      expect_identical(a[1:4], as.raw(c(0x7f, 0x45, 0x4c, 0x46))) # ELF
+      expect_identical(b[1:4], as.raw(c(0x7f, 0x45, 0x4c, 0x46)))
+      expect_true(has(a, "rk_main")); expect_false(has(a, "rk_merge"))
+      expect_true(has(b, "rk_merge")); expect_false(has(b, "rk_main"))
+    }
+  }
+})
