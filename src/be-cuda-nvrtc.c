@@ -14,7 +14,6 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,15 +257,16 @@ typedef struct merge_half {
   const nvrtc_job *j;
   void *image;
   size_t size;
-  int cubin, rc;
+  int rc;
   rk_error e;
 } merge_half;
 
 static void *merge_half_run(void *ctx) {
   merge_half *h = ctx;
+  int cubin; /* the same architecture as the main half: its flag decides */
   rk_err_clear(&h->e);
   h->rc = nvrtc_compile_now(h->j->src, h->j->name, "-DRK_NO_MAIN", h->j->major,
-                            h->j->minor, &h->image, &h->size, &h->cubin, &h->e);
+                            h->j->minor, &h->image, &h->size, &cubin, &h->e);
   return NULL;
 }
 
@@ -275,17 +275,7 @@ static int nvrtc_pair_now(nvrtc_job *j) {
   memset(&h, 0, sizeof h);
   h.j = j;
   pthread_t t;
-  pthread_attr_t at;
-  int started = 0;
-  if (pthread_attr_init(&at) == 0) {
-    pthread_attr_setstacksize(&at, (size_t)16 << 20);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    started = pthread_create(&t, &at, merge_half_run, &h) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&at);
-  }
+  int started = rk_thread_start(&t, (size_t)16 << 20, 0, merge_half_run, &h) == 0;
   void *img = NULL;
   size_t n = 0;
   int cubin = 0;

@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "be.h"
+#include "threads.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -171,7 +172,7 @@ static int op_run_parts(rk_operator *op, const rk_op_call *c, rk_error *e) {
       break;
     if (op->threaded) {
       j->c.o = c->o ? &quiet : NULL; /* no R callback off the main thread */
-      started[p] = pthread_create(&tid[p], NULL, op_thread, j) == 0;
+      started[p] = rk_thread_start(&tid[p], 0, 0, op_thread, j) == 0;
       if (started[p])
         continue;
     }

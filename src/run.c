@@ -531,7 +531,7 @@ int rk_parts_run(const rk_backend_i *be, rk_kernel **ks, const rk_formula *f,
       j->o.interrupted = NULL;
       j->o.message = NULL;
       j->o.verbose = 0;
-      started[p] = pthread_create(&tid[p], NULL, part_thread, j) == 0;
+      started[p] = rk_thread_start(&tid[p], 0, 0, part_thread, j) == 0;
       if (!started[p])
         part_run(j);
     } else {

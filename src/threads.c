@@ -392,6 +392,30 @@ static void pool_stop(void) {
   pthread_mutex_unlock(&P.mu);
 }
 
+int rk_thread_start(pthread_t *t, size_t stack, int detached,
+                    void *(*fn)(void *), void *arg) {
+  pthread_attr_t at;
+  int rc = pthread_attr_init(&at);
+  if (rc != 0)
+    return rc;
+  if (stack > 0)
+    rc = pthread_attr_setstacksize(&at, stack);
+  if (rc == 0 && detached)
+    rc = pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  if (rc == 0) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_t tid;
+    rc = pthread_create(&tid, &at, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0)
+      *t = tid;
+  }
+  pthread_attr_destroy(&at);
+  return rc;
+}
+
 /* at least want workers with at least stack bytes each; returns how many
    there are (fewer when threads cannot be created) */
 static int pool_grow(int want, size_t stack) {
@@ -412,13 +436,6 @@ static int pool_grow(int want, size_t stack) {
     P.tid = t;
     P.cap = want;
   }
-  pthread_attr_t at;
-  if (pthread_attr_init(&at) != 0)
-    return P.nworkers;
-  pthread_attr_setstacksize(&at, stack);
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
   while (P.nworkers < want) {
     worker_arg *a = malloc(sizeof *a);
     if (a == NULL)
@@ -428,7 +445,7 @@ static int pool_grow(int want, size_t stack) {
        under the lock when a run starts) */
     pthread_mutex_lock(&P.mu);
     a->gen = P.gen;
-    int rc = pthread_create(&P.tid[P.nworkers], &at, worker, a);
+    int rc = rk_thread_start(&P.tid[P.nworkers], stack, 0, worker, a);
     if (rc == 0) {
       P.nworkers++;
       P.stack = stack;
@@ -439,8 +456,6 @@ static int pool_grow(int want, size_t stack) {
       break;
     }
   }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&at);
   return P.nworkers < want ? P.nworkers : want;
 }
 
@@ -574,7 +589,6 @@ int rk_run_abandonable(int (*fn)(void *ctx), void (*done)(void *ctx), void *ctx,
                        int *result) {
   abandonable *a = calloc(1, sizeof *a);
   pthread_t t;
-  pthread_attr_t at;
   int started = 0;
   int cv_ok = 0;
   if (a && pthread_mutex_init(&a->mu, NULL) == 0 &&
@@ -584,16 +598,7 @@ int rk_run_abandonable(int (*fn)(void *ctx), void (*done)(void *ctx), void *ctx,
     a->fn = fn;
     a->done = done;
     a->ctx = ctx;
-    if (pthread_attr_init(&at) == 0) {
-      pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-      pthread_attr_setstacksize(&at, (size_t)16 << 20);
-      sigset_t all, old;
-      sigfillset(&all);
-      pthread_sigmask(SIG_BLOCK, &all, &old);
-      started = pthread_create(&t, &at, abandonable_main, a) == 0;
-      pthread_sigmask(SIG_SETMASK, &old, NULL);
-      pthread_attr_destroy(&at);
-    }
+    started = rk_thread_start(&t, (size_t)16 << 20, 1, abandonable_main, a) == 0;
     if (!started) {
       pthread_cond_destroy(&a->cv);
       pthread_mutex_destroy(&a->mu);

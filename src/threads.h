@@ -15,6 +15,17 @@
 
 #include "ir.h"
 
+#include <pthread.h>
+#include <stddef.h>
+
+/* Starts fn(arg) on a new thread of at least `stack` bytes of stack (0:
+   the system's default), detached when `detached`, with every signal
+   blocked in it (signals are R's main thread's business: a SIGINT must
+   never land on one of our threads).  0 when started, else an errno
+   value (*t is then untouched).  Every thread of the package starts here. */
+int rk_thread_start(pthread_t *t, size_t stack, int detached,
+                    void *(*fn)(void *), void *arg);
+
 /* once, at package load: the fork handler (a forked child runs
    single-threaded; the parent's pool does not exist there) */
 void rk_threads_init(void);
