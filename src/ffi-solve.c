@@ -306,7 +306,9 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
 }
 
 /* ffi_logdet(mv, col, diag, w, ctl, options): stochastic Lanczos quadrature.
-   w: n x probes Rademacher vectors.  The probes are z = S w (S S^T = P),
+   w: n x probes Rademacher vectors, or NULL: ctl$probes of them drawn here
+   (rk_rademacher) from ctl$probe_seed (two 31-bit halves drawn in R), for
+   ctl$n points.  The probes are z = S w (S S^T = P),
    the right-hand sides of a preconditioned CG whose Lanczos matrices give
    w^T log(S^-1 A S^-T) w ~ ||w||^2 e1^T log(T) e1.  ctl$b (an n x nb
    matrix, or NULL): further right-hand sides solved in the same block CG,
@@ -325,7 +327,19 @@ static SEXP column_block(const double *src, int64_t n, int c0, int nc) {
 
 SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options) {
   int ncol, nb = 0;
-  int64_t n = matrix_rows(w, &ncol, "w");
+  int64_t n;
+  uint64_t pseed = 0;
+  int gen = w == R_NilValue; /* the probes' signs drawn here, from a seed */
+  if (gen) {
+    n = (int64_t)num1(ctl, "n");
+    ncol = (int)num1(ctl, "probes");
+    SEXP sd = ffi_list_get(ctl, "probe_seed");
+    if (TYPEOF(sd) != REALSXP || XLENGTH(sd) != 2 || n < 0 || ncol < 1)
+      solve_abortf(RK_EINTERNAL, "kernel_logdet: the probe seed is missing");
+    pseed = ((uint64_t)REAL(sd)[0] << 31) ^ (uint64_t)REAL(sd)[1];
+  } else {
+    n = matrix_rows(w, &ncol, "w");
+  }
   SEXP b = ffi_list_get(ctl, "b");
   if (b != R_NilValue && matrix_rows(b, &nb, "b") != n)
     solve_abortf(RK_EINTERNAL, "kernel_logdet: `b` does not match the probes");
@@ -352,9 +366,7 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options) {
            : NULL;
   int *its = (int *)R_alloc(tot > 0 ? tot : 1, sizeof(int));
   double *rel = (double *)R_alloc(tot > 0 ? tot : 1, sizeof(double));
-  memset(x, 0, nn * sizeof(double));
-  if (nb > 0)
-    memcpy(z + (size_t)n * ncol, REAL(b), (size_t)n * nb * sizeof(double));
+  double *ww = (double *)R_alloc(ncol, sizeof(double));
   double *ca = (double *)R_alloc((size_t)cap * tot, sizeof(double));
   double *cb = (double *)R_alloc((size_t)cap * tot, sizeof(double));
   int *nc = (int *)R_alloc(tot > 0 ? tot : 1, sizeof(int));
@@ -371,7 +383,20 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options) {
     solve_done(&s, rc, &e);
   t[1] = rk_now() - t0 - t[0];
   double t1 = rk_now();
-  rc = rk_precond_sqrt(&P, REAL(w), z, ncol, &e);
+  /* w: given, or drawn into x (free until the solve starts) */
+  const double *W = gen ? x : REAL(w);
+  if (gen)
+    rk_rademacher(pseed, x, n, ncol);
+  for (int c = 0; c < ncol; c++) {
+    double sq = 0;
+    for (int64_t i = 0; i < n; i++)
+      sq += W[(size_t)c * n + i] * W[(size_t)c * n + i];
+    ww[c] = sq;
+  }
+  rc = rk_precond_sqrt(&P, W, z, ncol, &e);
+  memset(x, 0, nn * sizeof(double));
+  if (nb > 0)
+    memcpy(z + (size_t)n * ncol, REAL(b), (size_t)n * nb * sizeof(double));
   if (rc == RK_OK && keep)
     rc = rk_precond_apply(&P, z, pz, ncol, &e);
   t[2] = rk_now() - t1;
@@ -398,15 +423,11 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options) {
   SET_VECTOR_ELT(res, 2, iv);
   SEXP rv = allocVector(REALSXP, ncol);
   SET_VECTOR_ELT(res, 3, rv);
-  const double *W = REAL(w);
   for (int c = 0; c < ncol; c++) {
     int good;
     double q = rk_slq_quadrature(nc[c], ca + (size_t)c * cap,
                                  cb + (size_t)c * cap, &good);
-    double ww = 0;
-    for (int64_t i = 0; i < n; i++)
-      ww += W[(size_t)c * n + i] * W[(size_t)c * n + i];
-    REAL(quad)[c] = ww * q;
+    REAL(quad)[c] = ww[c] * q;
     LOGICAL(ok)[c] = good;
     INTEGER(iv)[c] = its[c];
     REAL(rv)[c] = rel[c];

@@ -31,6 +31,7 @@
  */
 #define _GNU_SOURCE /* madvise, MADV_HUGEPAGE */
 #include "solve.h"
+#include "threads.h"
 
 #include <math.h>
 #include <time.h>
@@ -64,10 +65,11 @@ static void *big_alloc(size_t bytes) {
   return malloc(bytes > 0 ? bytes : 1);
 }
 
+/* the threads of the solver's own loops: the one rule of threads.c (in a
+   process forked after an OpenMP region ran, 1: libgomp's pool does not
+   exist in the child, and a wider region there never starts) */
 static int nthreads_of(int nt) {
-  if (nt > 0)
-    return nt;
-  return rk_ncpu();
+  return rk_threads_get(nt, NULL);
 }
 
 void rk_precond_free(rk_precond *P) {
@@ -688,6 +690,16 @@ static double gauss_at(uint64_t seed, uint64_t idx) {
   double u1 = ((double)(a >> 11) + 0.5) * 0x1.0p-53; /* (0, 1) */
   double u2 = (double)(b >> 11) * 0x1.0p-53;
   return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+void rk_rademacher(uint64_t seed, double *w, int64_t n, int ncol) {
+  size_t nn = (size_t)n * (size_t)(ncol > 0 ? ncol : 0);
+  for (size_t t0 = 0; t0 < nn; t0 += 64) {
+    uint64_t bits = splitmix(seed ^ splitmix((uint64_t)(t0 >> 6)));
+    size_t t1 = t0 + 64 < nn ? t0 + 64 : nn;
+    for (size_t t = t0; t < t1; t++, bits >>= 1)
+      w[t] = (bits & 1) ? 1.0 : -1.0;
+  }
 }
 
 /* T = A^T B for row-major n x r A and B (T r x r, column-major) */

@@ -14,6 +14,8 @@
 
 #include "rk.h"
 
+#include <stdint.h>
+
 /* y = K x for a block of ncol vectors (n x ncol, column-major doubles).
    Returns RK_OK or an error code with e filled. */
 typedef int (*rk_apply_fn)(void *ctx, const double *x, double *y, int64_t n,
@@ -149,6 +151,10 @@ void rk_precond_free(rk_precond *P);
    RK_ENOMEM */
 int rk_precond_apply(const rk_precond *P, const double *r, double *z, int ncol,
                      rk_error *e);
+/* w (n x ncol, column-major) = independent random signs +-1 (Rademacher),
+   entry t = c n + i from bit t mod 64 of splitmix64 of (seed, t / 64): the
+   probes of kernel_logdet, reproducible from the seed R draws */
+void rk_rademacher(uint64_t seed, double *w, int64_t n, int ncol);
 /* z = S w with S S^T = P (needs want_sqrt at build) */
 int rk_precond_sqrt(const rk_precond *P, const double *w, double *z, int ncol,
                     rk_error *e);

@@ -614,3 +614,34 @@ test_that("nystrom log-determinant matches determinant()", {
     expect_true(all(attr(lf, "iterations") == 1L))
   }
 })
+
+test_that("solve() and kernel_logdet() run in a forked worker after the parent solved", {
+  # the solver's loops are OpenMP regions; libgomp's pool does not exist in
+  # a forked child, so a region of more than one thread there never started
+  # (mclapply over solves hung) before the solver took its thread count from
+  # rk_threads_get (1 in a forked child)
+  skip_on_os("windows")
+  local_rk_cpu(prec = 64)
+  n <- 800
+  X <- sv_points(n, seed = 21)
+  K <- sv_kernels$gaussian$lt(X, 0.3)
+  b <- runif(n)
+  ref <- solve(sv_kernels$gaussian$dense(X, 0.3) + diag(0.01, n), b)
+  x0 <- solve(K, b, alpha = 0.01, precond = "pivchol") # the parent's regions
+  expect_lt(rel_fro(x0, ref), 1e-5)
+  job <- parallel::mcparallel({
+    x <- solve(K, b, alpha = 0.01, precond = "pivchol")
+    ld <- kernel_logdet(K, alpha = 0.01, probes = 8)
+    list(x = x, ld = ld)
+  })
+  got <- parallel::mccollect(job, wait = FALSE, timeout = 120)
+  if (is.null(got)) { # hung: end it, and fail
+    tools::pskill(job$pid, tools::SIGKILL)
+    parallel::mccollect(job)
+  }
+  expect_false(is.null(got))
+  r <- got[[1]]
+  expect_lt(rel_fro(r$x, ref), 1e-5)
+  dref <- determinant(sv_kernels$gaussian$dense(X, 0.3) + diag(0.01, n))$modulus
+  expect_lt(abs(as.numeric(r$ld) - dref), 4 * attr(r$ld, "se") + 1e-8 * abs(dref))
+})
