@@ -20,6 +20,7 @@
  * products, so tol is still reached.
  */
 #include "solve.h"
+#include "threads.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -31,10 +32,26 @@
 
 static double dot(const double *a, const double *b, int64_t n) {
   double s = 0;
+#pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; i++)
     s += a[i] * b[i];
   return s;
 }
+
+/* The vector work of an iteration (a few passes over the n x ncol block)
+   runs over the columns in parallel: each column is one thread's, so the
+   results do not depend on the thread count.  nt comes from
+   rk_threads_get (1 in a forked child, whose OpenMP pool is gone) and is
+   1 for small blocks, where a parallel region costs more than it saves. */
+static int vector_threads(int requested, int64_t n, int ncol) {
+  if (ncol < 2 || (double)n * ncol < 65536.0)
+    return 1;
+  int nt = rk_threads_get(requested, NULL);
+  return nt < ncol ? nt : ncol;
+}
+
+/* column states after an update step */
+enum { COL_GOING = 0, COL_DONE, COL_DROPPED, COL_NOTPD };
 
 /* f(ctx, ...), its wall time added to *sec */
 static int timed_product(rk_apply_fn f, void *ctx, const double *x, double *y,
@@ -55,15 +72,23 @@ static int timed_precond(const rk_precond *P, const double *r, double *z,
 
 /* r = b - (alpha I + K) x with the float64 product */
 static int true_residual(const rk_sop *A, const double *b, const double *x,
-                         double *r, int ncol, double *sec, rk_error *e) {
+                         double *r, int ncol, int nt, double *sec,
+                         rk_error *e) {
   rk_apply_fn f = A->exact ? A->exact : A->apply;
   void *ctx = A->exact ? A->exact_ctx : A->apply_ctx;
   int rc = timed_product(f, ctx, x, r, A->n, ncol, sec, e);
   if (rc != RK_OK)
     return rc;
-  size_t nn = (size_t)A->n * ncol;
-  for (size_t t = 0; t < nn; t++)
-    r[t] = b[t] - A->alpha * x[t] - r[t];
+  int64_t n = A->n;
+  double alpha = A->alpha;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int c = 0; c < ncol; c++) {
+    const double *bc = b + (size_t)c * n, *xc = x + (size_t)c * n;
+    double *rc_ = r + (size_t)c * n;
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+      rc_[i] = bc[i] - alpha * xc[i] - rc_[i];
+  }
   return RK_OK;
 }
 
@@ -105,16 +130,18 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
      iteration: page-locked, the copies run at full bus speed */
   int pin_p = p && A->pin && A->pin(A->pin_ctx, p, (nn ? nn : 1) * sizeof *p);
   int pin_q = q && A->pin && A->pin(A->pin_ctx, q, (nn ? nn : 1) * sizeof *q);
-  double *sc = malloc((size_t)(ncol > 0 ? ncol : 1) * 6 * sizeof *sc);
-  int *flag = malloc((size_t)(ncol > 0 ? ncol : 1) * 2 * sizeof *flag);
+  double *sc = malloc((size_t)(ncol > 0 ? ncol : 1) * 8 * sizeof *sc);
+  int *flag = malloc((size_t)(ncol > 0 ? ncol : 1) * 3 * sizeof *flag);
   if (!r || !z || !p || !q || !sc || !flag) {
     rc = rk_err(e, RK_ENOMEM, -1, "out of memory (%d right-hand sides of %lld)",
                 ncol, (long long)n);
     goto out;
   }
   double *nb = sc, *rel = sc + ncol, *target = sc + 2 * ncol,
-         *rz = sc + 3 * ncol, *rel0 = sc + 4 * ncol;
-  int *active = flag, *incycle = flag + ncol;
+         *rz = sc + 3 * ncol, *rel0 = sc + 4 * ncol, *cola = sc + 5 * ncol,
+         *colr = sc + 6 * ncol, *colpq = sc + 7 * ncol;
+  int *active = flag, *incycle = flag + ncol, *state = flag + 2 * ncol;
+  int nt = vector_threads(ctl->nthreads, n, ncol);
   progress pg = {ctl, rk_now(), 0, 0};
   memset(out->iters, 0, (size_t)ncol * sizeof *out->iters);
   out->products = out->exact_products = out->cycles = 0;
@@ -129,7 +156,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
   for (size_t t = 0; t < nn && !any_x0; t++)
     any_x0 = x[t] != 0.0;
   if (any_x0) {
-    rc = true_residual(A, b, x, r, ncol, &out->product_seconds, e);
+    rc = true_residual(A, b, x, r, ncol, nt, &out->product_seconds, e);
     if (rc != RK_OK)
       goto out;
     out->exact_products++;
@@ -137,6 +164,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
     memcpy(r, b, nn * sizeof *r);
   }
   int nact = 0;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (int c = 0; c < ncol; c++) {
     nb[c] = sqrt(dot(b + (size_t)c * n, b + (size_t)c * n, n));
     double rn = sqrt(dot(r + (size_t)c * n, r + (size_t)c * n, n));
@@ -146,6 +174,8 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
     } else {
       rel[c] = rn / nb[c];
     }
+  }
+  for (int c = 0; c < ncol; c++) {
     active[c] = rel[c] > ctl->tol;
     nact += active[c];
   }
@@ -167,6 +197,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
     rc = timed_precond(P, r, z, ncol, &out->precond_seconds, e);
     if (rc != RK_OK)
       goto out;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int c = 0; c < ncol; c++) {
       double *pc = p + (size_t)c * n, *zc = z + (size_t)c * n;
       if (incycle[c]) {
@@ -188,41 +219,62 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
         out->exact_products++;
       else
         out->products++;
-      double worst = 0;
+      /* q += alpha p, then per column: a = rz / p'q, x += a p, r -= a q */
+      double alpha = A->alpha;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
       for (int c = 0; c < ncol; c++) {
         if (!incycle[c])
           continue;
         double *pc = p + (size_t)c * n, *qc = q + (size_t)c * n;
         double *xc = x + (size_t)c * n, *rc_ = r + (size_t)c * n;
-        for (int64_t i = 0; i < n; i++)
-          qc[i] += A->alpha * pc[i];
-        double pq = dot(pc, qc, n);
+        double pq = 0;
+#pragma omp simd reduction(+ : pq)
+        for (int64_t i = 0; i < n; i++) {
+          qc[i] += alpha * pc[i];
+          pq += pc[i] * qc[i];
+        }
+        colpq[c] = pq;
         if (!(pq > 0) || !isfinite(pq)) {
-          if (fast) { /* float32 noise: let the float64 residual decide */
-            incycle[c] = 0;
-            left--;
-            memset(pc, 0, (size_t)n * sizeof *pc);
-            continue;
-          }
+          state[c] = fast ? COL_DROPPED : COL_NOTPD;
+          continue;
+        }
+        double a = rz[c] / pq, rr = 0;
+#pragma omp simd reduction(+ : rr)
+        for (int64_t i = 0; i < n; i++) {
+          xc[i] += a * pc[i];
+          rc_[i] -= a * qc[i];
+          rr += rc_[i] * rc_[i];
+        }
+        cola[c] = a;
+        colr[c] = sqrt(rr);
+        state[c] = colr[c] <= target[c] ? COL_DONE : COL_GOING;
+      }
+      double worst = 0;
+      for (int c = 0; c < ncol; c++) {
+        if (!incycle[c])
+          continue;
+        double *pc = p + (size_t)c * n;
+        if (state[c] == COL_DROPPED) { /* float32 noise: let the float64
+                                          residual decide */
+          incycle[c] = 0;
+          left--;
+          memset(pc, 0, (size_t)n * sizeof *pc);
+          continue;
+        }
+        if (state[c] == COL_NOTPD) {
           rc = rk_err(e, RK_EVALUE, -1,
                       "alpha I + K is not positive definite: p'(alpha I + "
                       "K)p = %g at iteration %d of right-hand side %d (is K "
                       "a positive semi-definite kernel? try alpha > 0)",
-                      pq, out->iters[c] + 1, c + 1);
+                      colpq[c], out->iters[c] + 1, c + 1);
           goto out;
-        }
-        double a = rz[c] / pq;
-        for (int64_t i = 0; i < n; i++) {
-          xc[i] += a * pc[i];
-          rc_[i] -= a * qc[i];
         }
         out->iters[c]++;
         if (first && out->cg_alpha && out->ncoef[c] < out->cap)
-          out->cg_alpha[(size_t)c * out->cap + out->ncoef[c]++] = a;
-        double rn = sqrt(dot(rc_, rc_, n));
-        if (rn / nb[c] > worst)
-          worst = rn / nb[c];
-        if (rn <= target[c]) {
+          out->cg_alpha[(size_t)c * out->cap + out->ncoef[c]++] = cola[c];
+        if (colr[c] / nb[c] > worst)
+          worst = colr[c] / nb[c];
+        if (state[c] == COL_DONE) {
           incycle[c] = 0;
           left--;
           memset(pc, 0, (size_t)n * sizeof *pc);
@@ -238,6 +290,7 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
       rc = timed_precond(P, r, z, ncol, &out->precond_seconds, e);
       if (rc != RK_OK)
         goto out;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
       for (int c = 0; c < ncol; c++) {
         if (!incycle[c])
           continue;
@@ -247,22 +300,26 @@ int rk_pcg(const rk_sop *A, const rk_precond *P, const double *b, double *x,
         if (first && out->cg_alpha && out->ncoef[c] <= out->cap &&
             out->ncoef[c] > 0)
           out->cg_beta[(size_t)c * out->cap + out->ncoef[c] - 1] = beta;
+#pragma omp simd
         for (int64_t i = 0; i < n; i++)
           pc[i] = zc[i] + beta * pc[i];
         rz[c] = rzn;
       }
     }
     /* the true residual, from a float64 product */
-    rc = true_residual(A, b, x, r, ncol, &out->product_seconds, e);
+    rc = true_residual(A, b, x, r, ncol, nt, &out->product_seconds, e);
     if (rc != RK_OK)
       goto out;
     out->exact_products++;
     nact = 0;
     int stalled = 0;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int c = 0; c < ncol; c++)
+      if (active[c])
+        rel[c] = sqrt(dot(r + (size_t)c * n, r + (size_t)c * n, n)) / nb[c];
     for (int c = 0; c < ncol; c++) {
       if (!active[c])
         continue;
-      rel[c] = sqrt(dot(r + (size_t)c * n, r + (size_t)c * n, n)) / nb[c];
       if (!isfinite(rel[c])) {
         rc = rk_err(e, RK_EVALUE, -1,
                     "the solve diverged (non-finite residual for right-hand "
