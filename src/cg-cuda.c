@@ -559,6 +559,7 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
   int expmode = precision != 32 ? 0 : cfg->cuda_exp2;
   g.exp2_fold = expmode == 2;
   g.inv_cat = s.outer_cat;
+  g.rcp_divide = 1;
   rk_buf_puts(out, "/* rkeops CUDA kernel, generated: do not edit.\n * key: ");
   for (const char *p = key ? key : ""; *p; p++) /* no comment end in key */
     rk_buf_putc(out, (p[0] == '*' && p[1] == '/') ? '+' : *p);

@@ -167,12 +167,46 @@ static int invariant_factor(const rk_cg *g, const rk_node *x) {
   }
 }
 
-/* Exp(Mult(a, b)) as RK_EXP2S((a * RK_LOG2E) * b), see cg.h */
+/* a divisor invariant over the reduction for g->rcp_divide: a constant,
+   a parameter or a variable of category inv_cat, or elementwise
+   arithmetic of those (a few levels deep) */
+static int invariant_divisor(const rk_cg *g, const rk_node *x, int depth) {
+  if (x->op == RK_OP_CST || x->op == RK_OP_INTCST)
+    return 1;
+  if (x->op == RK_OP_VAR)
+    return x->ip[2] == RK_CAT_P || x->ip[2] == g->inv_cat;
+  if (depth >= 4)
+    return 0;
+  switch (x->op) {
+  case RK_OP_MINUS:
+  case RK_OP_SQUARE:
+    return invariant_divisor(g, x->args[0], depth + 1);
+  case RK_OP_ADD:
+  case RK_OP_SUBTRACT:
+  case RK_OP_MULT:
+    return invariant_divisor(g, x->args[0], depth + 1) &&
+           invariant_divisor(g, x->args[1], depth + 1);
+  default:
+    return 0;
+  }
+}
+
+/* Exp(Mult(a, b)) as RK_EXP2S((a * RK_LOG2E) * b), and (rcp_divide)
+   Exp(Divide(b, a)) as RK_EXP2S((RK_LOG2E / a) * b), see cg.h */
 static int emit_exp2_fold(rk_cg *g, const rk_node *n) {
   const rk_node *m = n->args[0], *a, *b;
-  if (!g->exp2_fold || n->op != RK_OP_EXP || m->op != RK_OP_MULT)
+  int div = 0;
+  if (!g->exp2_fold || n->op != RK_OP_EXP ||
+      (m->op != RK_OP_MULT && !(m->op == RK_OP_DIVIDE && g->rcp_divide)))
     return 0;
-  if (invariant_factor(g, m->args[0])) {
+  if (m->op == RK_OP_DIVIDE) {
+    if (!invariant_divisor(g, m->args[1], 0) ||
+        m->args[1]->dim != m->args[0]->dim)
+      return 0;
+    a = m->args[1];
+    b = m->args[0];
+    div = 1;
+  } else if (invariant_factor(g, m->args[0])) {
     a = m->args[0];
     b = m->args[1];
   } else if (invariant_factor(g, m->args[1])) {
@@ -187,8 +221,14 @@ static int emit_exp2_fold(rk_cg *g, const rk_node *n) {
     forl(g, "k", 0, n->dim);
   bol(g);
   rk_buf_printf(g->b, "n%d[%s] = RK_EXP2S((", n->id, k);
-  rk_cg_ref(g, a, k);
-  rk_buf_puts(g->b, " * RK_LOG2E) * ");
+  if (div) {
+    rk_buf_puts(g->b, "RK_LOG2E / ");
+    rk_cg_ref(g, a, k);
+    rk_buf_puts(g->b, ") * ");
+  } else {
+    rk_cg_ref(g, a, k);
+    rk_buf_puts(g->b, " * RK_LOG2E) * ");
+  }
   rk_cg_ref(g, b, k);
   rk_buf_puts(g->b, ");\n");
   if (n->dim > 1)
@@ -196,9 +236,32 @@ static int emit_exp2_fold(rk_cg *g, const rk_node *n) {
   return 1;
 }
 
+/* Divide(a, b) with b invariant over the reduction as a * (1 / b): the
+   compiler hoists the reciprocal out of the loop over the points (it may
+   not turn a / b into a multiplication itself) */
+static int emit_rcp_divide(rk_cg *g, const rk_node *n) {
+  if (!g->rcp_divide || n->op != RK_OP_DIVIDE ||
+      !invariant_divisor(g, n->args[1], 0) ||
+      invariant_divisor(g, n->args[0], 0))
+    return 0;
+  const char *k = n->dim == 1 ? "0" : "k";
+  decl(g, n);
+  if (n->dim > 1)
+    forl(g, "k", 0, n->dim);
+  bol(g);
+  rk_buf_printf(g->b, "n%d[%s] = (", n->id, k);
+  rk_cg_ref(g, n->args[0], k);
+  rk_buf_puts(g->b, " * (RK_SPLAT(1) / ");
+  rk_cg_ref(g, n->args[1], k);
+  rk_buf_puts(g->b, "));\n");
+  if (n->dim > 1)
+    endb(g);
+  return 1;
+}
+
 void rk_emit_elem(rk_cg *g, const rk_node *n) {
   const char *t = rk_ops[n->op].cexpr;
-  if (emit_exp2_fold(g, n))
+  if (emit_exp2_fold(g, n) || emit_rcp_divide(g, n))
     return;
   decl(g, n);
   if (n->dim == 1) {

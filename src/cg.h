@@ -39,6 +39,11 @@ typedef struct rk_cg {
      exp2 folds into the invariant factor (the float32 CUDA skeleton) */
   int exp2_fold;
   int inv_cat;
+  /* Divide(a, b) with b invariant over the reduction (constants,
+     parameters, variables of category inv_cat and arithmetic of those)
+     emitted as a * (1 / b), so that the division leaves the loop over the
+     points (the CUDA skeleton; the CPU plan hoists its own reciprocals) */
+  int rcp_divide;
   /* block_sum of a float32 Sum: the points go into a float sum of the
      tile (acc_t), added into the double accumulator by rk_cg_red_flush
      (CUDA); 0: straight into the double accumulator (the CPU) */

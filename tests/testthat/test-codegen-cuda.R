@@ -138,6 +138,29 @@ test_that("the CUDA source uses the shared emitter and documents its key", {
   expect_match(src64, "typedef double T;", fixed = TRUE)
 })
 
+test_that("a division by a value invariant over the points becomes a product by its reciprocal", {
+  src <- function(f, prec = "float64")
+    rkeops:::rk_source(f, c("x=Vi(3)", "y=Vj(3)", "s=Pm(1)", "b=Vj(1)", "u=Vi(1)"),
+                       backend = "GPU", precision = prec)
+  # a parameter, an expression of parameters, an i-variable (the rows'
+  # side): 1 / divisor, which the compiler hoists out of the point loop
+  s1 <- src("Sum_Reduction(SqDist(x, y) / s * b, 1)")
+  expect_match(s1, "n[0-9]+\\[0\\] \\* \\(RK_SPLAT\\(1\\) / sk_[pv]2\\[0\\]\\)")
+  expect_no_match(s1, "n[0-9]+\\[0\\] / sk_[pv]2")
+  s2 <- src("Sum_Reduction(SqDist(x, y) / (s * s + u) * b, 1)")
+  expect_match(s2, "\\* \\(RK_SPLAT\\(1\\) / n[0-9]+\\[0\\]\\)\\);")
+  # a j-variable divisor keeps the division
+  s3 <- src("Sum_Reduction(SqDist(x, y) / b, 1)")
+  expect_no_match(s3, "RK_SPLAT(1) /", fixed = TRUE)
+  expect_match(s3, "/ sk_sh[", fixed = TRUE)
+  # float32: Exp(a / s) folds into exp2 with log2(e) / s
+  s4 <- src("Sum_Reduction(Exp(-SqDist(x, y) / s) * b, 1)", "float32")
+  expect_match(s4, "RK_EXP2S\\(\\(RK_LOG2E / sk_[pv]2\\[0\\]\\) \\* n")
+  skip_if_no_nvrtc()
+  nvrtc_compiles("Sum_Reduction(Exp(-SqDist(x, y) / (s * s + u)) * b, 1)",
+                 c("x=Vi(3)", "y=Vj(3)", "s=Pm(1)", "b=Vj(1)", "u=Vi(1)"))
+})
+
 test_that("inner variables too wide for a shared-memory tile compile (global reads)", {
   skip_if_no_nvrtc()
   # 1000 float64 values per j point: 16 points are 128 KB, more than a
