@@ -553,7 +553,7 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
   /* block_sum (float32 Sum): a float sum per tile of RK_TJ points, added
      into a double accumulator once per tile (one double add per tile and
      row; see rk_cg_red_flush) */
-  g.tile_sums = 1;
+  g.tile_sums = cfg->cuda_tsum == 2 ? 2 : 1;
   /* developer knob: RKEOPS_CUDA_EXP2=0 (__expf), 1 (exp2 with ftz),
      2 (and Exp(a * x) folded, see cg.h) */
   int expmode = precision != 32 ? 0 : cfg->cuda_exp2;
@@ -582,6 +582,8 @@ int rk_cg_cuda_source(const rk_formula *f, const rk_cg_config *cfg,
   rk_buf_puts(out, "#ifndef RK_NO_MAIN\n");
   rc = emit_main(&g, f, &gm, used, e);
   rk_buf_puts(out, "#endif /* RK_NO_MAIN */\n\n#ifndef RK_NO_MERGE\n");
+  /* the merge kernel folds states of doubles: a double accumulator */
+  g.tile_sums = 1;
   if (rc == RK_OK)
     emit_merge(&g, f);
   rk_buf_puts(out, "#endif /* RK_NO_MERGE */\n");

@@ -83,6 +83,8 @@ void rk_cg_red_decl(rk_cg *g, const rk_formula *f, const char *acc) {
   rk_cg_line(g, "%s %s[%d];", L.vtype, acc, L.n);
   if (L.tile)
     rk_cg_line(g, "T %s_t[%d];", acc, L.n);
+  if (L.lo)
+    rk_cg_line(g, "T %s_l[%d];", acc, L.n);
   if (L.second)
     rk_cg_line(g, "%s %s%s[%d];", L.stype, acc, L.second, L.n);
   if (L.m)
@@ -93,6 +95,8 @@ void rk_cg_red_decl(rk_cg *g, const rk_formula *f, const char *acc) {
   rk_cg_line(g, "(void)%s;", acc);
   if (L.tile)
     rk_cg_line(g, "(void)%s_t;", acc);
+  if (L.lo)
+    rk_cg_line(g, "(void)%s_l;", acc);
   if (L.second)
     rk_cg_line(g, "(void)%s%s;", acc, L.second);
   if (L.m)
@@ -109,6 +113,8 @@ void rk_cg_red_init(rk_cg *g, const rk_formula *f, const char *acc) {
   rk_cg_line(g, "  %s[rk_c] = %s;", acc, L.init);
   if (L.tile)
     rk_cg_line(g, "  %s_t[rk_c] = 0;", acc);
+  if (L.lo)
+    rk_cg_line(g, "  %s_l[rk_c] = 0;", acc);
   if (L.second)
     rk_cg_line(g, "  %s%s[rk_c] = %s;", acc, L.second, L.sinit);
   rk_cg_line(g, "}");
@@ -150,11 +156,22 @@ static void xfer(rk_cg *g, const rk_formula *f, const char *acc,
   char t[RK_RED_MAXE], idx[64];
   rk_cg_loop(g, n);
   rk_cg_line(g, "for (int rk_c = 0; rk_c < %d; rk_c++) {", n);
-  if (store)
+  if (store && L.lo) {
+    rk_cg_line(g, "  %s = (double)%s[rk_c] + (double)%s_l[rk_c];",
+               rk_red_pat1(t, pat, "rk_c"), acc, acc);
+  } else if (store) {
     rk_cg_line(g, "  %s = (double)%s[rk_c];", rk_red_pat1(t, pat, "rk_c"), acc);
-  else
+  } else if (L.lo) { /* the double split into a float pair */
+    rk_cg_line(g, "  const double rk_sv = %s;", rk_red_pat1(t, pat, "rk_c"));
+    rk_cg_line(g, "  %s[rk_c] = (T)rk_sv;", acc);
+    rk_cg_line(g, "  %s_l[rk_c] = (T)(rk_sv - (double)%s[rk_c]);", acc, acc);
+  } else {
     rk_cg_line(g, "  %s[rk_c] = (%s)%s;", acc, L.vtype,
                rk_red_pat1(t, pat, "rk_c"));
+  }
+  /* a state read in starts an empty tile */
+  if (!store && L.tile)
+    rk_cg_line(g, "  %s_t[rk_c] = 0;", acc);
   if (L.second) {
     snprintf(idx, sizeof idx, "%d + rk_c", n);
     if (store)

@@ -46,7 +46,8 @@ typedef struct rk_cg {
   int rcp_divide;
   /* block_sum of a float32 Sum: the points go into a float sum of the
      tile (acc_t), added into the double accumulator by rk_cg_red_flush
-     (CUDA); 0: straight into the double accumulator (the CPU) */
+     (CUDA); 0: straight into the double accumulator (the CPU); 2: the
+     accumulator is a float pair, the tile sums added by a two-sum */
   int tile_sums;
   /* how the skeleton wants a loop of the emitted code unrolled: the text
      of the line to put before it (e.g. "#pragma unroll"), or NULL; trips
@@ -157,6 +158,9 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
  *   cuda_unroll   RKEOPS_CUDA_UNROLL=n (16..1024): loops over the
  *                 components of a formula node of up to n trips unrolled
  *                 (default 256, the widest node held in registers)
+ *   cuda_tsum     RKEOPS_CUDA_TSUM=1|2: block_sum of a float32 Sum adds the
+ *                 float tile sums into a double accumulator (1) or into a
+ *                 float pair by a two-sum (2)
  */
 #define RK_CG_CONFIG_FIELDS(X)                                                 \
   X(precision, 64, NULL, 3)                                                    \
@@ -168,7 +172,8 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
   X(cuda_pregs, 0, "RKEOPS_CUDA_PREGS", 2)                                     \
   X(cuda_lse, 1, "RKEOPS_CUDA_LSE", 2)                                         \
   X(cuda_exp2, 2, "RKEOPS_CUDA_EXP2", 2)                                       \
-  X(cuda_unroll, 256, "RKEOPS_CUDA_UNROLL", 2)
+  X(cuda_unroll, 256, "RKEOPS_CUDA_UNROLL", 2)                                 \
+  X(cuda_tsum, 1, "RKEOPS_CUDA_TSUM", 2)
 
 typedef struct rk_cg_config {
 #define RK_CG_X(name, def, env, be) int name;

@@ -5,7 +5,8 @@
  * state, the merge and the result read it), the points added either
  * directly into it (the CPU, whose fast path already adds float tile
  * sums), or, with g->tile_sums (CUDA), into a float partial sum acc_t[d]
- * of the tile that flush adds into acc.  An empty sum is 0.
+ * of the tile that flush adds into acc (g->tile_sums == 2: acc is a float
+ * pair acc + acc_l, the tile sums added by a two-sum).  An empty sum is 0.
  */
 #include <stdio.h>
 
@@ -18,10 +19,18 @@ static int blocked(const rk_cg *g, const rk_formula *f) {
   return g && f->scheme == RK_SCHEME_BLOCK && g->precision == 32;
 }
 
+/* g->tile_sums == 2: the accumulator is a float pair (acc + acc_l, the
+   tile sums added by a compensated two-sum): no double arithmetic in the
+   kernel of the points */
+static int pair(const rk_cg *g, const rk_formula *f) {
+  return blocked(g, f) && g->tile_sums == 2;
+}
+
 static void sum_layout(const rk_cg *g, const rk_formula *f, rk_red_layout *L) {
   L->n = rk_red_fdim(f);
-  L->vtype = blocked(g, f) ? "double" : "T";
+  L->vtype = blocked(g, f) && !pair(g, f) ? "double" : "T";
   L->tile = blocked(g, f) && g->tile_sums;
+  L->lo = pair(g, f);
   L->second = kahan(f) ? "_c" : NULL;
   L->stype = "T";
   L->sinit = "0";
@@ -56,7 +65,16 @@ static void sum_flush(rk_cg *g, const rk_formula *f, const char *acc) {
   int n = rk_red_fdim(f);
   rk_cg_loop(g, n);
   rk_cg_line(g, "for (int rk_c = 0; rk_c < %d; rk_c++) {", n);
-  rk_cg_line(g, "  %s[rk_c] += (double)%s_t[rk_c];", acc, acc);
+  if (pair(g, f)) { /* Knuth's two-sum of acc and the tile sum */
+    rk_cg_line(g, "  const T rk_s = %s[rk_c] + %s_t[rk_c];", acc, acc);
+    rk_cg_line(g, "  const T rk_b = rk_s - %s[rk_c];", acc);
+    rk_cg_line(g, "  %s_l[rk_c] += (%s[rk_c] - (rk_s - rk_b)) + (%s_t[rk_c] - "
+                  "rk_b);",
+               acc, acc, acc);
+    rk_cg_line(g, "  %s[rk_c] = rk_s;", acc);
+  } else {
+    rk_cg_line(g, "  %s[rk_c] += (double)%s_t[rk_c];", acc, acc);
+  }
   rk_cg_line(g, "  %s_t[rk_c] = 0;", acc);
   rk_cg_line(g, "}");
 }
@@ -81,7 +99,11 @@ static void sum_final(rk_cg *g, const rk_formula *f, const char *acc,
                       const char *outpat) {
   char t[RK_RED_MAXE];
   const char *c = rk_red_cloop(g, rk_red_fdim(f));
-  rk_cg_line(g, "%s = (double)%s[%s];", rk_red_pat1(t, outpat, c), acc, c);
+  if (pair(g, f))
+    rk_cg_line(g, "%s = (double)%s[%s] + (double)%s_l[%s];",
+               rk_red_pat1(t, outpat, c), acc, c, acc, c);
+  else
+    rk_cg_line(g, "%s = (double)%s[%s];", rk_red_pat1(t, outpat, c), acc, c);
   rk_red_cend(g);
 }
 

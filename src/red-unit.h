@@ -30,6 +30,8 @@ typedef struct rk_red_layout {
   int n;              /* length of acc[]                               */
   const char *vtype;  /* its C type: "T" or "double"                   */
   int tile;           /* acc_t[n]: float tile sums, flushed per tile   */
+  int lo;             /* acc_l[n]: the float low part of acc (acc + acc_l
+                         is the sum; block_sum with g->tile_sums == 2)   */
   const char *second; /* "_c", "_i" or NULL: the second array of n     */
   const char *stype;  /* its C type                                    */
   const char *sinit;  /* its initial value                             */

@@ -343,6 +343,9 @@ void rk_cg_config_env(rk_cg_config *c, int precision) {
     c->cuda_lse = 0;
   if ((v = getenv("RKEOPS_CUDA_EXP2")) && v[0] >= '0' && v[0] <= '2')
     c->cuda_exp2 = v[0] - '0';
+  int ts = knob_int("RKEOPS_CUDA_TSUM", 1, 2);
+  if (ts > 0)
+    c->cuda_tsum = ts;
   int un = knob_int("RKEOPS_CUDA_UNROLL", 16, 1024);
   if (un > 0)
     c->cuda_unroll = un;

@@ -121,6 +121,11 @@ test_that("NVRTC compiles the CUDA source of every reduction", {
     nvrtc_compiles("Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
                    c("x=Vi(3)", "y=Vj(3)", "b=Vj(2)"), scheme = scheme)
   }
+  # block_sum's float-pair accumulator (developer knob RKEOPS_CUDA_TSUM=2)
+  withr::with_envvar(c(RKEOPS_CUDA_TSUM = "2"), {
+    nvrtc_compiles("Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)",
+                   c("x=Vi(3)", "y=Vj(3)", "b=Vj(2)"), scheme = "block_sum")
+  })
 })
 
 test_that("the CUDA source uses the shared emitter and documents its key", {

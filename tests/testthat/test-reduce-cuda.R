@@ -101,6 +101,43 @@ test_that("the three sum schemes and parameters on the GPU", {
   }
 })
 
+test_that("float32 block_sum on the GPU: accurate, and from states as from scratch", {
+  skip_if_no_gpu()
+  set.seed(503)
+  # a wide kernel: every one of the 3e5 terms counts, and float32 direct
+  # summation loses about 1e-5 of the sum
+  X <- matrix(runif(60), 20, 3)
+  Y <- matrix(runif(9e5), 3e5, 3)
+  B <- runif(3e5)
+  args <- c("x=Vi(3)", "y=Vj(3)", "b=Vj(1)", "s=Pm(1)")
+  formula <- "Sum_Reduction(Exp(-s * SqDist(x, y)) * b, 1)"
+  # the reference on the float32-rounded inputs, in float64
+  input <- list(f32(X), f32(Y), f32(B), 1)
+  ref <- on_backend("CPU", 64, formula, args, input)
+  rel <- function(got) max(abs(got - ref)) / max(abs(ref))
+  local_backend("GPU", 32)
+  direct <- rel(keops_kernel(formula, args, sum_scheme = "direct_sum")(input))
+  for (tsum in c("1", "2")) {
+    withr::local_envvar(RKEOPS_CUDA_TSUM = tsum)
+    got <- keops_kernel(formula, args, sum_scheme = "block_sum")(input)
+    expect_lt(rel(got), 1e-6, label = paste("block_sum, RKEOPS_CUDA_TSUM", tsum))
+    expect_lt(rel(got) * 10, direct, label = paste("block_sum against direct_sum", tsum))
+    # a run continued from the states of earlier ranges of points (the
+    # kernel reads its accumulators in) gives the sum of a whole run
+    p <- rkeops:::rk_parse(formula, args, "block_sum")
+    op <- .Call(rkeops:::ffi_op_prepare, p$ptr, input, rkeops:::rk_core_options())
+    op_run <- function(op, rows, js, states = NULL, want_states = FALSE) {
+      .Call(rkeops:::ffi_op_run, op, as.double(rows), as.double(js), -1L, NULL,
+            states, want_states)
+    }
+    st <- NULL
+    cut <- c(0, 65536, 140000, 3e5)
+    for (q in 1:2) st <- op_run(op, c(0, 20), cut[q + 0:1], states = st, want_states = TRUE)
+    fin <- op_run(op, c(0, 20), cut[3:4], states = st)
+    expect_lt(rel(fin), 1e-6, label = paste("block_sum from states, RKEOPS_CUDA_TSUM", tsum))
+  }
+})
+
 test_that("inner_dim = 'row' and a second call reuse the kernel", {
   skip_if_no_gpu()
   local_backend("GPU", 64)
