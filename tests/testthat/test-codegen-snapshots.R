@@ -52,7 +52,7 @@ test_that("the configuration is in the source's key, every field", {
   expect_match(cpu, "precision=64 cpu_lse=0 cpu_unroll=16 ;", fixed = TRUE)
   gpu <- rkeops:::rk_source(snap_cases$gauss$f, snap_cases$gauss$args,
                             backend = "GPU", precision = "float32")
-  expect_match(gpu, "precision=32 cuda_tpb=0 cuda_rb=0 cuda_unrollj=0 cuda_pregs=0 cuda_lse=1 cuda_exp2=2 cuda_unroll=256 cuda_tsum=1 ;",
+  expect_match(gpu, "precision=32 cuda_tpb=0 cuda_rb=0 cuda_unrollj=0 cuda_pregs=0 cuda_lse=1 cuda_exp2=2 cuda_unroll=256 cuda_tsum=2 ;",
                fixed = TRUE)
   withr::local_envvar(c(RKEOPS_CUDA_GEOM = "128,2", RKEOPS_CPU_LSE = "1",
                         RKEOPS_CPU_UNROLL = "4"))
@@ -95,11 +95,11 @@ test_that("CUDA loops over a formula node's components unroll up to cuda_unroll 
   f <- "ArgKMin_Reduction(SqDist(x, y), 10, 1)"
   a <- c("x=Vi(128)", "y=Vj(128)")
   src <- rkeops:::rk_source(f, a, backend = "GPU", precision = "float32")
-  expect_match(src, "cuda_unroll=256 cuda_tsum=1 ;", fixed = TRUE)
+  expect_match(src, "cuda_unroll=256 cuda_tsum=2 ;", fixed = TRUE)
   expect_equal(pragma_before_dot(src), "#pragma unroll")
   withr::local_envvar(c(RKEOPS_CUDA_UNROLL = "64"))
   src64 <- rkeops:::rk_source(f, a, backend = "GPU", precision = "float32")
-  expect_match(src64, "cuda_unroll=64 cuda_tsum=1 ;", fixed = TRUE)
+  expect_match(src64, "cuda_unroll=64 cuda_tsum=2 ;", fixed = TRUE)
   expect_equal(pragma_before_dot(src64), "#pragma unroll 1")
   # the reduction state's loops keep their limit of 64 trips
   kmin <- rkeops:::rk_source("KMin_Reduction(SqDist(x, y), 101, 1)",
