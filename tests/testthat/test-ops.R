@@ -289,3 +289,39 @@ test_that("Var(pos, dim, cat) inside formulas and positional declarations", {
   expect_close(op1(list(x, y)), expected, 1e-12, "positional")
   expect_close(op2(list(x, y)), expected, 1e-12, "Var()")
 })
+
+test_that("Exp far below 0: float64 keeps subnormal results, float32 flushes below ln(FLT_MIN) to 0 as the GPU does", {
+  local_rk_cpu()
+  set.seed(9)
+  # 64 reduction points (several lanes, every lane on exp's full-range
+  # path), offsets per row: results subnormal in float32 (row 1), normal
+  # in float32 up to just above ln(FLT_MIN) (row 2: exp(-87.25) is kept,
+  # exp(-87.75) flushed), mixed (rows 3, 4), subnormal in float64 (row 5),
+  # below every subnormal (row 6)
+  y <- matrix(c(runif(62, -100, -88), -88, -88.5), 64, 1)
+  s <- matrix(c(0, 0.75, 12.3, 100, -640, -700), 6, 1)
+  op <- keops_kernel("Sum_Reduction(Exp(y + s), 1)", c("s=Vi(1)", "y=Vj(1)"))
+  lnmin32 <- log(2^-126)
+  for (prec in c(64, 32)) {
+    local_rk_precision(prec)
+    yp <- prec_data(y, prec)
+    sp <- prec_data(s, prec)
+    got <- op(list(sp, yp))
+    a <- outer(drop(sp), drop(yp), "+")
+    if (prec == 32) a <- prec_data(a, 32)
+    e <- exp(a)
+    if (prec == 32) e[a < lnmin32] <- 0
+    ref <- rowSums(e)
+    if (prec == 32) {
+      expect_identical(got[c(1, 5, 6), 1], c(0, 0, 0))
+      expect_gt(got[2, 1], 0)
+      expect_lt(max(abs(got[2:4, 1] / ref[2:4] - 1)), 1e-5)
+    } else {
+      expect_lt(max(abs(got[1:4, 1] / ref[1:4] - 1)), 1e-13)
+      # a subnormal result is off by at most one unit (2^-1074) a term
+      expect_gt(got[5, 1], 0)
+      expect_lte(abs(got[5, 1] - ref[5]), 64 * 2^-1074)
+      expect_identical(got[6, 1], 0)
+    }
+  }
+})
