@@ -100,6 +100,11 @@ int rk_cu_load(char *why, size_t size) {
       sym(h, "cuGetErrorString", &a->GetErrorString, 1, miss, sizeof miss);
       sym(h, "cuOccupancyMaxActiveBlocksPerMultiprocessor",
           &a->OccupancyMaxActiveBlocksPerMultiprocessor, 0, miss, sizeof miss);
+      sym(h, "cuEventCreate", &a->EventCreate, 0, miss, sizeof miss);
+      sym(h, "cuEventRecord", &a->EventRecord, 0, miss, sizeof miss);
+      sym(h, "cuEventSynchronize", &a->EventSynchronize, 0, miss, sizeof miss);
+      sym(h, "cuEventDestroy_v2", &a->EventDestroy, 0, miss, sizeof miss);
+      sym(h, "cuStreamWaitEvent", &a->StreamWaitEvent, 0, miss, sizeof miss);
       if (miss[0]) {
         snprintf(cu_why, sizeof cu_why,
                  "the CUDA driver is too old: libcuda.so.1 lacks %s", miss);

@@ -18,6 +18,7 @@ typedef struct CUctx_st *CUcontext;
 typedef struct CUmod_st *CUmodule;
 typedef struct CUfunc_st *CUfunction;
 typedef struct CUstream_st *CUstream;
+typedef struct CUevent_st *CUevent;
 
 enum {
   RK_CU_ATTR_MAX_THREADS_PER_BLOCK = 1,
@@ -77,6 +78,12 @@ typedef struct rk_cu_api {
                                                         CUfunction f,
                                                         int block_size,
                                                         size_t dyn_shmem);
+  /* events (optional: without them, no pipelined calls, be-cuda.c) */
+  CUresult (*EventCreate)(CUevent *ev, unsigned flags);
+  CUresult (*EventRecord)(CUevent ev, CUstream s);
+  CUresult (*EventSynchronize)(CUevent ev);
+  CUresult (*EventDestroy)(CUevent ev);
+  CUresult (*StreamWaitEvent)(CUstream s, CUevent ev, unsigned flags);
 } rk_cu_api;
 
 /* ---- NVRTC (nvrtc.h) ---- */

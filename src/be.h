@@ -301,11 +301,12 @@ int rk_nvrtc_pick_arch(int major, int minor, int maxa, int *cubin);
 /* "NVRTC could not compile the CUDA kernel for <arch>: <why>" */
 void rk_nvrtc_fail_message(char *buf, size_t size, const char *archopt,
                            const char *why);
-/* free / total memory of CUDA device `device` in bytes, and the bytes this
-   process holds through cuMemAlloc (all devices); 0, or -1 when no GPU is
-   usable (ffi-cuda.c, bench/gpu.R, test-reduce-cuda.R) */
+/* free / total memory of CUDA device `device` in bytes, the bytes this
+   process holds through cuMemAlloc (all devices), and the number of calls
+   run pipelined so far; 0, or -1 when no GPU is usable (ffi-cuda.c,
+   bench/gpu.R, test-reduce-cuda.R) */
 int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes,
-                    double *held);
+                    double *held, double *pipelined);
 
 /* ---- several parts (run.c) -----------------------------------------------
  * o->ndevices > 1: the output rows are cut in consecutive blocks, one per

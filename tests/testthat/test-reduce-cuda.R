@@ -270,3 +270,86 @@ test_that("large inputs and results go through the page-locked staging buffers, 
   expect_close(on_backend("GPU", 64, f, args, list(X, Y, B)), ref, 1e-12,
                "blocks of rows, float64")
 })
+
+# pipelined calls (be-cuda.c run_pipe): the rows of a call in chunks whose
+# copies in, kernels and copies out overlap on two streams.  Forced
+# (RKEOPS_CUDA_PIPE=1) on calls too small for the default rule, each
+# result must equal that of one block (RKEOPS_CUDA_PIPE=0) exactly and the
+# CPU's float64 values within the usual tolerances; the counter of
+# pipelined calls (ffi_cuda_meminfo) tells that the pipeline ran
+test_that("pipelined calls: chunks of rows give the results of one block", {
+  skip_if_no_gpu()
+  skip_if_not(exists("ffi_cuda_meminfo", asNamespace("rkeops")),
+              "ffi_cuda_meminfo is not registered")
+  piped <- function() .Call(rkeops:::ffi_cuda_meminfo, 0L)[["pipelined"]]
+  set.seed(506)
+  M <- 200003 # uneven chunks
+  N <- 777
+  cases <- list(
+    list(f = "Sum_Reduction(Exp(-SqDist(x, y)) * b, %d)", disc = FALSE),
+    list(f = "KMin_Reduction(SqDist(x, y), 4, %d)", disc = TRUE),
+    list(f = "ArgKMin_Reduction(SqDist(x, y), 4, %d)", disc = TRUE)
+  )
+  for (cs in cases) {
+    for (axis in 0:1) {
+      gen <- function(n) {
+        if (cs$disc) matrix(as.double(sample(0:40, n * 3, TRUE)), n, 3)
+        else matrix(runif(n * 3), n, 3)
+      }
+      nout <- if (axis == 1) M else N
+      nred <- if (axis == 1) N else M
+      # the outer points are the many ones
+      if (axis == 1) {
+        X <- gen(M); Y <- gen(N)
+        args <- c("x=Vi(3)", "y=Vj(3)", "b=Vj(2)")
+        B <- matrix(runif(N * 2), N, 2)
+      } else {
+        X <- gen(N); Y <- gen(M)
+        args <- c("x=Vi(3)", "y=Vj(3)", "b=Vi(2)")
+        B <- matrix(runif(N * 2), N, 2)
+      }
+      f <- sprintf(cs$f, axis)
+      inp <- if (grepl("Sum", f)) list(X, Y, B) else list(X, Y)
+      if (!grepl("Sum", f)) args <- args[1:2]
+      ref <- on_backend("CPU", 64, f, args, inp)
+      for (prec in c(32, 64)) {
+        withr::with_envvar(c(RKEOPS_CUDA_PIPE = "0"), {
+          n0 <- piped()
+          one <- on_backend("GPU", prec, f, args, inp)
+          expect_equal(piped(), n0)
+        })
+        withr::with_envvar(c(RKEOPS_CUDA_PIPE = "1"), {
+          n0 <- piped()
+          got <- on_backend("GPU", prec, f, args, inp)
+          expect_equal(piped(), n0 + 1)
+        })
+        lab <- sprintf("%s, float%d", f, prec)
+        expect_identical(got, one, label = lab)
+        if (cs$disc) {
+          expect_identical(got, ref, label = lab)
+        } else {
+          expect_close(got, ref, if (prec == 32) 1e-5 else 1e-12, lab)
+        }
+      }
+    }
+  }
+  # the default rule: the skewed shape (1e6 rows, 1e3 points) runs
+  # pipelined; one point (a trivial kernel) and a small call do not
+  f <- "Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)"
+  args <- c("x=Vi(3)", "y=Vj(3)", "b=Vj(1)")
+  X <- matrix(runif(3e6), 1e6, 3)
+  Y1 <- matrix(runif(3e3), 1e3, 3)
+  B1 <- matrix(runif(1e3), 1e3, 1)
+  local_backend("GPU", 32)
+  op <- keops_kernel(f, args)
+  n0 <- piped()
+  got <- op(list(X, Y1, B1))
+  expect_equal(piped(), n0 + 1)
+  i <- sample(1e6, 200)
+  dense <- exp(-outer(rowSums(X[i, ]^2), rowSums(Y1^2), "+") +
+                 2 * X[i, ] %*% t(Y1)) %*% B1
+  expect_close(got[i, , drop = FALSE], dense, 1e-5, "skewed shape, float32")
+  op(list(X, Y1[1, , drop = FALSE], B1[1, , drop = FALSE]))
+  op(list(X[1:1000, ], Y1, B1))
+  expect_equal(piped(), n0 + 1)
+})
