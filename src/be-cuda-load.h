@@ -125,9 +125,10 @@ const char *rk_nvrtc_libname(void);
 const char *rk_cu_errname(CUresult r);
 /* NVRTC version as major*1000 + minor*10 (0 when absent) */
 int rk_nvrtc_version(void);
-/* NVRTC target text for a device, e.g. "nvrtc13.0/sm_90" (be-cuda-nvrtc.c);
-   0 when NVRTC is absent */
-int rk_nvrtc_target(int major, int minor, char *buf, size_t size);
+/* NVRTC target text for a device, e.g. "nvrtc13.0/sm_90", or
+   "nvrtc13.0/sm_90/fast-mid" for a quick kernel (be-cuda-nvrtc.c); 0 when
+   NVRTC is absent */
+int rk_nvrtc_target(int major, int minor, int quick, char *buf, size_t size);
 /* highest compute capability NVRTC can make CUBIN for, e.g. 90 (0: unknown) */
 int rk_nvrtc_max_arch(void);
 

@@ -81,18 +81,22 @@ void rk_nvrtc_fail_message(char *buf, size_t size, const char *archopt,
 }
 
 /* NVRTC's -Ofast-compile level (NVRTC 12.8 and later): the developer knob
-   RKEOPS_NVRTC_FAST = min | mid | max, else none.  It is part of the
-   target string, so kernels compiled at another level are cached apart */
-static const char *fast_level(void) {
-  const char *v = getenv("RKEOPS_NVRTC_FAST");
-  if (v == NULL || rk_nvrtc_version() < 12080)
+   RKEOPS_NVRTC_FAST = min | mid | max when set, else "mid" for a quick
+   kernel (rk_options.quick: the first small call of a formula; H100, a
+   Gaussian sum's first call 0.150 -> 0.076 s, its kernel 4.7x slower) and
+   none for a full one.  It is part of the target string, so kernels
+   compiled at another level are cached apart */
+static const char *fast_level(int quick) {
+  if (rk_nvrtc_version() < 12080)
     return NULL;
-  if (strcmp(v, "min") == 0 || strcmp(v, "mid") == 0 || strcmp(v, "max") == 0)
+  const char *v = getenv("RKEOPS_NVRTC_FAST");
+  if (v && (strcmp(v, "min") == 0 || strcmp(v, "mid") == 0 ||
+            strcmp(v, "max") == 0))
     return v;
-  return NULL;
+  return quick ? "mid" : NULL;
 }
 
-int rk_nvrtc_target(int major, int minor, char *buf, size_t size) {
+int rk_nvrtc_target(int major, int minor, int quick, char *buf, size_t size) {
   char why[256];
   if (!rk_nvrtc_load(why, sizeof why))
     return 0;
@@ -100,7 +104,7 @@ int rk_nvrtc_target(int major, int minor, char *buf, size_t size) {
   if (arch < 0)
     return 0;
   int v = rk_nvrtc_version();
-  const char *fast = fast_level();
+  const char *fast = fast_level(quick);
   snprintf(buf, size, "nvrtc%d.%d/%s_%d%s%s", v / 1000, (v % 1000) / 10,
            cubin ? "sm" : "compute", arch, fast ? "/fast-" : "",
            fast ? fast : "");
@@ -116,7 +120,8 @@ static int nvrtc_minimal(void) {
 
 /* one program: `define` (or NULL) is an extra -D option */
 static int nvrtc_compile_now(const char *src, const char *name,
-                             const char *define, int major, int minor,
+                             const char *define, int quick, int major,
+                             int minor,
                              void **image, size_t *size, int *is_cubin,
                              rk_error *e) {
   char why[1024];
@@ -133,7 +138,7 @@ static int nvrtc_compile_now(const char *src, const char *name,
   snprintf(archopt, sizeof archopt, "--gpu-architecture=%s_%d",
            cubin ? "sm" : "compute", arch);
   char fastopt[32] = "";
-  const char *fast = fast_level();
+  const char *fast = fast_level(quick);
   if (fast)
     snprintf(fastopt, sizeof fastopt, "--Ofast-compile=%s", fast);
   const char *opts[7] = {archopt, "--std=c++14", "--fmad=true",
@@ -200,7 +205,7 @@ static int nvrtc_compile_now(const char *src, const char *name,
  * frees everything (the job owns copies of its inputs). */
 typedef struct nvrtc_job {
   char *src, *name;
-  int major, minor, cubin, rc, pair;
+  int major, minor, cubin, rc, pair, quick;
   void *image;
   size_t size;
   rk_error e;
@@ -265,8 +270,9 @@ static void *merge_half_run(void *ctx) {
   merge_half *h = ctx;
   int cubin; /* the same architecture as the main half: its flag decides */
   rk_err_clear(&h->e);
-  h->rc = nvrtc_compile_now(h->j->src, h->j->name, "-DRK_NO_MAIN", h->j->major,
-                            h->j->minor, &h->image, &h->size, &cubin, &h->e);
+  h->rc = nvrtc_compile_now(h->j->src, h->j->name, "-DRK_NO_MAIN",
+                            h->j->quick, h->j->major, h->j->minor, &h->image,
+                            &h->size, &cubin, &h->e);
   return NULL;
 }
 
@@ -279,8 +285,8 @@ static int nvrtc_pair_now(nvrtc_job *j) {
   void *img = NULL;
   size_t n = 0;
   int cubin = 0;
-  int rc = nvrtc_compile_now(j->src, j->name, "-DRK_NO_MERGE", j->major,
-                             j->minor, &img, &n, &cubin, &j->e);
+  int rc = nvrtc_compile_now(j->src, j->name, "-DRK_NO_MERGE", j->quick,
+                             j->major, j->minor, &img, &n, &cubin, &j->e);
   if (started)
     pthread_join(t, NULL);
   else
@@ -304,8 +310,9 @@ static int nvrtc_job_run(void *ctx) {
   nvrtc_job *j = ctx;
   rk_err_clear(&j->e);
   j->rc = j->pair ? nvrtc_pair_now(j)
-                  : nvrtc_compile_now(j->src, j->name, NULL, j->major, j->minor,
-                                      &j->image, &j->size, &j->cubin, &j->e);
+                  : nvrtc_compile_now(j->src, j->name, NULL, j->quick, j->major,
+                                      j->minor, &j->image, &j->size, &j->cubin,
+                                      &j->e);
   return j->rc;
 }
 
@@ -318,8 +325,8 @@ static void nvrtc_job_free(void *ctx) {
 }
 
 static int nvrtc_compile_job(const char *src, const char *name, int major,
-                             int minor, int pair, void **image, size_t *size,
-                             int *is_cubin, rk_error *e) {
+                             int minor, int pair, int quick, void **image,
+                             size_t *size, int *is_cubin, rk_error *e) {
   char why[1024];
   *image = NULL;
   *size = 0;
@@ -337,6 +344,7 @@ static int nvrtc_compile_job(const char *src, const char *name, int major,
   j->major = major;
   j->minor = minor;
   j->pair = pair;
+  j->quick = quick;
   int res = 0;
   if (rk_run_abandonable(nvrtc_job_run, nvrtc_job_free, j, &res) == 1)
     return rk_err(e, RK_EINTERRUPT, -1, "interrupted while compiling (NVRTC)");
@@ -355,15 +363,15 @@ static int nvrtc_compile_job(const char *src, const char *name, int major,
 
 int rk_nvrtc_compile(const char *src, const char *name, int major, int minor,
                      void **image, size_t *size, int *is_cubin, rk_error *e) {
-  return nvrtc_compile_job(src, name, major, minor, 0, image, size, is_cubin,
-                           e);
+  return nvrtc_compile_job(src, name, major, minor, 0, 0, image, size,
+                           is_cubin, e);
 }
 
 int rk_nvrtc_compile_kernel(const char *src, const char *name, int major,
-                            int minor, void **image, size_t *size,
+                            int minor, int quick, void **image, size_t *size,
                             int *is_cubin, rk_error *e) {
-  return nvrtc_compile_job(src, name, major, minor, 1, image, size, is_cubin,
-                           e);
+  return nvrtc_compile_job(src, name, major, minor, 1, quick, image, size,
+                           is_cubin, e);
 }
 
 /* the kernel image (a pair) of f's CUDA source, malloc'ed in *img */
@@ -384,7 +392,7 @@ int rk_formula_nvrtc_image(rk_formula *f, int precision, int major, int minor,
     rc = rk_err(err, RK_ENOMEM, -1, "out of memory generating CUDA source");
   int cubin = 0;
   if (rc == RK_OK)
-    rc = rk_nvrtc_compile_kernel(src.s, "rkeops_check", major, minor, img, n,
+    rc = rk_nvrtc_compile_kernel(src.s, "rkeops_check", major, minor, 0, img, n,
                                  &cubin, err);
   rk_buf_free(&src);
   return rc;

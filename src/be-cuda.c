@@ -267,7 +267,7 @@ static int cuda_target(const rk_options *o, rk_target *t, rk_error *e) {
   int rc = dev_get(o->device, &x, e);
   if (rc != RK_OK)
     return rc;
-  if (!rk_nvrtc_target(x->major, x->minor, target, sizeof target))
+  if (!rk_nvrtc_target(x->major, x->minor, o->quick, target, sizeof target))
     return rk_err(e, RK_EUNSUPPORTED, -1, "NVRTC is not available");
   rk_buf_puts(&t->text, target);
   t->ext = strstr(target, "/sm_") ? "cubin" : "ptx";
@@ -292,7 +292,7 @@ static int cuda_compile(const rk_options *o, const rk_target *t,
   rk_say(o, "compiling the CUDA kernel with NVRTC (%s)",
          t->text.s ? t->text.s : "");
   return rk_nvrtc_compile_kernel(src, "rkeops_kernel.cu", x->major, x->minor,
-                                 &img->data, &img->size, &cubin, e);
+                                 o->quick, &img->data, &img->size, &cubin, e);
 }
 
 static int cuda_load(const rk_options *o, const rk_formula *f,

@@ -318,9 +318,10 @@ static rk_kernel *flow_compile(flow *w, rk_error *e) {
   return k;
 }
 
-int rk_kernel_get(const rk_backend_i *be, const rk_formula *f,
-                  const rk_options *o, const rk_cg_config *c, rk_kernel **out,
-                  int *compiled, rk_error *e) {
+/* mode 0: find or compile; 1: the memory cache only; 2: memory or disk */
+static int kernel_get(const rk_backend_i *be, const rk_formula *f,
+                      const rk_options *o, const rk_cg_config *c,
+                      rk_kernel **out, int *compiled, int mode, rk_error *e) {
   flow w;
   memset(&w, 0, sizeof w);
   w.be = be;
@@ -343,7 +344,7 @@ int rk_kernel_get(const rk_backend_i *be, const rk_formula *f,
     goto done;
   }
   rk_kernel *k = rk_memcache_find(w.mkey.s);
-  if (k) {
+  if (k || mode == 1) {
     *out = k;
     goto done;
   }
@@ -368,6 +369,8 @@ int rk_kernel_get(const rk_backend_i *be, const rk_formula *f,
     }
   }
   k = w.dir ? flow_disk(&w) : NULL;
+  if (k == NULL && mode == 2)
+    goto done; /* *out stays NULL */
   if (k == NULL) {
     k = flow_compile(&w, e);
     if (k == NULL) {
@@ -384,4 +387,16 @@ int rk_kernel_get(const rk_backend_i *be, const rk_formula *f,
 done:
   flow_free(&w);
   return rc;
+}
+
+int rk_kernel_get(const rk_backend_i *be, const rk_formula *f,
+                  const rk_options *o, const rk_cg_config *c, rk_kernel **out,
+                  int *compiled, rk_error *e) {
+  return kernel_get(be, f, o, c, out, compiled, 0, e);
+}
+
+int rk_kernel_find(const rk_backend_i *be, const rk_formula *f,
+                   const rk_options *o, const rk_cg_config *c, int disk,
+                   rk_kernel **out, rk_error *e) {
+  return kernel_get(be, f, o, c, out, NULL, disk ? 2 : 1, e);
 }

@@ -102,6 +102,8 @@ typedef struct rk_kernel {
   int granule;    /* reduction points per tile: splits
                      of j at multiples keep the kernel's
                      own partial sums (1: any split)  */
+  double work;    /* pairs run through a quick kernel
+                     (run.c's tiers)                   */
 } rk_kernel;
 
 /* a compiled kernel: a file (a shared object: the flow seals, loads and
@@ -194,6 +196,12 @@ void rk_kernel_key(const rk_backend_i *be, const rk_formula *f,
 int rk_kernel_get(const rk_backend_i *be, const rk_formula *f,
                   const rk_options *o, const rk_cg_config *c, rk_kernel **out,
                   int *compiled, rk_error *e);
+/* the kernel of f for be when it is at hand, without compiling: in the
+   memory cache (disk = 0), or there or in the disk cache (disk = 1);
+   RK_OK with *out NULL when it is not */
+int rk_kernel_find(const rk_backend_i *be, const rk_formula *f,
+                   const rk_options *o, const rk_cg_config *c, int disk,
+                   rk_kernel **out, rk_error *e);
 /* check the inputs against the formula (run.c): *ni / *nj points */
 int rk_inputs_check(const rk_formula *f, const rk_input *in, int nin,
                     int64_t *ni, int64_t *nj, rk_error *e);
@@ -288,7 +296,7 @@ int rk_nvrtc_compile(const char *src, const char *name, int major, int minor,
 /* a generated kernel's source (cg-cuda.c): rk_main and rk_merge compiled
    as two programs in parallel; the image is their pair */
 int rk_nvrtc_compile_kernel(const char *src, const char *name, int major,
-                            int minor, void **image, size_t *size,
+                            int minor, int quick, void **image, size_t *size,
                             int *is_cubin, rk_error *e);
 /* the two images of a pair: 1, 0 when img is a single image, -1 when it is
    a damaged pair */

@@ -568,6 +568,52 @@ int rk_nthreads(const rk_options *o) {
   return rk_threads_get(o->nthreads, NULL); /* threads.c: the one getter */
 }
 
+/* ---- tiers of GPU kernels ----------------------------------------------
+ * The first call of a new formula on the GPU mostly waits for NVRTC (H100:
+ * 0.150 s for a Gaussian sum; 0.076 s at -Ofast-compile=mid, whose kernel
+ * runs 4.7x slower).  A small call (at most RK_QUICK_PAIRS pairs, where the
+ * kernel's speed hardly matters) takes the fully optimised kernel when it
+ * is loaded or on disk, else a quick one (rk_options.quick: compiled at
+ * that level, cached apart).  A larger call, or any call once the quick
+ * kernel has run RK_QUICK_WORK pairs in all (a few ms lost to its
+ * slowness), gets the full kernel, compiled once.  Only the single-device
+ * run path has tiers (prepared operators, solve() and parts take the full
+ * kernel).  RKEOPS_CUDA_QUICK=0 (developer knob, read per call): no tiers. */
+#define RK_QUICK_PAIRS 1e7
+#define RK_QUICK_WORK  2e9
+static int tier_kernel(const rk_backend_i *be, const rk_formula *f,
+                       const rk_options *o, const rk_cg_config *cfg,
+                       double pairs, rk_kernel **k, rk_error *err) {
+  const char *kp = getenv("RKEOPS_CUDA_QUICK");
+  if (be != rk_backend_get(RK_BACKEND_GPU) || o->quick ||
+      (kp && kp[0] == '0') || pairs > RK_QUICK_PAIRS)
+    return rk_kernel_get(be, f, o, cfg, k, NULL, err);
+  rk_kernel *full = NULL, *qk = NULL;
+  int rc = rk_kernel_find(be, f, o, cfg, 0, &full, err); /* loaded */
+  if (rc != RK_OK || full) {
+    *k = full;
+    return rc;
+  }
+  rk_options q = *o;
+  q.quick = 1;
+  rc = rk_kernel_find(be, f, &q, cfg, 0, &qk, err);
+  if (rc == RK_OK && qk == NULL) {
+    rc = rk_kernel_find(be, f, o, cfg, 1, &full, err); /* on disk */
+    if (rc != RK_OK || full) {
+      *k = full;
+      return rc;
+    }
+    rc = rk_kernel_get(be, f, &q, cfg, &qk, NULL, err);
+  }
+  if (rc != RK_OK)
+    return rc;
+  if (qk->work + pairs > RK_QUICK_WORK)
+    return rk_kernel_get(be, f, o, cfg, k, NULL, err);
+  qk->work += pairs;
+  *k = qk;
+  return RK_OK;
+}
+
 int rk_formula_run(rk_formula *f, const rk_options *o, const rk_input *in,
                    int nin, double *out, rk_error *err) {
   rk_options def;
@@ -628,7 +674,7 @@ int rk_formula_run(rk_formula *f, const rk_options *o, const rk_input *in,
     free(ds);
   } else {
     if (rc == RK_OK)
-      rc = rk_kernel_get(be, f, o, &cfg, &k, NULL, err);
+      rc = tier_kernel(be, f, o, &cfg, (double)nout * (double)nred, &k, err);
     if (rc == RK_OK && nout > 0) {
       rk_span s = {0, nout, 0, nred, out, nout, NULL, 0, 0, rk_nthreads(o)};
       rc = be->run(k, f, o, &d, &s, err);

@@ -172,6 +172,12 @@ typedef struct rk_options {
      lane k, a stream of its own, beside the others. */
   int lane;
   int nlanes;
+  /* 1: a quickly compiled kernel will do (a small call, for which the
+     kernel's speed does not matter: the GPU backend compiles it with
+     NVRTC's -Ofast-compile=mid, in half the time, and caches it apart);
+     0 (default): a fully optimised one.  Set by run.c (rk_formula_run's
+     tiers), ignored by the CPU backend. */
+  int quick;
 } rk_options;
 
 void rk_options_default(rk_options *o);

@@ -353,3 +353,67 @@ test_that("pipelined calls: chunks of rows give the results of one block", {
   op(list(X[1:1000, ], Y1, B1))
   expect_equal(piped(), n0 + 1)
 })
+
+# tiers (run.c tier_kernel): the first small call of a new formula gets a
+# quick kernel (NVRTC -Ofast-compile=mid, "/fast-mid" in its target), a
+# larger call or enough work the fully optimised one, compiled once; the
+# verbose messages tell which was compiled, the values are those of the CPU
+test_that("a new formula's small calls take a quick kernel, larger work the full one", {
+  skip_if_no_gpu()
+  d <- rkeops:::rk_config()$description
+  v <- regmatches(d, regexpr("NVRTC: [0-9]+\\.[0-9]+", d))
+  nv <- if (length(v)) as.numeric(sub("NVRTC: ", "", v)) else 0
+  skip_if(nv < 12.8, "NVRTC before 12.8: no -Ofast-compile")
+  local_backend("GPU", 32)
+  withr::local_envvar(RKEOPS_NVRTC_FAST = NA, RKEOPS_CUDA_QUICK = NA)
+  rkeops::set_rkeops_options(list(verbosity = TRUE))
+  set.seed(as.integer(Sys.time()) %% 100000L)
+  fresh <- function() {
+    # a new constant factor: a formula no cache holds, values of the same
+    # conditioning whatever it is
+    sprintf("Sum_Reduction(Exp(-SqDist(x, y)) * b * IntCst(%d), 1)",
+            sample.int(1e6, 1) + 3e6)
+  }
+  args <- c("x=Vi(3)", "y=Vj(3)", "b=Vj(1)")
+  compiles <- function(expr) {
+    m <- testthat::capture_messages(val <- force(expr))
+    list(val = val, comp = grep("compiling the CUDA kernel", m, value = TRUE))
+  }
+  ref <- function(f, X, Y, B) on_backend("CPU", 64, f, args, list(X, Y, B))
+  f <- fresh()
+  op <- keops_kernel(f, args)
+  X <- matrix(runif(30), 10, 3) / 4
+  B <- matrix(runif(10), 10, 1)
+  r <- compiles(op(list(X, X, B)))
+  expect_length(r$comp, 1)
+  expect_match(r$comp, "fast-mid", fixed = TRUE)
+  expect_close(r$val, ref(f, X, X, B), 1e-5, "quick kernel")
+  expect_length(compiles(op(list(X, X, B)))$comp, 0)
+  # 1.6e7 pairs: the full kernel
+  Xl <- matrix(runif(12000), 4000, 3) / 4
+  Bl <- matrix(runif(4000), 4000, 1)
+  r <- compiles(op(list(Xl, Xl, Bl)))
+  expect_length(r$comp, 1)
+  expect_no_match(r$comp, "fast-", fixed = TRUE)
+  expect_close(r$val, ref(f, Xl, Xl, Bl), 1e-5, "full kernel")
+  # small calls now take the loaded full kernel
+  r <- compiles(op(list(X, X, B)))
+  expect_length(r$comp, 0)
+  expect_close(r$val, ref(f, X, X, B), 1e-5, "full kernel, small call")
+  # many small calls: after 2e9 pairs through the quick kernel, the full one
+  f2 <- fresh()
+  op2 <- keops_kernel(f2, args)
+  Xm <- matrix(runif(9000), 3000, 3) / 4
+  Bm <- matrix(runif(3000), 3000, 1)
+  comp <- character(0)
+  for (k in 1:240) comp <- c(comp, compiles(op2(list(Xm, Xm, Bm)))$comp)
+  expect_length(comp, 2)
+  expect_match(comp[1], "fast-mid", fixed = TRUE)
+  expect_no_match(comp[2], "fast-", fixed = TRUE)
+  expect_close(op2(list(Xm, Xm, Bm)), ref(f2, Xm, Xm, Bm), 1e-5, "after the budget")
+  # RKEOPS_CUDA_QUICK=0: no tiers
+  withr::local_envvar(RKEOPS_CUDA_QUICK = "0")
+  r <- compiles(keops_kernel(fresh(), args)(list(X, X, B)))
+  expect_length(r$comp, 1)
+  expect_no_match(r$comp, "fast-", fixed = TRUE)
+})
