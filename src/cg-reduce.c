@@ -164,7 +164,10 @@ static void xfer(rk_cg *g, const rk_formula *f, const char *acc,
   } else if (L.lo) { /* the double split into a float pair */
     rk_cg_line(g, "  const double rk_sv = %s;", rk_red_pat1(t, pat, "rk_c"));
     rk_cg_line(g, "  %s[rk_c] = (T)rk_sv;", acc);
-    rk_cg_line(g, "  %s_l[rk_c] = (T)(rk_sv - (double)%s[rk_c]);", acc, acc);
+    /* an infinite high part (an infinite state, or one beyond float's
+       range) has no low part: Inf - Inf would make the sum NaN */
+    rk_cg_line(g, "  const double rk_sl = rk_sv - (double)%s[rk_c];", acc);
+    rk_cg_line(g, "  %s_l[rk_c] = rk_sl - rk_sl == 0 ? (T)rk_sl : (T)0;", acc);
   } else {
     rk_cg_line(g, "  %s[rk_c] = (%s)%s;", acc, L.vtype,
                rk_red_pat1(t, pat, "rk_c"));

@@ -68,9 +68,12 @@ static void sum_flush(rk_cg *g, const rk_formula *f, const char *acc) {
   if (pair(g, f)) { /* Knuth's two-sum of acc and the tile sum */
     rk_cg_line(g, "  const T rk_s = %s[rk_c] + %s_t[rk_c];", acc, acc);
     rk_cg_line(g, "  const T rk_b = rk_s - %s[rk_c];", acc);
-    rk_cg_line(g, "  %s_l[rk_c] += (%s[rk_c] - (rk_s - rk_b)) + (%s_t[rk_c] - "
+    rk_cg_line(g, "  const T rk_e = (%s[rk_c] - (rk_s - rk_b)) + (%s_t[rk_c] - "
                   "rk_b);",
-               acc, acc, acc);
+               acc, acc);
+    /* an infinite sum has a NaN error term: drop it (the sum stays +-Inf,
+       as R's; a NaN term makes rk_s NaN anyway) */
+    rk_cg_line(g, "  %s_l[rk_c] += rk_e == rk_e ? rk_e : (T)0;", acc);
     rk_cg_line(g, "  %s[rk_c] = rk_s;", acc);
   } else {
     rk_cg_line(g, "  %s[rk_c] += (double)%s_t[rk_c];", acc, acc);
