@@ -1000,6 +1000,13 @@ static int run_pipe(cuda_call *c, int nch, rk_error *e) {
   int rc = call_vars(c, 0, 0, nred, e);
   if (rc == RK_OK)
     rc = put_flush(c, e);
+  /* the parameters and inner variables went by the lane's stream: on lane
+     0 (the legacy default stream) a copy from pageable memory returns
+     before its DMA has landed, and the pipe streams do not wait for that
+     stream, so wait here */
+  CUresult sr = rc == RK_OK ? rk_cu.StreamSynchronize(c->st) : 0;
+  if (sr != 0)
+    rc = cu_fail(e, sr, "cuStreamSynchronize");
   CUstream main_st = c->st;
   c->piped = 1;
   c->st = ln->pst[1];
