@@ -578,15 +578,20 @@ int rk_nthreads(const rk_options *o) {
  * kernel has run RK_QUICK_WORK pairs in all (a few ms lost to its
  * slowness), gets the full kernel, compiled once.  Only the single-device
  * run path has tiers (prepared operators, solve() and parts take the full
- * kernel).  RKEOPS_CUDA_QUICK=0 (developer knob, read per call): no tiers. */
+ * kernel).  Off unless RKEOPS_CUDA_QUICK=1 (read per call): a quick kernel's
+ * floating-point results may differ from the full one's in the last bits
+ * (the compiler contracts a*b+c into FMAs differently at that level; H100:
+ * a joint gradient pass and a single one, identical with full kernels,
+ * differ by 1 ulp with quick ones), so with tiers a small call's bits would
+ * depend on the calls and the cache before it. */
 #define RK_QUICK_PAIRS 1e7
 #define RK_QUICK_WORK  2e9
 static int tier_kernel(const rk_backend_i *be, const rk_formula *f,
                        const rk_options *o, const rk_cg_config *cfg,
                        double pairs, rk_kernel **k, rk_error *err) {
   const char *kp = getenv("RKEOPS_CUDA_QUICK");
-  if (be != rk_backend_get(RK_BACKEND_GPU) || o->quick ||
-      (kp && kp[0] == '0') || pairs > RK_QUICK_PAIRS)
+  if (be != rk_backend_get(RK_BACKEND_GPU) || o->quick || !kp ||
+      strcmp(kp, "1") != 0 || pairs > RK_QUICK_PAIRS)
     return rk_kernel_get(be, f, o, cfg, k, NULL, err);
   rk_kernel *full = NULL, *qk = NULL;
   int rc = rk_kernel_find(be, f, o, cfg, 0, &full, err); /* loaded */

@@ -354,8 +354,8 @@ test_that("pipelined calls: chunks of rows give the results of one block", {
   expect_equal(piped(), n0 + 1)
 })
 
-# tiers (run.c tier_kernel): the first small call of a new formula gets a
-# quick kernel (NVRTC -Ofast-compile=mid, "/fast-mid" in its target), a
+# tiers (run.c tier_kernel, with RKEOPS_CUDA_QUICK=1): the first small call
+# of a new formula gets a quick kernel (NVRTC -Ofast-compile=mid, "/fast-mid" in its target), a
 # larger call or enough work the fully optimised one, compiled once; the
 # verbose messages tell which was compiled, the values are those of the CPU
 test_that("a new formula's small calls take a quick kernel, larger work the full one", {
@@ -365,7 +365,7 @@ test_that("a new formula's small calls take a quick kernel, larger work the full
   nv <- if (length(v)) as.numeric(sub("NVRTC: ", "", v)) else 0
   skip_if(nv < 12.8, "NVRTC before 12.8: no -Ofast-compile")
   local_backend("GPU", 32)
-  withr::local_envvar(RKEOPS_NVRTC_FAST = NA, RKEOPS_CUDA_QUICK = NA)
+  withr::local_envvar(RKEOPS_NVRTC_FAST = NA, RKEOPS_CUDA_QUICK = "1")
   rkeops::set_rkeops_options(list(verbosity = TRUE))
   set.seed(as.integer(Sys.time()) %% 100000L)
   fresh <- function() {
@@ -411,9 +411,11 @@ test_that("a new formula's small calls take a quick kernel, larger work the full
   expect_match(comp[1], "fast-mid", fixed = TRUE)
   expect_no_match(comp[2], "fast-", fixed = TRUE)
   expect_close(op2(list(Xm, Xm, Bm)), ref(f2, Xm, Xm, Bm), 1e-5, "after the budget")
-  # RKEOPS_CUDA_QUICK=0: no tiers
-  withr::local_envvar(RKEOPS_CUDA_QUICK = "0")
-  r <- compiles(keops_kernel(fresh(), args)(list(X, X, B)))
-  expect_length(r$comp, 1)
-  expect_no_match(r$comp, "fast-", fixed = TRUE)
+  # by default (RKEOPS_CUDA_QUICK unset) and with 0: no tiers
+  for (q in list(NA, "0")) {
+    withr::local_envvar(RKEOPS_CUDA_QUICK = q)
+    r <- compiles(keops_kernel(fresh(), args)(list(X, X, B)))
+    expect_length(r$comp, 1)
+    expect_no_match(r$comp, "fast-", fixed = TRUE)
+  }
 })
