@@ -197,7 +197,20 @@ sv_ctl <- function(alpha, tol, maxit, precond, rank, sketch = NULL) {
        precond = sv_precond_codes[[precond]],
        rank = if (is.null(rank)) -1L else rank,
        progress = isTRUE(get_rkeops_options("verbosity")),
-       progress_after = 2)
+       progress_after = rk_progress_after())
+}
+
+# TRUE in a process forked from the one that loaded the package
+# (parallel::mclapply, mcparallel, a FORK cluster)
+rk_in_fork <- function() !identical(Sys.getpid(), rk_state$pid)
+
+# seconds after which a solve shows its progress line unasked: 2, or the
+# option rkeops.progress_after; never in a forked child, whose lines would
+# interleave with the parent's and its siblings' (verbosity still shows it)
+rk_progress_after <- function() {
+  if (rk_in_fork()) return(Inf)
+  a <- getOption("rkeops.progress_after", 2)
+  if (!is.numeric(a) || length(a) != 1L || is.na(a) || a < 0) 2 else as.double(a)
 }
 
 sv_precond_arg <- function(precond) {

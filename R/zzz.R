@@ -36,6 +36,7 @@
 "_PACKAGE"
 
 .onLoad <- function(libname, pkgname) {
+  rk_state$pid <- Sys.getpid() # a forked child has another (rk_in_fork)
   rk_probe_gpu()
   rk_state$options <- rk_default_options()
   invisible()

@@ -645,3 +645,42 @@ test_that("solve() and kernel_logdet() run in a forked worker after the parent s
   dref <- determinant(sv_kernels$gaussian$dense(X, 0.3) + diag(0.01, n))$modulus
   expect_lt(abs(as.numeric(r$ld) - dref), 4 * attr(r$ld, "se") + 1e-8 * abs(dref))
 })
+
+test_that("a long solve's progress line shows in the parent, never from a forked child", {
+  skip_on_os("windows")
+  local_rk_cpu(prec = 64)
+  rkeops_disable_verbosity()
+  # every solve is "long" (rkeops.progress_after = 0), verbosity off
+  withr::local_options(rkeops.progress_after = 0)
+  n <- 300
+  X <- sv_points(n, seed = 22)
+  K <- sv_kernels$gaussian$lt(X, 0.2)
+  b <- runif(n)
+  run <- function() {
+    out <- character()
+    con <- textConnection("out", "w", local = TRUE)
+    sink(con, type = "message")
+    x <- tryCatch(solve(K, b, alpha = 0.01), finally = {
+      sink(type = "message")
+      close(con)
+    })
+    list(x = x, out = out)
+  }
+  ref <- solve(sv_kernels$gaussian$dense(X, 0.2) + diag(0.01, n), b)
+  p <- run()
+  expect_lt(rel_fro(p$x, ref), 1e-5)
+  expect_true(any(grepl("rkeops solve: iteration [0-9]+, residual", p$out)))
+  job <- parallel::mcparallel(run())
+  got <- parallel::mccollect(job, wait = FALSE, timeout = 120)
+  if (is.null(got)) {
+    tools::pskill(job$pid, tools::SIGKILL)
+    parallel::mccollect(job)
+  }
+  expect_false(is.null(got))
+  ch <- got[[1]]
+  expect_lt(rel_fro(ch$x, ref), 1e-5)
+  expect_false(any(grepl("rkeops solve", ch$out)))
+  # a bad option value falls back to 2 s
+  withr::local_options(rkeops.progress_after = "soon")
+  expect_identical(rkeops:::rk_progress_after(), 2)
+})
