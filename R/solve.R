@@ -289,7 +289,9 @@ sv_common <- function(alpha, tol, rank) {
 #' **Progress**: with verbosity on ([rkeops_enable_verbosity()]), or when a
 #' solve runs longer than 2 seconds, one line on the console is updated
 #' with the iteration, the largest relative residual and the elapsed time.
-#' The solve can be interrupted between iterations (Ctrl-C), leaving the
+#' The delay is the option `rkeops.progress_after` (seconds, default 2); a
+#' solve in a forked worker (`parallel::mclapply()`) shows the line only with
+#' verbosity on. The solve can be interrupted between iterations (Ctrl-C), leaving the
 #' session and the kernel cache usable.
 #'
 #' @param a a LazyTensor `K` (named `a` as in [base::solve()]).
