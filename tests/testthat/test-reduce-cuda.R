@@ -333,6 +333,20 @@ test_that("pipelined calls: chunks of rows give the results of one block", {
       }
     }
   }
+  # the inner points go in before the chunks (on lane 0 by the legacy
+  # stream, whose copies from pageable memory return before the DMA lands:
+  # the chunks must wait for them).  float64 (R's memory, pageable), a new
+  # y each call: a kernel that ran before its y landed would see the last
+  # call's y in the pool
+  local_backend("GPU", 64)
+  nnk <- keops_kernel("ArgKMin_Reduction(SqDist(x, y), 3, 1)", c("x=Vi(3)", "y=Vj(3)"))
+  X <- matrix(runif(3 * 150001), 150001, 3)
+  for (k in 1:6) {
+    Y <- matrix(runif(3 * 60000), 60000, 3)
+    withr::with_envvar(c(RKEOPS_CUDA_PIPE = "0"), one <- nnk(list(X, Y)))
+    withr::with_envvar(c(RKEOPS_CUDA_PIPE = "1"), got <- nnk(list(X, Y)))
+    expect_identical(got, one, label = sprintf("new inner points, call %d", k))
+  }
   # the default rule: the skewed shape (1e6 rows, 1e3 points) runs
   # pipelined; one point (a trivial kernel) and a small call do not
   f <- "Sum_Reduction(Exp(-SqDist(x, y)) * b, 1)"
