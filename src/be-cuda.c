@@ -40,6 +40,10 @@ static _Atomic long long held_bytes;
    by rk_cuda_meminfo so that a test can tell the pipeline really ran */
 static _Atomic long long pipe_calls;
 
+/* the reduction parts (blockIdx.y) of the last call's plan: reported by
+   rk_cuda_meminfo, so that bench/ab-parts.R can print the automatic choice */
+static _Atomic int last_parts;
+
 /* at most this many chunks of rows in a pipelined call */
 #define RK_PIPE_MAX 8
 
@@ -244,7 +248,7 @@ static void cuda_unload(rk_kernel *k) {
 }
 
 int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes,
-                    double *held, double *pipelined) {
+                    double *held, double *pipelined, double *parts) {
   rk_dev *x;
   rk_error e;
   size_t fr = 0, tot = 0;
@@ -256,6 +260,7 @@ int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes,
   *total_bytes = (double)tot;
   *held = (double)held_bytes;
   *pipelined = (double)pipe_calls;
+  *parts = (double)last_parts;
   return 0;
 }
 
@@ -523,6 +528,13 @@ static int choose_parts(rk_dev *x, rk_kernel *k, const rk_cuda_geom *gm,
     smax = 2;
   if (maxp > smax)
     maxp = smax;
+  /* RKEOPS_CUDA_PARTS_EXACT=n (developer knob, read per call): n parts,
+     at most one a tile of points (bench/ab-parts.R times each count) */
+  const char *ke = getenv("RKEOPS_CUDA_PARTS_EXACT");
+  if (ke && atoi(ke) >= 1) {
+    int64_t n = atoi(ke), mx = nred / (int64_t)gm->tj;
+    return (int)(n < mx ? n : (mx > 1 ? mx : 1));
+  }
   /* RKEOPS_CUDA_PARTS=n (developer knob, read per call): at most n parts */
   const char *kp = getenv("RKEOPS_CUDA_PARTS");
   if (kp && atoi(kp) >= 1 && atoi(kp) < maxp)
@@ -700,6 +712,7 @@ static int call_plan(cuda_call *c, rk_error *e) {
   c->nbj = (c->nred + p->bj - 1) / (p->bj > 0 ? p->bj : 1);
   if (c->nbj < 1)
     c->nbj = 1;
+  last_parts = p->parts;
   int rc = pool_reserve(c->ln, p->total, e);
   c->base = c->ln->pool;
   return rc;

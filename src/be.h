@@ -311,10 +311,11 @@ void rk_nvrtc_fail_message(char *buf, size_t size, const char *archopt,
                            const char *why);
 /* free / total memory of CUDA device `device` in bytes, the bytes this
    process holds through cuMemAlloc (all devices), and the number of calls
-   run pipelined so far; 0, or -1 when no GPU is usable (ffi-cuda.c,
-   bench/gpu.R, test-reduce-cuda.R) */
+   run pipelined so far, and the reduction parts of the last call's plan;
+   0, or -1 when no GPU is usable (ffi-cuda.c, bench/gpu.R,
+   test-reduce-cuda.R) */
 int rk_cuda_meminfo(int device, double *free_bytes, double *total_bytes,
-                    double *held, double *pipelined);
+                    double *held, double *pipelined, double *parts);
 
 /* ---- several parts (run.c) -----------------------------------------------
  * o->ndevices > 1: the output rows are cut in consecutive blocks, one per
