@@ -99,8 +99,9 @@ static void progress(void *data, int iter, double resid, double elapsed,
 typedef struct solve_setup {
   rk_options o;
   ffi_msgbuf mb;
-  kernel_spec mv, col, sk;
+  kernel_spec mv, col, sk, bl;
   int bpos, sk_pos;
+  int64_t *bstart; /* pic: the blocks' first rows, then n */
   rk_solve_kernels kern; /* engine memory: freed by solve_done() */
   rk_sop A;
   rk_solve_ctl ctl;
@@ -137,6 +138,26 @@ static void setup(solve_setup *s, SEXP mv, SEXP col, SEXP diag, SEXP ctl,
       solve_abortf(RK_EINTERNAL, "solve: the sketch seed is missing");
     A->seed = ((uint64_t)REAL(sd)[0] << 31) ^ (uint64_t)REAL(sd)[1];
   }
+  /* pic: the diagonal-block formula and the blocks (R sorted the points
+     so that each block is consecutive rows; starts are 0-based, then n) */
+  SEXP bl = ffi_list_get(ctl, "blocks");
+  if (bl != R_NilValue) {
+    kernel_unpack(bl, &s->bl);
+    SEXP st = ffi_list_get(bl, "starts");
+    if (TYPEOF(st) != REALSXP || XLENGTH(st) < 2)
+      solve_abortf(RK_EINTERNAL, "solve: the blocks are missing");
+    int nb = (int)XLENGTH(st) - 1, w = rk_formula_outdim(s->bl.f);
+    s->bstart = (int64_t *)R_alloc((size_t)nb + 1, sizeof *s->bstart);
+    for (int b = 0; b <= nb; b++) {
+      s->bstart[b] = (int64_t)REAL(st)[b];
+      if ((b == 0 && s->bstart[0] != 0) || (b == nb && s->bstart[b] != n) ||
+          (b > 0 && (s->bstart[b] <= s->bstart[b - 1] ||
+                     s->bstart[b] - s->bstart[b - 1] > w)))
+        solve_abortf(RK_EINTERNAL, "solve: the blocks do not match");
+    }
+    A->nblocks = nb;
+    A->block_start = s->bstart;
+  }
   A->n = n;
   A->alpha = num1(ctl, "alpha");
   if (diag != R_NilValue) {
@@ -170,6 +191,9 @@ static void solve_acquire(solve_setup *s) {
   if (s->sk.f && rk_solve_kernels_sketch(&s->kern, s->sk.f, s->sk.in, s->sk.nin,
                                          s->sk_pos, &e) != RK_OK)
     ffi_abort(&e, NULL, NULL); /* freed everything */
+  if (s->bl.f && rk_solve_kernels_blocks(&s->kern, s->bl.f, s->bl.in,
+                                         s->bl.nin, &e) != RK_OK)
+    ffi_abort(&e, NULL, NULL); /* freed everything */
   rk_solve_kernels_sop(&s->kern, &s->A);
 }
 
@@ -191,9 +215,11 @@ static SEXP named_list(int n, const char *const *names) {
 }
 
 static SEXP precond_info(const rk_precond *P) {
-  static const char *const f[] = {"rank",        "shift",   "trace_left",
-                                  "logdet",      "seconds", "column_seconds",
-                                  "gram_seconds"};
+  static const char *const f[] = {"rank",           "shift",
+                                  "trace_left",     "logdet",
+                                  "seconds",        "column_seconds",
+                                  "gram_seconds",   "block_seconds",
+                                  "blocks"};
   SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   SET_VECTOR_ELT(res, 0, ScalarInteger(P->rank));
   SET_VECTOR_ELT(res, 1, ScalarReal(P->shift));
@@ -202,6 +228,8 @@ static SEXP precond_info(const rk_precond *P) {
   SET_VECTOR_ELT(res, 4, ScalarReal(P->seconds));
   SET_VECTOR_ELT(res, 5, ScalarReal(P->column_seconds));
   SET_VECTOR_ELT(res, 6, ScalarReal(P->gram_seconds));
+  SET_VECTOR_ELT(res, 7, ScalarReal(P->block_seconds));
+  SET_VECTOR_ELT(res, 8, ScalarInteger(P->nblocks));
   UNPROTECT(1);
   return res;
 }

@@ -6,7 +6,9 @@
  *     one operator in the working precision and, in float32, one in float64
  *     for the refinement residuals;
  *   - the kernel columns K[, p] = Sum_Reduction(K, 1) restricted to the
- *     reduction range [p, p + 1) (pivoted Cholesky).
+ *     reduction range [p, p + 1) (pivoted Cholesky);
+ *   - the diagonal blocks K[r0:r1, r0:r1] = Sum_Reduction(K * OneHot(v_j,
+ *     W), 1) over rows and points [r0, r1), v_j = j - r0 (pic), in float64.
  * Each operator gets its kernel and converts its point data once (on the
  * GPU, binds them to device memory once); a product only sends the iterate.
  */
@@ -114,6 +116,56 @@ int rk_solve_kernels_sketch(rk_solve_kernels *k, rk_formula *sk,
   return RK_OK;
 }
 
+/* K[r0:r1, r0:r1] (column-major) from the block operator: rows [r0, r1)
+   reduced over the points [r0, r1), each point's kernel value in the
+   component of its position in the block (OneHot), so column c of the
+   results is K[, r0 + c] */
+static int block(void *ctx, int64_t r0, int64_t r1, double *out,
+                 rk_error *e) {
+  rk_solve_kernels *k = ctx;
+  int64_t m = r1 - r0;
+  if (m <= 0)
+    return RK_OK;
+  if (m > k->bl_width)
+    return rk_err(e, RK_EINTERNAL, -1,
+                  "solve: a block of %lld points is wider than %d",
+                  (long long)m, k->bl_width);
+  if (m > k->bl_rows) {
+    double *b = realloc(k->bl_buf, (size_t)m * k->bl_width * sizeof *b);
+    if (b == NULL)
+      return rk_err(e, RK_ENOMEM, -1, "out of memory (a diagonal block)");
+    k->bl_buf = b;
+    k->bl_rows = m;
+  }
+  rk_op_call c;
+  memset(&c, 0, sizeof c);
+  c.r0 = r0;
+  c.r1 = r1;
+  c.j0 = r0;
+  c.j1 = r1;
+  c.replace = -1;
+  c.out = k->bl_buf;
+  c.o = &k->o64;
+  int rc = rk_op_run(k->bl_op, &c, e);
+  if (rc != RK_OK)
+    return rc;
+  /* results are m x bl_width: the first m columns are the block */
+  memcpy(out, k->bl_buf, (size_t)m * m * sizeof *out);
+  return RK_OK;
+}
+
+int rk_solve_kernels_blocks(rk_solve_kernels *k, rk_formula *bl,
+                            const rk_input *bl_in, int bl_nin, rk_error *e) {
+  (void)bl_nin;
+  k->bl_width = rk_formula_outdim(bl);
+  k->bl_op = rk_op_prepare(bl, &k->o64, bl_in, bl_nin, e);
+  if (!k->bl_op) {
+    rk_solve_kernels_free(k);
+    return e->code != RK_OK ? e->code : RK_EINTERNAL;
+  }
+  return RK_OK;
+}
+
 /* host buffers page-locked for the products' and the columns' copies
    (all operators share one device, so one operator's backend serves) */
 static int pin(void *ctx, void *p, size_t bytes) {
@@ -137,6 +189,8 @@ void rk_solve_kernels_sop(rk_solve_kernels *k, rk_sop *A) {
   A->sketch = k->sk_op ? apply_sketch : NULL;
   A->sketch_ctx = k;
   A->sketch_width = k->sk_width;
+  A->block = k->bl_op ? block : NULL;
+  A->block_ctx = k;
   A->pin = pin;
   A->unpin = unpin;
   A->pin_ctx = k;
@@ -147,5 +201,9 @@ void rk_solve_kernels_free(rk_solve_kernels *k) {
   rk_op_free(k->mv64_op);
   rk_op_free(k->col_op);
   rk_op_free(k->sk_op);
-  k->mv_op = k->mv64_op = k->col_op = k->sk_op = NULL;
+  rk_op_free(k->bl_op);
+  free(k->bl_buf);
+  k->bl_buf = NULL;
+  k->bl_rows = 0;
+  k->mv_op = k->mv64_op = k->col_op = k->sk_op = k->bl_op = NULL;
 }

@@ -50,6 +50,14 @@ typedef struct rk_sop {
   int (*pin)(void *ctx, void *p, size_t bytes);
   void (*unpin)(void *ctx, void *p);
   void *pin_ctx;
+  /* "pic": the points in nblocks consecutive blocks, block b the rows
+     [block_start[b], block_start[b + 1]) (block_start[nblocks] = n); the
+     kernel's block K[r0:r1, r0:r1] into out ((r1 - r0)^2 doubles,
+     column-major) */
+  int (*block)(void *ctx, int64_t r0, int64_t r1, double *out, rk_error *e);
+  void *block_ctx;
+  int nblocks;
+  const int64_t *block_start;
   int keep_factor;      /* pivchol: keep the float64 factor (tests)   */
   double pivchol_theta; /* pivchol: pivots at least theta times the largest
                            remaining diagonal (0: the default, 1/2; 1: the
@@ -60,7 +68,8 @@ enum rk_precond_kind {
   RK_PRECOND_NONE = 0,
   RK_PRECOND_JACOBI = 1,
   RK_PRECOND_PIVCHOL = 2,
-  RK_PRECOND_NYSTROM = 3
+  RK_PRECOND_NYSTROM = 3,
+  RK_PRECOND_PIC = 4
 };
 
 /* A preconditioner P ~ alpha I + K.
@@ -75,7 +84,15 @@ enum rk_precond_kind {
             mu = alpha, lambda_k the smallest eigenvalue kept.  Stored as
             L = Y + nu Omega (row-major, n x rank), U = L M, and
             P^-1 r = r + L C L^T r, S w = w + L Y L^T w (C, Y: rank x rank,
-            column-major, full). */
+            column-major, full).
+   pic:     P = L L^T + D, L the pivoted Cholesky factor (fl32, as pivchol;
+            rank 0 allowed), D = blockdiag(alpha I + K_bb - L_b L_b^T) over
+            the blocks of rk_sop (the "partially independent conditional"
+            approximation: exact near the diagonal, low-rank beyond);
+            D_b = R_b^T R_b with R_b = fl32(chol(...)), so D is exactly that
+            of the float factors; P^-1 r = D^-1 (r - L C^-1 L^T D^-1 r),
+            C = I + L^T D^-1 L.  Square root S = R^T (I + M Y M^T) with
+            M = R^-T L and Y from the eigen decomposition of C - I. */
 typedef struct rk_precond {
   int kind;
   int64_t n;
@@ -95,10 +112,16 @@ typedef struct rk_precond {
   /* square root S (S S^T = P) for the log-determinant probes: pivchol:
      S = sqrt(shift) (I + L Y L^T / shift), Y = V diag(f) V^T (rank x rank) */
   double *Y;
+  /* pic: the blocks' factors R_b (upper, column-major m_b x m_b, fl32)
+     at Rf + boff[b]; bstart a copy of rk_sop.block_start */
+  float *Rf;
+  int64_t *boff, *bstart;
+  int nblocks;
   int nthreads;
   double seconds;        /* wall time of the set-up                     */
   double column_seconds; /* pivchol: of which the kernel columns        */
   double gram_seconds;   /* pivchol: of which C = shift I + L^T L       */
+  double block_seconds;  /* pic: of which the kernel's diagonal blocks  */
 } rk_precond;
 
 /* what stops, reports and interrupts a solve */
@@ -177,6 +200,12 @@ typedef struct rk_solve_kernels {
   struct rk_operator *col_op; /* Sum_Reduction(K, 1), or NULL                 */
   struct rk_operator *sk_op;  /* Sum_Reduction(K * s_j, 1), s_j of dimension
                                  sk_width (nystrom sketch), or NULL           */
+  struct rk_operator *bl_op;  /* Sum_Reduction(K * OneHot(v_j, bl_width), 1)
+                                 in float64, v_j a point's position in its
+                                 block (pic), or NULL                        */
+  int bl_width;
+  double *bl_buf;             /* rows x bl_width results of one block      */
+  int64_t bl_rows;
   int bpos;                   /* position of b_j                              */
   int sk_pos, sk_width;       /* position and dimension of s_j                */
   rk_options o, o64;          /* working precision, float64 (callbacks)       */
@@ -194,6 +223,10 @@ int rk_solve_kernels_init(rk_solve_kernels *k, rk_formula *mv,
 int rk_solve_kernels_sketch(rk_solve_kernels *k, rk_formula *sk,
                             const rk_input *sk_in, int sk_nin, int sk_pos,
                             rk_error *e);
+/* prepare the diagonal-block operator (pic) after init, in float64; on
+   failure k is freed entirely */
+int rk_solve_kernels_blocks(rk_solve_kernels *k, rk_formula *bl,
+                            const rk_input *bl_in, int bl_nin, rk_error *e);
 /* fill A's apply / exact / column callbacks and working32 */
 void rk_solve_kernels_sop(rk_solve_kernels *k, rk_sop *A);
 void rk_solve_kernels_free(rk_solve_kernels *k);

@@ -294,6 +294,8 @@ test_that("solve() on a cluster: the local solver, products and columns on the w
   expect_lte(max(attr(warm, "iterations")), 2)
   expect_error(solve(K, B, alpha = 1e-3, precond = "nystrom"),
                class = "rkeops_unsupported_error")
+  expect_error(solve(K, B, alpha = 1e-3, precond = "pic"),
+               class = "rkeops_unsupported_error")
 })
 
 test_that("solve() on a cluster: a worker failing mid-solve is a classed error", {
