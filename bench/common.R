@@ -17,15 +17,17 @@ el <- function(expr) system.time(expr)[["elapsed"]]
 # v = c(nugget, psill, range) from the points X (values z) onto X0:
 # solve() with precond = "pivchol", tol 1e-8, then one kernel product.
 # An unconverged solve does not warn: its residual is returned (res).
-ok_krige <- function(X, z, X0, v, rank = NULL, maxit = NULL) {
+ok_krige <- function(X, z, X0, v, rank = NULL, maxit = NULL,
+                     precond = "pivchol") {
   K <- v[["psill"]] * exp(-norm2(Vi(X) - Vj(X)) / v[["range"]])
   S <- withCallingHandlers(
     solve(K, cbind(1, z), alpha = v[["nugget"]], tol = 1e-8,
-          precond = "pivchol", rank = rank, maxit = maxit),
+          precond = precond, rank = rank, maxit = maxit),
     rkeops_convergence_warning = function(w) invokeRestart("muffleWarning"))
   m <- sum(S[, 2]) / sum(S[, 1])
   K0 <- v[["psill"]] * exp(-norm2(Vi(X0) - Vj(X)) / v[["range"]])
   list(pred = m + as.vector(K0 %*% (S[, 2] - m * S[, 1])),
        it = paste(attr(S, "iterations"), collapse = "/"),
-       res = max(attr(S, "residual")), rank = attr(S, "precond")$rank)
+       res = max(attr(S, "residual")), rank = attr(S, "precond")$rank,
+       precond_s = attr(S, "seconds")[["precond"]])
 }

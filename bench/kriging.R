@@ -7,9 +7,10 @@
 #   Rscript bench/vignettes-data.R .benchdata/data.rds
 #   Rscript bench/kriging.R [gpu] [data=.benchdata/data.rds] [sizes=2e3,5e3]
 #     [mkrig_max=5000] [nmax=10,50] [reps=1] [maxit=1000]
+#     [precond=pivchol,pic]
 #
 # CPU default sizes 2e3, 5e3, 2e4; GPU default 2e4, 1e5, 4e5. Beside rkeops
-# (solve() with precond = "pivchol", tol 1e-8, float64; predictions by one
+# (solve() with each precond given, tol 1e-8, float64; predictions by one
 # kernel product), where the packages are installed: fields::mKrig (dense
 # Cholesky, m = 1, the same covariance) up to mkrig_max points, and
 # gstat::krige with moving neighbourhoods of nmax points. The time of each
@@ -27,6 +28,7 @@ mkrig_max <- as.numeric(opt("mkrig_max", 5000))
 nmaxs <- as.integer(opt("nmax", c(10, 50)))
 reps <- as.integer(opt("reps", 1))
 maxit <- as.integer(opt("maxit", 1000))
+preconds <- opt("precond", c("pivchol", "pic"))
 have_fields <- requireNamespace("fields", quietly = TRUE)
 # mKrig looks its covariance function up by name: fields is attached
 if (have_fields) suppressPackageStartupMessages(library(fields))
@@ -53,9 +55,13 @@ add <- function(...) rows[[length(rows) + 1]] <<- data.frame(...)
 for (n in sizes) {
   tr <- perm[1e4 + seq_len(n)]
   X <- D$X[tr, ]; z <- D$z[tr]
-  m <- med(function() ok_krige(X, z, X0, v, maxit = maxit))
-  add(N = n, method = "rkeops solve (pivchol)", detail = sprintf("rank %d, it %s, res %.1e", m$r$rank, m$r$it, m$r$res),
-      seconds = round(m$t, 2), RMSE = round(rmse(m$r$pred), 2))
+  for (pc in preconds) {
+    m <- med(function() ok_krige(X, z, X0, v, maxit = maxit, precond = pc))
+    add(N = n, method = sprintf("rkeops solve (%s)", pc),
+        detail = sprintf("rank %d, it %s, res %.1e, set-up %.2f s", m$r$rank,
+                         m$r$it, m$r$res, m$r$precond_s),
+        seconds = round(m$t, 2), RMSE = round(rmse(m$r$pred), 2))
+  }
   if (have_fields && n <= mkrig_max) {
     m <- med(function() {
       fit <- fields::mKrig(X, z, m = 1, lambda = v[["nugget"]] / v[["psill"]],
