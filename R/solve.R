@@ -349,8 +349,8 @@ sv_common <- function(alpha, tol, rank) {
 #'   `P = L L^T + blockdiag(alpha I + K_bb - L_b L_b^T)` (the "partially
 #'   independent conditional" approximation of Snelson and Ghahramani, 2007),
 #'   with `L` the pivoted Cholesky factor of `rank` columns (`rank = 0`: the
-#'   blocks alone, block Jacobi; `rank = NULL`: the rule of `"pivchol"`, at
-#'   most 256 columns) and blocks of at most `block` points (default 256)
+#'   blocks alone, block Jacobi; `rank = NULL`: the trace rule of
+#'   `"pivchol"`, without its "not low-rank" stop, up to 256 columns) and blocks of at most `block` points (default 256)
 #'   that are close to each other: the points are ordered by recursive
 #'   bisection of the i-variables' data (the widest coordinate halved at its
 #'   median), so the blocks are groups of neighbours in the space of the

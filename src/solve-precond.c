@@ -20,7 +20,8 @@
  *   with G = L^T L / shift = V diag(s) V^T: S is symmetric and S S^T = P.
  *
  * "pic":   P = L L^T + D, L the pivoted Cholesky factor above (rank 0: none;
- *   rank = NULL: the rule below, at most RK_PIC_RANK_MAX columns) and D =
+ *   rank = NULL: the rule below without its "not low-rank" stop, at most
+ *   RK_PIC_RANK_MAX columns) and D =
  *   blockdiag(alpha I + K_bb - L_b L_b^T) over the blocks of rk_sop (R
  *   ordered the points so that each block is consecutive neighbours), alpha
  *   at least 1e-9 tr(K).  Each block comes from one run of the kernel
@@ -536,8 +537,10 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
       hist[k + t + 1] = trk;
       if (autor) {
         int r1 = k + t + 1;
+        /* pic (auto_cap > 0) keeps adding columns when K is not low-rank:
+           its blocks take the local part, the columns the rest */
         if (trk <= RK_PIVCHOL_TRACE_FACTOR * sfloor ||
-            (r1 >= 32 && trk > 0.9 * hist[r1 / 2])) {
+            (auto_cap == 0 && r1 >= 32 && trk > 0.9 * hist[r1 / 2])) {
           keep = t + 1;
           stop = 1;
           break;
@@ -960,10 +963,11 @@ out:
 
 /* ---- "pic": low rank plus exact diagonal blocks ------------------------ */
 
-/* the automatic rank of pic's low-rank part: the blocks take the local
-   structure, so fewer columns pay (rank 64 + blocks of 512 needed 75
-   iterations where pivchol rank 64 alone needed 286, exponential kernel,
-   n = 6000, dense R prototype) */
+/* the automatic rank of pic's low-rank part: pivchol's rule without its
+   "not low-rank" stop, up to this many columns (exponential kernels, where
+   that stop comes at rank 32: Walker Lake's 7,800 points, 2 cores, pic
+   rank 32 / 256 / 512: 99 / 44 / 33 iterations, 9.2 / 4.6 / 3.9 s, where
+   pivchol rank 512 took 66 iterations, 6.5 s) */
 #define RK_PIC_RANK_MAX 256
 
 #ifdef _OPENMP
