@@ -612,7 +612,7 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
 #endif
   for (int64_t t = 0; t < n * (int64_t)r; t++)
     P->Lf[t] = (float)L[t];
-  if (!A->keep_factor) {
+  if (!A->keep_factor && auto_cap == 0) { /* pic frees it after its blocks */
     free(P->L);
     P->L = L = NULL;
   }
@@ -1064,9 +1064,11 @@ static int build_pic(rk_precond *P, const rk_sop *A, int rank, int want_sqrt,
   }
   size_t tot = (size_t)P->boff[nb];
   double *Dall = big_alloc(tot * sizeof *Dall);
+  double *Dcp = malloc((size_t)nt * maxm * maxm * sizeof *Dcp);
   P->Rf = big_alloc(tot * sizeof *P->Rf);
-  if (!Dall || !P->Rf) {
+  if (!Dall || !P->Rf || !Dcp) {
     free(Dall);
+    free(Dcp);
     return rk_err(e, RK_ENOMEM, -1,
                   "out of memory for the pic blocks (%.0f MB)",
                   (double)tot * 12 / 1e6);
@@ -1079,11 +1081,13 @@ static int build_pic(rk_precond *P, const rk_sop *A, int rank, int want_sqrt,
                   Dall + P->boff[b], e);
     if (rc != RK_OK) {
       free(Dall);
+      free(Dcp);
       return rc;
     }
     if (ctl && ctl->interrupted && (b & 15) == 15 &&
         ctl->interrupted(ctl->interrupt_data)) {
       free(Dall);
+      free(Dcp);
       return rk_err(e, RK_EINTERRUPT, -1, "interrupted");
     }
   }
@@ -1091,30 +1095,62 @@ static int build_pic(rk_precond *P, const rk_sop *A, int rank, int want_sqrt,
   int bad = -1;
   double ld = 0;
   const float *Lf = P->Lf;
+  /* the residual blocks from the float64 factor (K - L~ L~^T with the
+     rounded L~ can be indefinite by its rounding, 1e-7 of K, when alpha is
+     small); P = L~ L~^T + D stays symmetric positive definite for any such
+     D, and D is exactly that of the float factors R~ below */
+  const double *Ld = P->L;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(+ : ld)
 #endif
   for (int b = 0; b < nb; b++) {
+#ifdef _OPENMP
+    double *cp = Dcp + (size_t)omp_get_thread_num() * maxm * maxm;
+#else
+    double *cp = Dcp;
+#endif
     int64_t r0 = P->bstart[b], m = P->bstart[b + 1] - r0;
-    double *D = Dall + P->boff[b];
+    double *D = Dall + P->boff[b], dmax = 0;
     for (int64_t c = 0; c < m; c++) {
       double *dc = D + (size_t)c * m;
       for (int64_t i = 0; i <= c; i++) {
         double v = dc[i];
         if (r > 0) {
-          const float *li = Lf + (size_t)(r0 + i) * r,
-                      *lc = Lf + (size_t)(r0 + c) * r;
           double s = 0;
-          RK_PIC_SUM
-          for (int k = 0; k < r; k++)
-            s += (double)li[k] * (double)lc[k];
+          if (Ld) {
+            const double *li = Ld + (size_t)(r0 + i) * r,
+                         *lc = Ld + (size_t)(r0 + c) * r;
+            RK_PIC_SUM
+            for (int k = 0; k < r; k++)
+              s += li[k] * lc[k];
+          } else {
+            const float *li = Lf + (size_t)(r0 + i) * r,
+                        *lc = Lf + (size_t)(r0 + c) * r;
+            RK_PIC_SUM
+            for (int k = 0; k < r; k++)
+              s += (double)li[k] * (double)lc[k];
+          }
           v -= s;
         }
         dc[i] = i == c ? v + sh : v;
+        if (i == c && dc[i] > dmax)
+          dmax = dc[i];
       }
     }
     float *R = P->Rf + P->boff[b];
-    if (rk_chol((int)m, D) != 0) {
+    /* a block that rounding left indefinite gets a growing jitter (any
+       positive definite D gives a valid P): from 1e-12 of its largest
+       diagonal, 100 times more per try */
+    memcpy(cp, D, (size_t)m * m * sizeof *cp);
+    int ok = rk_chol((int)m, D) == 0;
+    double jit = 1e-12 * dmax;
+    for (int t = 0; !ok && t < 5 && jit > 0; t++, jit *= 100) {
+      memcpy(D, cp, (size_t)m * m * sizeof *D);
+      for (int64_t j = 0; j < m; j++)
+        D[(size_t)j * m + j] += jit;
+      ok = rk_chol((int)m, D) == 0;
+    }
+    if (!ok) {
 #ifdef _OPENMP
 #pragma omp critical
 #endif
@@ -1128,6 +1164,11 @@ static int build_pic(rk_precond *P, const rk_sop *A, int rank, int want_sqrt,
       ld += 2.0 * log((double)R[(size_t)j * m + j]);
   }
   free(Dall);
+  free(Dcp);
+  if (!A->keep_factor) {
+    free(P->L);
+    P->L = NULL;
+  }
   if (bad >= 0)
     return rk_err(e, RK_EVALUE, -1,
                   "pic: the diagonal block %d (rows %lld to %lld) of alpha I "

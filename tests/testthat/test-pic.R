@@ -63,6 +63,23 @@ test_that("pic: solve() matches base::solve() in float64 (kernels, ranks, blocks
   }
 })
 
+test_that("pic: alpha = 0 (kriging without a nugget), nearly full rank", {
+  local_rk_cpu(prec = 64)
+  set.seed(1)
+  n <- 500
+  X <- matrix(runif(2 * n), n)
+  A <- exp(-as.matrix(dist(X)) / 0.3)
+  b <- rnorm(n)
+  ref <- solve(A, b)
+  # rank 256 of 500: the blocks' residual K - L L^T is tiny; with the
+  # rounded factor it was indefinite (a classed error before the residual
+  # came from the float64 factor)
+  x <- solve(exp(-norm2(Vi(X) - Vj(X)) / 0.3), b, alpha = 0, tol = 1e-10,
+             precond = "pic")
+  expect_equal(attr(x, "precond")$rank, 256L)
+  expect_lt(max(abs(x - ref)) / max(abs(ref)), 1e-8)
+})
+
 test_that("pic: float32 products reach the float64 tolerance", {
   local_rk_cpu(prec = 32)
   X <- pic_points(600)
