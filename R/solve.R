@@ -349,8 +349,8 @@ sv_common <- function(alpha, tol, rank) {
 #'   `P = L L^T + blockdiag(alpha I + K_bb - L_b L_b^T)` (the "partially
 #'   independent conditional" approximation of Snelson and Ghahramani, 2007),
 #'   with `L` the pivoted Cholesky factor of `rank` columns (`rank = 0`: the
-#'   blocks alone, block Jacobi; `rank = NULL`: the trace rule of
-#'   `"pivchol"`, without its "not low-rank" stop, up to 256 columns) and blocks of at most `block` points (default 256)
+#'   blocks alone, block Jacobi; `rank = NULL`: the rule of `"pivchol"`,
+#'   whose "not low-rank" stop applies from 256 columns on) and blocks of at most `block` points (default 256)
 #'   that are close to each other: the points are ordered by recursive
 #'   bisection of the i-variables' data (the widest coordinate halved at its
 #'   median), so the blocks are groups of neighbours in the space of the
@@ -360,7 +360,11 @@ sv_common <- function(alpha, tol, rank) {
 #'   + n rank^2)` on the host, and each iteration two passes over the block
 #'   factors (`4 n block` bytes each, float32). On an exponential kernel
 #'   with a small nugget it needs several times fewer iterations than
-#'   `"pivchol"` of the same rank. Not available on a cluster.
+#'   `"pivchol"` of the same rank. On smooth kernels the blocks do not help
+#'   (they leave out the equally large off-diagonal part of a smooth
+#'   residual): when the automatic rank meets `"pivchol"`'s trace rule, `P`
+#'   is `"pivchol"`'s and `attr(x, "precond")$blocks` is 0. Not available on
+#'   a cluster.
 #'
 #' **Precision**: iterates, residuals and the preconditioner are always in
 #' float64. With `rkeops_use_float32()`, kernel products are in float32 and

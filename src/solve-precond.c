@@ -20,8 +20,9 @@
  *   with G = L^T L / shift = V diag(s) V^T: S is symmetric and S S^T = P.
  *
  * "pic":   P = L L^T + D, L the pivoted Cholesky factor above (rank 0: none;
- *   rank = NULL: the rule below without its "not low-rank" stop, at most
- *   RK_PIC_RANK_MAX columns) and D =
+ *   rank = NULL: the rule below, whose "not low-rank" stop applies from
+ *   RK_PIC_RANK_MAX columns on; when that rank meets the trace rule, P is
+ *   pivchol's and kind becomes RK_PRECOND_PIVCHOL) and D =
  *   blockdiag(alpha I + K_bb - L_b L_b^T) over the blocks of rk_sop (R
  *   ordered the points so that each block is consecutive neighbours), alpha
  *   at least 1e-9 tr(K).  Each block comes from one run of the kernel
@@ -340,8 +341,8 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
   int nt = P->nthreads;
   int autor = rank < 0;
   int rmax = autor ? auto_rank_max(n) : (rank > n ? (int)n : rank);
-  if (autor && auto_cap > 0 && rmax > auto_cap)
-    rmax = auto_cap;
+  /* the rank from which the "not low-rank" stop applies: 32, or pic's */
+  int dmin = auto_cap > 0 ? auto_cap : 32;
   if (A->column == NULL && A->columns == NULL && rmax > 0)
     return rk_err(e, RK_EINTERNAL, -1, "pivchol: no kernel columns");
   const int B = RK_PIVCHOL_BLOCK;
@@ -537,10 +538,11 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
       hist[k + t + 1] = trk;
       if (autor) {
         int r1 = k + t + 1;
-        /* pic (auto_cap > 0) keeps adding columns when K is not low-rank:
-           its blocks take the local part, the columns the rest */
+        /* pic (auto_cap > 0) adds columns to at least auto_cap when K is
+           not low-rank: its blocks take the local part, the columns the
+           rest */
         if (trk <= RK_PIVCHOL_TRACE_FACTOR * sfloor ||
-            (auto_cap == 0 && r1 >= 32 && trk > 0.9 * hist[r1 / 2])) {
+            (r1 >= dmin && trk > 0.9 * hist[r1 / 2])) {
           keep = t + 1;
           stop = 1;
           break;
@@ -963,11 +965,16 @@ out:
 
 /* ---- "pic": low rank plus exact diagonal blocks ------------------------ */
 
-/* the automatic rank of pic's low-rank part: pivchol's rule without its
-   "not low-rank" stop, up to this many columns (exponential kernels, where
-   that stop comes at rank 32: Walker Lake's 7,800 points, 2 cores, pic
-   rank 32 / 256 / 512: 99 / 44 / 33 iterations, 9.2 / 4.6 / 3.9 s, where
-   pivchol rank 512 took 66 iterations, 6.5 s) */
+/* the automatic rank of pic's low-rank part: pivchol's rule, whose "not
+   low-rank" stop applies only from this rank on.  Exponential kernels,
+   where that stop comes at rank 32: Walker Lake's 7,800 points, 2 cores,
+   pic rank 32 / 256 / 512: 99 / 44 / 33 iterations, 9.2 / 4.6 / 3.9 s,
+   where pivchol rank 512 took 66 iterations, 6.5 s.  Smooth kernels need
+   pivchol's trace rule itself: the blocks of a smooth residual K - L L^T
+   leave out its equally large off-diagonal blocks, so P^-1 A gets
+   eigenvalues near 0 (hard Gaussian system of bench/solve.R at n = 5000:
+   pivchol rank 462 (its rule) 18 iterations; pic rank 256 / 400 / 600:
+   176 / 49 / 10) */
 #define RK_PIC_RANK_MAX 256
 
 #ifdef _OPENMP
@@ -1031,17 +1038,30 @@ static int build_pic(rk_precond *P, const rk_sop *A, int rank, int want_sqrt,
   }
   int rc;
   /* the low-rank part (rank 0: none, block Jacobi) */
-  if (rank != 0) {
-    rc = build_pivchol(P, A, rank, 0, ctl, RK_PIC_RANK_MAX, e);
-    if (rc != RK_OK)
-      return rc;
-    free(P->C);
-    P->C = NULL;
-  }
-  int r = P->rank;
   double tr = 0;
   for (int64_t i = 0; i < n; i++)
     tr += A->diag[i];
+  if (rank != 0) {
+    rc = build_pivchol(P, A, rank, want_sqrt, ctl, RK_PIC_RANK_MAX, e);
+    if (rc != RK_OK)
+      return rc;
+    /* the automatic rank met pivchol's trace rule: K is low-rank enough
+       for pivchol alone, and the blocks of a smooth residual would only
+       hurt (see RK_PIC_RANK_MAX): P is pivchol's, no blocks */
+    double sf = A->alpha > RK_PIVCHOL_SHIFT_MIN * tr ? A->alpha
+                                                     : RK_PIVCHOL_SHIFT_MIN * tr;
+    if (rank < 0 && P->trace_left <= RK_PIVCHOL_TRACE_FACTOR * sf) {
+      P->kind = RK_PRECOND_PIVCHOL;
+      free(P->L);
+      P->L = NULL;
+      return RK_OK;
+    }
+    free(P->C);
+    free(P->Y);
+    P->C = NULL;
+    P->Y = NULL;
+  }
+  int r = P->rank;
   /* D_b = alpha I + K_bb - L_b L_b^T, alpha at least RK_PIVCHOL_SHIFT_MIN
      tr(K) (as pivchol's shift: alpha = 0 leaves the pivots' rows of the
      residual zero) */

@@ -56,9 +56,15 @@ test_that("pic: solve() matches base::solve() in float64 (kernels, ranks, blocks
     pr <- attr(x, "precond")
     expect_identical(pr$kind, "pic")
     blk <- if (is.null(cs[[7]])) 256 else cs[[7]]
-    # recursive halving: blocks of more than blk / 2 and at most blk points
-    expect_gte(pr$blocks, ceiling(n / blk), label = info)
-    expect_lte(pr$blocks, max(1, 2 * ceiling(n / blk)), label = info)
+    # an automatic rank that meets pivchol's trace rule (trace left at most
+    # 1000 alpha; the diagonal is 1) drops the blocks
+    if (is.null(cs[[6]]) && pr$trace_left <= 1000 * max(cs[[4]], 1e-9 * n)) {
+      expect_equal(pr$blocks, 0L, label = info)
+    } else {
+      # recursive halving: blocks of more than blk / 2 and at most blk points
+      expect_gte(pr$blocks, ceiling(n / blk), label = info)
+      expect_lte(pr$blocks, max(1, 2 * ceiling(n / blk)), label = info)
+    }
     if (!is.null(cs[[6]])) expect_equal(pr$rank, min(cs[[6]], n), label = info)
   }
 })
@@ -75,9 +81,32 @@ test_that("pic: alpha = 0 (kriging without a nugget), nearly full rank", {
   # rounded factor it was indefinite (a classed error before the residual
   # came from the float64 factor)
   x <- solve(exp(-norm2(Vi(X) - Vj(X)) / 0.3), b, alpha = 0, tol = 1e-10,
-             precond = "pic")
+             precond = "pic", rank = 256)
   expect_equal(attr(x, "precond")$rank, 256L)
+  expect_gt(attr(x, "precond")$blocks, 0L)
   expect_lt(max(abs(x - ref)) / max(abs(ref)), 1e-8)
+})
+
+test_that("pic: a smooth kernel whose automatic rank meets the trace rule gets pivchol's P", {
+  local_rk_cpu(prec = 64)
+  set.seed(2)
+  n <- 800
+  X <- matrix(runif(3 * n), n)
+  K <- exp(-sqdist(Vi(X), Vj(X)) / (2 * 0.3^2))
+  b <- runif(n)
+  a <- solve(K, b, alpha = 1e-3, tol = 1e-8, precond = "pic")
+  p <- solve(K, b, alpha = 1e-3, tol = 1e-8, precond = "pivchol")
+  expect_equal(attr(a, "precond")$blocks, 0L)
+  # pivchol's own rank may stop a few columns earlier (its "not low-rank"
+  # stop); the iterations are those of the same preconditioner
+  expect_lte(abs(attr(a, "precond")$rank - attr(p, "precond")$rank), 8)
+  expect_lte(abs(attr(a, "iterations") - attr(p, "iterations")),
+             max(2, 0.2 * attr(p, "iterations")))
+  A <- exp(-as.matrix(dist(X))^2 / (2 * 0.3^2)) + diag(1e-3, n)
+  expect_lt(max(abs(a - solve(A, b))) / max(abs(solve(A, b))), 1e-6)
+  # with a rank given, the blocks are always there
+  g <- solve(K, b, alpha = 1e-3, tol = 1e-8, precond = "pic", rank = 64)
+  expect_gt(attr(g, "precond")$blocks, 0L)
 })
 
 test_that("pic: float32 products reach the float64 tolerance", {
