@@ -77,9 +77,15 @@ sv_pic_kernel <- function(K, pk) {
   c(bk[c("ptr", "inputs")], list(starts = pk$starts))
 }
 
-sv_block_arg <- function(block, n) {
+# `block` is pic's alone: given with another preconditioner it would do
+# nothing, so it is refused
+sv_block_arg <- function(block, precond) {
   if (is.null(block)) return(256L)
-  sv_count(block, "block", 1)
+  b <- sv_count(block, "block", 1)
+  if (precond != "pic")
+    sv_abort(sprintf(paste0("`block` is the block size of precond = \"pic\"; ",
+                            "it does nothing with precond = \"%s\""), precond))
+  b
 }
 
 # the rank of "nystrom" when rank = NULL, and the width of its sketch passes
@@ -398,7 +404,7 @@ sv_common <- function(alpha, tol, rank) {
 #' @param symmetric `NULL` (check), or `TRUE` (declared symmetric, not
 #'   checked).
 #' @param block the most points in a diagonal block of `"pic"` (`NULL`:
-#'   256); ignored by the other preconditioners.
+#'   256); an error with the other preconditioners.
 #' @param ... unused.
 #' @return The n x `ncol(b)` solution matrix (with the option
 #'   `formula_only`, the block-product formula instead), with attributes `iterations`
@@ -464,9 +470,10 @@ setMethod("solve", "LazyTensor", function(a, b, alpha = 0, tol = 1e-6,
       "solve() on a cluster: precond = \"%s\" is not available (it ",
       "runs in the local solver); use \"pivchol\", \"jacobi\" or ",
       "\"none\", or rkeops_cluster(NULL) to solve locally"), precond))
+  blk <- sv_block_arg(block, precond)
   pk <- NULL
   if (precond == "pic") {
-    pk <- sv_pic_prepare(K, sv_block_arg(block, n))
+    pk <- sv_pic_prepare(K, blk)
     K <- pk$K
     b <- b[pk$perm, , drop = FALSE]
     if (!is.null(x0)) x0 <- x0[pk$perm, , drop = FALSE]
@@ -584,9 +591,10 @@ kernel_logdet <- function(K, alpha = 0, probes = 30, tol = 1e-6,
   maxit <- sv_maxit(maxit, n)
   if (!is.null(b)) b <- sv_rhs(b, n, "b")
   nb <- if (is.null(b)) 0L else ncol(b)
+  blk <- sv_block_arg(block, precond)
   pk <- NULL
   if (precond == "pic") {
-    pk <- sv_pic_prepare(K, sv_block_arg(block, n))
+    pk <- sv_pic_prepare(K, blk)
     K <- pk$K
     if (nb > 0L) b <- b[pk$perm, , drop = FALSE]
   }

@@ -206,9 +206,16 @@ test_that("pic: bad block sizes are classed errors", {
   K <- exp(-norm2(Vi(X) - Vj(X)) / 0.3)
   for (bad in list(0, 1.5, "a", c(2, 3), NA))
     expect_error(solve(K, rnorm(50), alpha = 1, precond = "pic", block = bad),
+                 "`block` must be a whole number of at least 1",
                  class = "rkeops_value_error")
   expect_error(kernel_logdet(K, alpha = 1, precond = "pic", block = -1),
+               "`block` must be", class = "rkeops_value_error")
+  # block does nothing with another preconditioner: refused, not ignored
+  expect_error(solve(K, rnorm(50), alpha = 1, precond = "pivchol", block = 64),
+               "block size of precond = \"pic\".*\"pivchol\"",
                class = "rkeops_value_error")
+  expect_error(kernel_logdet(K, alpha = 1, precond = "jacobi", block = 64),
+               "does nothing", class = "rkeops_value_error")
   # any block size from 1 to more than n works
   for (blk in c(1, 7, 200)) {
     x <- solve(K, rnorm(50), alpha = 1, tol = 1e-9, precond = "pic",
