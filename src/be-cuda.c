@@ -517,6 +517,16 @@ static int choose_parts(rk_dev *x, rk_kernel *k, const rk_cuda_geom *gm,
   }
   int nb = a->occ;
   double cap = (double)nb * (double)x->nsm;
+  /* the 4-rows-a-thread kernels (small-state Sum, Min, Max: throughput
+     bound) take as long as their busiest SM's blocks, whatever the
+     occupancy: count the load per SM, not the waves of full occupancy.
+     H100, Gaussian sum N = 1e5 (98 blocks of rows), bench/ab-parts.R:
+     parts 1 / 2 / 4 / 6 (the wave model's choice) / 8: 7.04 / 6.63 / 5.19
+     / 5.66 / 5.20 ms, as ceil(98 q / 132) / q predicts (1, 1, 0.75, 0.83,
+     0.75); at N = 5e4, 13 parts 2.19 ms, 8 parts 2.12 ms.  kNN (one row a
+     thread, branchy) keeps the wave model: 2 parts 11.9 ms, 1 part 14.4 */
+  if (gm->rb >= 4)
+    cap = (double)x->nsm;
   int64_t rows_blk = (int64_t)gm->tpb * gm->rb;
   double bx = (double)((nout + rows_blk - 1) / rows_blk);
   int64_t maxp = nred / (2 * (int64_t)gm->tj);
