@@ -618,6 +618,10 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
     free(P->L);
     P->L = L = NULL;
   }
+  /* pic builds its own core unless it keeps pivchol's P (an automatic rank
+     that met the trace rule): the Gram matrix (n rank^2) would be wasted */
+  if (auto_cap > 0 && !(autor && tr <= RK_PIVCHOL_TRACE_FACTOR * sfloor))
+    goto out;
   double tg = rk_now();
   P->C = malloc((size_t)r * r * sizeof *P->C);
   int grc = P->C == NULL ? -1 : gram(NULL, P->Lf, n, r, P->shift, P->C, nt);
@@ -1048,9 +1052,7 @@ static int build_pic(rk_precond *P, const rk_sop *A, int rank, int want_sqrt,
     /* the automatic rank met pivchol's trace rule: K is low-rank enough
        for pivchol alone, and the blocks of a smooth residual would only
        hurt (see RK_PIC_RANK_MAX): P is pivchol's, no blocks */
-    double sf = A->alpha > RK_PIVCHOL_SHIFT_MIN * tr ? A->alpha
-                                                     : RK_PIVCHOL_SHIFT_MIN * tr;
-    if (rank < 0 && P->trace_left <= RK_PIVCHOL_TRACE_FACTOR * sf) {
+    if (rank < 0 && P->C != NULL) { /* build_pivchol made pivchol's core */
       P->kind = RK_PRECOND_PIVCHOL;
       free(P->L);
       P->L = NULL;
