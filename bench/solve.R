@@ -7,8 +7,11 @@
 #     sizes=2e3,5e3            problem sizes
 #     prec=float32,float64     precisions
 #     precond=none,pivchol     preconditioners (default none,jacobi,pivchol,
-#                              nystrom); "pivchol:128" fixes the rank (the
-#                              default: rank = NULL, the automatic rule)
+#                              nystrom; "pic" too on request: on these smooth
+#                              systems it keeps pivchol's P when its automatic
+#                              rank meets the trace rule); "pivchol:128" fixes
+#                              the rank (the default: rank = NULL, the
+#                              automatic rule)
 #     systems=easy,hard        systems (default both)
 #     maxit=1000               iteration cap (default 2000 on the CPU, 10000
 #                              on the GPU; an unconverged run is marked)
