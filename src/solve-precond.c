@@ -308,6 +308,39 @@ static int top_rows(const double *d, const unsigned char *done, int64_t n,
   return cnt;
 }
 
+/* The core Y of a square root I + M Y M^T of I + M M^T, from the
+   symmetric G = M^T M (r x r, column-major, destroyed): G = V diag(s) V^T,
+   Y = V diag(1 / (1 + sqrt(1 + s))) V^T, so that (I + M Y M^T)^2 =
+   I + M M^T.  pivchol (M = L / sqrt(shift)) and pic (M = R^-T L) share it.
+   Returns RK_OK, or the error in e. */
+static int root_core(int r, double *G, double *Y, const char *what,
+                     rk_error *e) {
+  double *V = malloc((size_t)r * r * sizeof *V);
+  double *w = malloc((size_t)r * sizeof *w);
+  int rc = RK_OK;
+  if (!V || !w) {
+    rc = rk_err(e, RK_ENOMEM, -1, "out of memory (%s root)", what);
+  } else if (rk_eig_sym(r, G, w, V) != 0) {
+    rc = rk_err(e, RK_EINTERNAL, -1, "eigen decomposition of the %s core failed",
+                what);
+  } else {
+    for (int j = 0; j < r; j++) {
+      double sj = w[j] > 0 ? w[j] : 0;
+      w[j] = 1.0 / (1.0 + sqrt(1.0 + sj));
+    }
+    for (int a = 0; a < r; a++)
+      for (int b = 0; b < r; b++) {
+        double t = 0;
+        for (int j = 0; j < r; j++)
+          t += V[(size_t)j * r + a] * w[j] * V[(size_t)j * r + b];
+        Y[(size_t)b * r + a] = t;
+      }
+  }
+  free(V);
+  free(w);
+  return rc;
+}
+
 /* Greedy pivoted Cholesky in blocks.  The plain algorithm takes one pivot
  * per step, the row with the largest remaining diagonal, and updates every
  * row with a dot product of its whole prefix of L: n k memory traffic per
@@ -652,36 +685,17 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
     ld += 2.0 * log(P->C[(size_t)j * r + j]);
   P->logdet = ld;
   if (want_sqrt) {
-    /* G = (C - shift I) / shift = V diag(s) V^T; Y = V diag(f(s)) V^T */
-    double *V = malloc((size_t)r * r * sizeof *V);
-    double *w = malloc((size_t)r * sizeof *w);
+    /* G = (C - shift I) / shift = L^T L / shift */
     P->Y = malloc((size_t)r * r * sizeof *P->Y);
-    if (V && w && P->Y) {
+    if (P->Y) {
       for (size_t t = 0; t < (size_t)r * r; t++)
         G[t] /= P->shift;
       for (int j = 0; j < r; j++)
         G[(size_t)j * r + j] -= 1.0;
-      if (rk_eig_sym(r, G, w, V) != 0) {
-        rc = rk_err(e, RK_EINTERNAL, -1,
-                    "eigen decomposition of the preconditioner core failed");
-      } else {
-        for (int j = 0; j < r; j++) {
-          double s = w[j] > 0 ? w[j] : 0;
-          w[j] = 1.0 / (1.0 + sqrt(1.0 + s));
-        }
-        for (int a = 0; a < r; a++)
-          for (int b = 0; b < r; b++) {
-            double s = 0;
-            for (int j = 0; j < r; j++)
-              s += V[(size_t)j * r + a] * w[j] * V[(size_t)j * r + b];
-            P->Y[(size_t)b * r + a] = s;
-          }
-      }
+      rc = root_core(r, G, P->Y, "preconditioner", e);
     } else {
       rc = rk_err(e, RK_ENOMEM, -1, "out of memory (preconditioner root)");
     }
-    free(V);
-    free(w);
     free(G);
   }
 out:
@@ -1274,31 +1288,10 @@ static int build_pic(rk_precond *P, const rk_sop *A, int rank, int want_sqrt,
     ld += 2.0 * log(P->C[(size_t)j * r + j]);
   P->logdet = ld;
   P->gram_seconds = rk_now() - tg;
-  if (want_sqrt) {
-    double *V = malloc(rr * sizeof *V);
-    double *w = malloc((size_t)r * sizeof *w);
+  if (want_sqrt) { /* G = C - I = M^T M */
     P->Y = malloc(rr * sizeof *P->Y);
-    rc = RK_OK;
-    if (!V || !w || !P->Y) {
-      rc = rk_err(e, RK_ENOMEM, -1, "out of memory (pic root)");
-    } else if (rk_eig_sym(r, G, w, V) != 0) {
-      rc = rk_err(e, RK_EINTERNAL, -1,
-                  "eigen decomposition of the pic core failed");
-    } else {
-      for (int j = 0; j < r; j++) {
-        double sj = w[j] > 0 ? w[j] : 0;
-        w[j] = 1.0 / (1.0 + sqrt(1.0 + sj));
-      }
-      for (int a = 0; a < r; a++)
-        for (int b = 0; b < r; b++) {
-          double s = 0;
-          for (int j = 0; j < r; j++)
-            s += V[(size_t)j * r + a] * w[j] * V[(size_t)j * r + b];
-          P->Y[(size_t)b * r + a] = s;
-        }
-    }
-    free(V);
-    free(w);
+    rc = P->Y ? root_core(r, G, P->Y, "pic", e)
+              : rk_err(e, RK_ENOMEM, -1, "out of memory (pic root)");
     free(G);
     return rc;
   }
