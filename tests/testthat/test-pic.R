@@ -3,9 +3,8 @@
 # solutions against base::solve() on dense kernel matrices, iteration counts
 # against "pivchol" of the same rank, the limiting cases (one block: P is
 # alpha I + K itself), the rows' order of every result (the points are
-# permuted inside), log-determinants against determinant().
-
-rel_fro <- function(x, ref) sqrt(sum((x - ref)^2)) / sqrt(sum(ref^2))
+# permuted inside), log-determinants against determinant().  The kernels
+# (sv_kernels) and rel_fro() are in helper-solve.R.
 
 pic_points <- function(n, d = 2, seed = 1) {
   set.seed(seed)
@@ -13,23 +12,6 @@ pic_points <- function(n, d = 2, seed = 1) {
   X[, 1] <- 3 * X[, 1] # an elongated domain: the bisection cuts x first
   X
 }
-pic_kernels <- list(
-  exponential = list(
-    lt = function(X, l) exp(-norm2(Vi(X) - Vj(X)) / l),
-    dense = function(X, l) exp(-as.matrix(dist(X)) / l)),
-  matern32 = list(
-    lt = function(X, l) {
-      r <- norm2(Vi(X) - Vj(X)) * (sqrt(3) / l)
-      (1 + r) * exp(-r)
-    },
-    dense = function(X, l) {
-      r <- as.matrix(dist(X)) * (sqrt(3) / l)
-      (1 + r) * exp(-r)
-    }),
-  gaussian = list(
-    lt = function(X, l) exp(-sqdist(Vi(X), Vj(X)) / (2 * l^2)),
-    dense = function(X, l) exp(-as.matrix(dist(X))^2 / (2 * l^2)))
-)
 
 test_that("pic: solve() matches base::solve() in float64 (kernels, ranks, blocks, RHS)", {
   local_rk_cpu(prec = 64)
@@ -41,7 +23,7 @@ test_that("pic: solve() matches base::solve() in float64 (kernels, ranks, blocks
     list("matern32", 300, 0.1, 10, 2, NULL, 300)
   )
   for (cs in cases) {
-    k <- pic_kernels[[cs[[1]]]]
+    k <- sv_kernels[[cs[[1]]]]
     n <- cs[[2]]
     X <- pic_points(n)
     b <- matrix(rnorm(n * cs[[5]]), n, cs[[5]])
