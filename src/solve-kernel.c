@@ -156,7 +156,6 @@ static int block(void *ctx, int64_t r0, int64_t r1, double *out,
 
 int rk_solve_kernels_blocks(rk_solve_kernels *k, rk_formula *bl,
                             const rk_input *bl_in, int bl_nin, rk_error *e) {
-  (void)bl_nin;
   k->bl_width = rk_formula_outdim(bl);
   k->bl_op = rk_op_prepare(bl, &k->o64, bl_in, bl_nin, e);
   if (!k->bl_op) {
