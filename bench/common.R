@@ -29,5 +29,11 @@ ok_krige <- function(X, z, X0, v, rank = NULL, maxit = NULL,
   list(pred = m + as.vector(K0 %*% (S[, 2] - m * S[, 1])),
        it = paste(attr(S, "iterations"), collapse = "/"),
        res = max(attr(S, "residual")), rank = attr(S, "precond")$rank,
-       precond_s = attr(S, "seconds")[["precond"]])
+       precond_s = attr(S, "seconds")[["precond"]],
+       # the set-up's parts: kernel columns (pivchol), diagonal blocks
+       # (pic), the Gram / core products; and the iteration's products and
+       # preconditioner applications
+       parts = c(attr(S, "precond")[c("column_seconds", "block_seconds",
+                                      "gram_seconds")],
+                 attr(S, "seconds")[c("products", "precond_apply")]))
 }

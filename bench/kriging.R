@@ -58,8 +58,12 @@ for (n in sizes) {
   for (pc in preconds) {
     m <- med(function() ok_krige(X, z, X0, v, maxit = maxit, precond = pc))
     add(N = n, method = sprintf("rkeops solve (%s)", pc),
-        detail = sprintf("rank %d, it %s, res %.1e, set-up %.2f s", m$r$rank,
-                         m$r$it, m$r$res, m$r$precond_s),
+        detail = sprintf(paste("rank %d, it %s, res %.1e, set-up %.2f s",
+                               "(columns %.2f, blocks %.2f, gram %.2f),",
+                               "products %.2f s, precond %.2f s"),
+                         m$r$rank, m$r$it, m$r$res, m$r$precond_s,
+                         m$r$parts[[1]], m$r$parts[[2]], m$r$parts[[3]],
+                         m$r$parts[[4]], m$r$parts[[5]]),
         seconds = round(m$t, 2), RMSE = round(rmse(m$r$pred), 2))
   }
   if (have_fields && n <= mkrig_max) {

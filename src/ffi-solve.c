@@ -146,13 +146,16 @@ static void setup(solve_setup *s, SEXP mv, SEXP col, SEXP diag, SEXP ctl,
     SEXP st = ffi_list_get(bl, "starts");
     if (TYPEOF(st) != REALSXP || XLENGTH(st) < 2)
       solve_abortf(RK_EINTERNAL, "solve: the blocks are missing");
-    int nb = (int)XLENGTH(st) - 1, w = rk_formula_outdim(s->bl.f);
+    /* the formula's width w is that of one run of the block's points
+       (solve-kernel.c block()): blocks may be wider */
+    int nb = (int)XLENGTH(st) - 1;
+    if (rk_formula_outdim(s->bl.f) < 1)
+      solve_abortf(RK_EINTERNAL, "solve: the block formula has no width");
     s->bstart = (int64_t *)R_alloc((size_t)nb + 1, sizeof *s->bstart);
     for (int b = 0; b <= nb; b++) {
       s->bstart[b] = (int64_t)REAL(st)[b];
       if ((b == 0 && s->bstart[0] != 0) || (b == nb && s->bstart[b] != n) ||
-          (b > 0 && (s->bstart[b] <= s->bstart[b - 1] ||
-                     s->bstart[b] - s->bstart[b - 1] > w)))
+          (b > 0 && s->bstart[b] <= s->bstart[b - 1]))
         solve_abortf(RK_EINTERNAL, "solve: the blocks do not match");
     }
     A->nblocks = nb;

@@ -8,7 +8,8 @@
  *   - the kernel columns K[, p] = Sum_Reduction(K, 1) restricted to the
  *     reduction range [p, p + 1) (pivoted Cholesky);
  *   - the diagonal blocks K[r0:r1, r0:r1] = Sum_Reduction(K * OneHot(v_j,
- *     W), 1) over rows and points [r0, r1), v_j = j - r0 (pic), in float64.
+ *     W), 1) over rows [r0, r1) and points [r0 + c0, r0 + c0 + W), c0 = 0,
+ *     W, ..., v_j = (j - r0) mod W (pic), in float64.
  * Each operator gets its kernel and converts its point data once (on the
  * GPU, binds them to device memory once); a product only sends the iterate.
  */
@@ -117,40 +118,44 @@ int rk_solve_kernels_sketch(rk_solve_kernels *k, rk_formula *sk,
 }
 
 /* K[r0:r1, r0:r1] (column-major) from the block operator: rows [r0, r1)
-   reduced over the points [r0, r1), each point's kernel value in the
-   component of its position in the block (OneHot), so column c of the
-   results is K[, r0 + c] */
+   reduced over the points [r0 + c0, r0 + c0 + w) for c0 = 0, w, 2w, ...
+   (w = bl_width), each point's kernel value in the component of its
+   position in the block modulo w (OneHot), so column c of a run's results
+   is K[, r0 + c0 + c] */
 static int block(void *ctx, int64_t r0, int64_t r1, double *out,
                  rk_error *e) {
   rk_solve_kernels *k = ctx;
-  int64_t m = r1 - r0;
+  int64_t m = r1 - r0, w = k->bl_width;
   if (m <= 0)
     return RK_OK;
-  if (m > k->bl_width)
-    return rk_err(e, RK_EINTERNAL, -1,
-                  "solve: a block of %lld points is wider than %d",
-                  (long long)m, k->bl_width);
+  if (w < 1)
+    return rk_err(e, RK_EINTERNAL, -1, "solve: a block operator of width %d",
+                  k->bl_width);
   if (m > k->bl_rows) {
-    double *b = realloc(k->bl_buf, (size_t)m * k->bl_width * sizeof *b);
+    double *b = realloc(k->bl_buf, (size_t)m * w * sizeof *b);
     if (b == NULL)
       return rk_err(e, RK_ENOMEM, -1, "out of memory (a diagonal block)");
     k->bl_buf = b;
     k->bl_rows = m;
   }
-  rk_op_call c;
-  memset(&c, 0, sizeof c);
-  c.r0 = r0;
-  c.r1 = r1;
-  c.j0 = r0;
-  c.j1 = r1;
-  c.replace = -1;
-  c.out = k->bl_buf;
-  c.o = &k->o64;
-  int rc = rk_op_run(k->bl_op, &c, e);
-  if (rc != RK_OK)
-    return rc;
-  /* results are m x bl_width: the first m columns are the block */
-  memcpy(out, k->bl_buf, (size_t)m * m * sizeof *out);
+  for (int64_t c0 = 0; c0 < m; c0 += w) {
+    int64_t wc = m - c0 < w ? m - c0 : w;
+    rk_op_call c;
+    memset(&c, 0, sizeof c);
+    c.r0 = r0;
+    c.r1 = r1;
+    c.j0 = r0 + c0;
+    c.j1 = r0 + c0 + wc;
+    c.replace = -1;
+    c.out = k->bl_buf;
+    c.o = &k->o64;
+    int rc = rk_op_run(k->bl_op, &c, e);
+    if (rc != RK_OK)
+      return rc;
+    /* results are m x w: the first wc columns are the block's columns
+       c0 to c0 + wc - 1 */
+    memcpy(out + (size_t)c0 * m, k->bl_buf, (size_t)m * wc * sizeof *out);
+  }
   return RK_OK;
 }
 

@@ -202,9 +202,10 @@ typedef struct rk_solve_kernels {
                                  sk_width (nystrom sketch), or NULL           */
   struct rk_operator *bl_op;  /* Sum_Reduction(K * OneHot(v_j, bl_width), 1)
                                  in float64, v_j a point's position in its
-                                 block (pic), or NULL                        */
+                                 block modulo bl_width (pic), or NULL; run
+                                 on bl_width points at a time            */
   int bl_width;
-  double *bl_buf;             /* rows x bl_width results of one block      */
+  double *bl_buf;             /* rows x bl_width results of one run        */
   int64_t bl_rows;
   int bpos;                   /* position of b_j                              */
   int sk_pos, sk_width;       /* position and dimension of s_j                */
