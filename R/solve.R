@@ -421,7 +421,8 @@ sv_common <- function(alpha, tol, rank) {
 #'   fetching the kernels and converting or uploading the data; `precond`,
 #'   the preconditioner's set-up; `sqrt`, zero here (see [kernel_logdet()]);
 #'   `pcg`, the iteration, of which `products` in kernel products and
-#'   `precond_apply` applying the preconditioner). When `maxit`
+#'   `precond_apply` applying the preconditioner; `release`, freeing the
+#'   preconditioner, the device memory and the page-locked buffers). When `maxit`
 #'   is reached before `tol`, a warning of class `rkeops_convergence_warning`.
 #'   Errors (class `rkeops_error`): `rkeops_symmetry_error` (K not square or
 #'   not symmetric), `rkeops_dim_error` (`b` or `x0` with the wrong number of

@@ -8,6 +8,8 @@
 #     sizes=1e5               N of the synthetic GP (default 1e5)
 #     quick                   a smoke test on small subsets (any machine)
 #     points=gpytorch-init    gp1e5 only at these points (default both)
+#     probes=30,10            gp1e5 probe counts (default both: 30 is
+#                             kernel_logdet's default, 10 GPyTorch's)
 #     anchors=gp.txt          lines "GP keops float32 <N> <s/iter>" of
 #                             ../shared/anchors/gp-anchor.py (same machine)
 #
@@ -139,6 +141,9 @@ if ("gp1e5" %in% parts) {
   anchors <- opt("anchors", NULL)
   ko <- if (!is.null(anchors) && file.exists(anchors)) readLines(anchors) else character(0)
   rows <- list()
+  # 30 probes (kernel_logdet's default) and 10 (GPyTorch's default
+  # num_trace_samples, what its 0.35-0.39 s per iteration uses)
+  nprobes <- as.integer(opt("probes", c(30, 10)))
   for (n in as.numeric(opt("sizes", 1e5))) {
     set.seed(0)
     X <- matrix(runif(n * 3), n, 3)
@@ -147,8 +152,8 @@ if ("gp1e5" %in% parts) {
     for (prec in c("float64", "float32")) {
       if (prec == "float64") rkeops_use_float64() else rkeops_use_float32()
       fw <- lml_fun(X[1:2000, ], yc[1:2000], rbf, probes = 30, rank = 64)
-      for (pt in opt("points", c("gpytorch-init", "hard"))) for (rk in if (pt == "hard") 256L else c(64L, 256L)) {
-        f <- lml_fun(X, yc, rbf, probes = 30, rank = rk)
+      for (pt in opt("points", c("gpytorch-init", "hard"))) for (rk in if (pt == "hard") 256L else c(64L, 256L)) for (np in nprobes) {
+        f <- lml_fun(X, yc, rbf, probes = np, rank = rk)
         th <- if (pt == "hard") log(c(0.2, 1, 0.01)) else log(rep(log(2), 3))
         fw(th) # warm-up: kernels compiled or loaded
         nr <- if (pt == "hard") 1L else 3L # the hard point: one timed run
@@ -157,7 +162,7 @@ if ("gp1e5" %in% parts) {
         a <- grep(sprintf("^GP keops %s %d ", prec, as.integer(n)), ko, value = TRUE)
         a <- if (length(a)) as.numeric(strsplit(a[1], " ")[[1]][5]) else NA
         rows[[length(rows) + 1]] <- data.frame(
-          N = n, precision = prec, point = pt, rank = rk,
+          N = n, precision = prec, point = pt, rank = rk, probes = np,
           s_per_eval = round(stats::median(ts), 3),
           logdet_solve_s = round(stats::median(parts_t[, 1]), 3),
           grad_s = round(stats::median(parts_t[, 2]), 3),
@@ -170,7 +175,7 @@ if ("gp1e5" %in% parts) {
     }
   }
   rkeops_use_float64()
-  cat("\n## GP log marginal likelihood + gradient, RBF, D = 3 (30 probes, pivchol of the rank shown)\n")
-  cat("# ratio = GPyTorch (KeOps kernel, float32) s per training iteration / ours;\n# logdet_solve_s: kernel_logdet(b = y) (set-up, probes and A^-1 y); grad_s: the grad() pass;\n# inside logdet_solve_s (kernel_logdet()'s seconds attribute): setup (R), kernels (fetch,\n# bind the data), precond (set-up), sqrt (probes), pcg, and inside pcg products, precond_apply\n")
+  cat("\n## GP log marginal likelihood + gradient, RBF, D = 3 (probes and pivchol rank shown; tol 1e-6)\n")
+  cat("# ratio = GPyTorch (KeOps kernel, float32) s per training iteration / ours;\n# logdet_solve_s: kernel_logdet(b = y) (set-up, probes and A^-1 y); grad_s: the grad() pass;\n# inside logdet_solve_s (kernel_logdet()'s seconds attribute): setup (R), kernels (fetch,\n# bind the data), precond (set-up), sqrt (probes), pcg, and inside pcg products, precond_apply;\n# release (freeing device memory and page-locked buffers)\n")
   print(do.call(rbind, rows), row.names = FALSE)
 }

@@ -240,10 +240,12 @@ static SEXP precond_info(const rk_precond *P) {
 /* where a solve's wall time went: c(kernels (fetch kernels, convert and
    bind the data), precond (set-up), sqrt (logdet's probes z = S w and
    P^-1 z), pcg (the iteration, in all), products and precond_apply (inside
-   pcg)) */
+   pcg), release (freeing the preconditioner and the operators: device
+   memory, page-locked buffers)) */
 static SEXP seconds_info(const double *t, const rk_solve_out *out) {
-  static const char *const f[] = {"kernels", "precond",  "sqrt",
-                                  "pcg",     "products", "precond_apply"};
+  static const char *const f[] = {"kernels",  "precond",       "sqrt",
+                                  "pcg",      "products",      "precond_apply",
+                                  "release"};
   int nf = (int)(sizeof f / sizeof f[0]);
   SEXP v = PROTECT(allocVector(REALSXP, nf));  /* 1 */
   SEXP nms = PROTECT(allocVector(STRSXP, nf)); /* 2 */
@@ -254,6 +256,7 @@ static SEXP seconds_info(const double *t, const rk_solve_out *out) {
     REAL(v)[i] = t[i];
   REAL(v)[4] = out->product_seconds;
   REAL(v)[5] = out->precond_seconds;
+  REAL(v)[6] = t[4];
   UNPROTECT(2);
   return v;
 }
@@ -305,7 +308,7 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   rk_error e;
   ffi_err_init(&e);
   rk_precond P;
-  double t[4] = {0, 0, 0, 0}, t0 = rk_now();
+  double t[5] = {0, 0, 0, 0, 0}, t0 = rk_now();
   solve_acquire(&s);
   t[0] = rk_now() - t0;
   int rc = rk_precond_build(&P, &s.A, s.precond, s.rank, 0, s.o.nthreads,
@@ -321,8 +324,10 @@ SEXP ffi_solve(SEXP mv, SEXP col, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   rc = rk_pcg(&s.A, &P, REAL(b), REAL(x), ncol, &s.ctl, &out, &e);
   t[3] = rk_now() - t1;
   rk_precond pscal = P; /* its scalars, for the result */
+  t1 = rk_now();
   rk_precond_free(&P);
   solve_done(&s, rc, &e);
+  t[4] = rk_now() - t1;
   SEXP pinfo = PROTECT(precond_info(&pscal)); /* 2 */
   SET_VECTOR_ELT(res, 3, ScalarInteger(out.products));
   SET_VECTOR_ELT(res, 4, ScalarInteger(out.exact_products));
@@ -405,7 +410,7 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options) {
   rk_error e;
   ffi_err_init(&e);
   rk_precond P;
-  double t[4] = {0, 0, 0, 0}, t0 = rk_now();
+  double t[5] = {0, 0, 0, 0, 0}, t0 = rk_now();
   solve_acquire(&s);
   t[0] = rk_now() - t0;
   int rc = rk_precond_build(&P, &s.A, s.precond, s.rank, 1, s.o.nthreads,
@@ -444,8 +449,10 @@ SEXP ffi_logdet(SEXP mv, SEXP col, SEXP diag, SEXP w, SEXP ctl, SEXP options) {
     rc = rk_pcg(&s.A, &P, z, x, tot, &s.ctl, &out, &e);
   t[3] = rk_now() - t1;
   rk_precond pscal = P; /* its scalars, for the result */
+  t1 = rk_now();
   rk_precond_free(&P);
   solve_done(&s, rc, &e);
+  t[4] = rk_now() - t1;
   SEXP pinfo = PROTECT(precond_info(&pscal)); /* 2 */
   SET_VECTOR_ELT(res, 1, pinfo);
   SET_VECTOR_ELT(res, 11, ScalarLogical(out.stalled));
@@ -697,7 +704,7 @@ SEXP ffi_solve_cb(SEXP fun, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   rk_error e;
   ffi_err_init(&e);
   rk_precond P;
-  double t[4] = {0, 0, 0, 0}, t0 = rk_now();
+  double t[5] = {0, 0, 0, 0, 0}, t0 = rk_now();
   int rc = rk_precond_build(&P, A, s.precond, s.rank, 0, s.o.nthreads, c, &e);
   if (rc != RK_OK)
     ffi_abort(&e, NULL, s.mb.buf); /* build freed what it had taken */
@@ -710,7 +717,9 @@ SEXP ffi_solve_cb(SEXP fun, SEXP diag, SEXP b, SEXP x0, SEXP ctl,
   rc = rk_pcg(A, &P, REAL(b), REAL(x), ncol, c, &out, &e);
   t[3] = rk_now() - t1;
   rk_precond pscal = P;
+  t1 = rk_now();
   rk_precond_free(&P);
+  t[4] = rk_now() - t1;
   if (rc != RK_OK)
     ffi_abort(&e, NULL, s.mb.buf);
   SEXP pinfo = PROTECT(precond_info(&pscal)); /* 2 */
