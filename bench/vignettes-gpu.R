@@ -84,11 +84,11 @@ lml_fun <- function(X, yc, kern, probes = 30, rank = 256, tol = 1e-6) {
     ell <- Pm(exp(th[1])); s2 <- Pm(exp(th[2])); tau2 <- exp(th[3])
     K <- kern(X, ell, s2)
     set.seed(42)
-    t1 <- el(ld <- kernel_logdet(K, alpha = tau2, probes = probes, tol = tol,
+    t1 <- el_in(ld <- kernel_logdet(K, alpha = tau2, probes = probes, tol = tol,
                                  rank = rank, return_probes = TRUE, b = yc))
     a <- as.vector(attr(ld, "solve"))
     pr <- attr(ld, "probes")
-    t2 <- el(g <- grad(K * Vj(cbind(a, pr$pinv_z)),
+    t2 <- el_in(g <- grad(K * Vj(cbind(a, pr$pinv_z)),
                        cbind(a / 2, -pr$solves / (2 * probes)),
                        "Sum", var = list(ell = ell, s2 = s2), index = "j"))
     g_tau2 <- sum(a^2) / 2 - mean(colSums(pr$solves * pr$pinv_z)) / 2
@@ -110,7 +110,7 @@ if ("gp" %in% parts) {
   memo <- new.env(); times <- numeric(0)
   ev <- function(th) {
     if (!identical(memo$th, th)) {
-      memo$th <- th; times <<- c(times, el(memo$v <- f(th)))
+      memo$th <- th; times <<- c(times, el_in(memo$v <- f(th)))
     }
     memo$v
   }
