@@ -7,10 +7,12 @@
 #   Rscript bench/vignettes-data.R .benchdata/data.rds
 #   Rscript bench/kriging.R [gpu] [data=.benchdata/data.rds] [sizes=2e3,5e3]
 #     [mkrig_max=5000] [nmax=10,50] [reps=1] [maxit=1000]
-#     [precond=pivchol,pic]
+#     [precond=pivchol,pic] [prec=float64,float32]
 #
 # CPU default sizes 2e3, 5e3, 2e4; GPU default 2e4, 1e5, 4e5. Beside rkeops
-# (solve() with each precond given, tol 1e-8, float64; predictions by one
+# (solve() with each precond given, tol 1e-8, float64 unless prec= says
+# otherwise: in float32 the products are float32 and solve() corrects with
+# float64 residuals (iterative refinement) to the same tol; predictions by one
 # kernel product), where the packages are installed: fields::mKrig (dense
 # Cholesky, m = 1, the same covariance) up to mkrig_max points, and
 # gstat::krige with moving neighbourhoods of nmax points. The time of each
@@ -29,6 +31,7 @@ nmaxs <- as.integer(opt("nmax", c(10, 50)))
 reps <- as.integer(opt("reps", 1))
 maxit <- as.integer(opt("maxit", 1000))
 preconds <- opt("precond", c("pivchol", "pic"))
+precs <- opt("prec", "float64")
 have_fields <- requireNamespace("fields", quietly = TRUE)
 # mKrig looks its covariance function up by name: fields is attached
 if (have_fields) suppressPackageStartupMessages(library(fields))
@@ -55,9 +58,12 @@ add <- function(...) rows[[length(rows) + 1]] <<- data.frame(...)
 for (n in sizes) {
   tr <- perm[1e4 + seq_len(n)]
   X <- D$X[tr, ]; z <- D$z[tr]
-  for (pc in preconds) {
+  for (pc in preconds) for (pr in precs) {
+    if (pr == "float32") rkeops_use_float32() else rkeops_use_float64()
     m <- med(function() ok_krige(X, z, X0, v, maxit = maxit, precond = pc))
-    add(N = n, method = sprintf("rkeops solve (%s)", pc),
+    rkeops_use_float64()
+    add(N = n, method = sprintf("rkeops solve (%s%s)", pc,
+                                if (pr == "float32") ", float32" else ""),
         detail = sprintf(paste("rank %d, it %s, res %.1e, set-up %.2f s",
                                "(columns %.2f, blocks %.2f, gram %.2f),",
                                "products %.2f s, precond %.2f s"),
