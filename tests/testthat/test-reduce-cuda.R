@@ -433,3 +433,36 @@ test_that("a new formula's small calls take a quick kernel, larger work the full
     expect_no_match(r$comp, "fast-", fixed = TRUE)
   }
 })
+
+# the reduction parts (be-cuda.c choose_parts): RKEOPS_CUDA_PARTS_EXACT=n
+# runs exactly n parts (at most one a whole tile of 256 points: 78 here), which
+# ffi_cuda_meminfo()'s `parts` reports; every count gives the CPU's values
+# (a Sum within float32 rounding, an ArgKMin on integer data exactly)
+test_that("RKEOPS_CUDA_PARTS_EXACT: the parts run, and their values agree", {
+  skip_if_no_gpu()
+  skip_if_not(exists("ffi_cuda_meminfo", asNamespace("rkeops")),
+              "ffi_cuda_meminfo is not registered")
+  parts <- function() .Call(rkeops:::ffi_cuda_meminfo, 0L)[["parts"]]
+  set.seed(507)
+  M <- 3001
+  N <- 20011 # 78 whole tiles of 256 points
+  X <- matrix(runif(M * 3), M, 3); Y <- matrix(runif(N * 3), N, 3)
+  B <- matrix(runif(N), N, 1)
+  fs <- "Sum_Reduction(Exp(-SqDist(x, y) * IntCst(4)) * b, 1)"
+  args <- c("x=Vi(3)", "y=Vj(3)", "b=Vj(1)")
+  ref <- on_backend("CPU", 64, fs, args, list(X, Y, B))
+  Xd <- matrix(as.double(sample(0:30, M * 3, TRUE)), M, 3)
+  Yd <- matrix(as.double(sample(0:30, N * 3, TRUE)), N, 3)
+  fk <- "ArgKMin_Reduction(SqDist(x, y), 5, 1)"
+  refk <- on_backend("CPU", 64, fk, args[1:2], list(Xd, Yd))
+  for (np in c(1L, 2L, 7L, 78L, 500L)) {
+    withr::with_envvar(c(RKEOPS_CUDA_PARTS_EXACT = as.character(np)), {
+      got <- on_backend("GPU", 32, fs, args, list(X, Y, B))
+      expect_equal(parts(), min(np, 78L), label = sprintf("Sum, %d parts", np))
+      expect_close(got, ref, 1e-5, sprintf("Sum, %d parts", np))
+      gotk <- on_backend("GPU", 32, fk, args[1:2], list(Xd, Yd))
+      expect_equal(parts(), min(np, 78L), label = sprintf("ArgKMin, %d parts", np))
+      expect_identical(gotk, refk, label = sprintf("ArgKMin, %d parts", np))
+    })
+  }
+})
