@@ -27,9 +27,11 @@
  *   ordered the points so that each block is consecutive neighbours), alpha
  *   at least 1e-9 tr(K).  Each block comes from one run of the kernel
  *   (rk_sop.block), is factored D_b = R_b^T R_b and R_b rounded to float32;
- *   P^-1 r = D^-1 (r - L C^-1 L^T D^-1 r) with C = I + L^T D^-1 L;
- *   log det P = log det D + log det C; root S = R^T (I + M Y M^T), M =
- *   R^-T L.
+ *   with M = R^-T L blockwise (rounded to float32, replacing L's float
+ *   copy: P = R^T (I + M M^T) R for that M), P^-1 r = R^-1 (I - M C^-1
+ *   M^T) R^-T r with C = I + M^T M (two block solves an application, where
+ *   D^-1 (r - L C^-1 L^T D^-1 r) takes four); log det P = log det D + log
+ *   det C; root S = R^T (I + M Y M^T).
  *
  * Rank rule when rank = NULL (rank < 0 here): columns are added until the
  * trace left, tr(K - L L^T), is at most 1000 max(alpha, 1e-9 tr(K)) (so
@@ -1216,7 +1218,10 @@ static int build_pic(rk_precond *P, const rk_sop *A, int rank, int want_sqrt,
     P->logdet = ld;
     return RK_OK;
   }
-  /* C = I + L^T D^-1 L = I + M^T M, M = R^-T L blockwise */
+  /* C = I + L^T D^-1 L = I + M^T M, M = R^-T L blockwise; M~ = fl32(M)
+     overwrites Lf (the factor is no longer needed: applications and the
+     root use M~, which saves two block solves each) */
+  float *Mf = P->Lf;
   double tg = rk_now();
   size_t rr = (size_t)r * r;
   double *acc = calloc((size_t)nt * rr, sizeof *acc);
@@ -1248,6 +1253,17 @@ static int build_pic(rk_precond *P, const rk_sop *A, int rank, int want_sqrt,
         for (int64_t i = 0; i < m; i++)
           mk[i] = (double)Lf[(size_t)(r0 + i) * r + k];
         rt_solve_f(m, R, mk);
+      }
+      /* M~ = fl32(M) replaces this block's rows of Lf (read above only),
+         and C is that of M~: P = R~^T (I + M~ M~^T) R~ exactly, which its
+         application, root and log-determinant all use */
+      for (int k = 0; k < r; k++) {
+        double *mk = M + (size_t)k * m;
+        for (int64_t i = 0; i < m; i++) {
+          float v = (float)mk[i];
+          Mf[(size_t)(r0 + i) * r + k] = v;
+          mk[i] = (double)v;
+        }
       }
       for (int q = 0; q < r; q++)
         for (int k = 0; k <= q; k++) {
@@ -1458,19 +1474,25 @@ static int pic_blocks(const rk_precond *P, const double *y, double *z,
   double *scr = malloc((size_t)nt * 2 * maxm * sizeof *scr);
   if (scr == NULL)
     return -1;
+  /* work items (block, column): a block's columns one after the other on
+     one thread when there are enough blocks for the threads, so that its
+     factor (256 KB at m = 256) is read from memory once and stays in cache
+     for the other columns; else blocks and columns spread over threads */
   int64_t work = (int64_t)nb * ncol;
+  int by_block = nb >= 4 * nt, chunk = by_block ? ncol : 4;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
   {
 #ifdef _OPENMP
     double *x = scr + (size_t)omp_get_thread_num() * 2 * maxm;
-#pragma omp for schedule(dynamic, 4)
+#pragma omp for schedule(dynamic, chunk)
 #else
     double *x = scr;
 #endif
     for (int64_t w = 0; w < work; w++) {
-      int b = (int)(w % nb), c = (int)(w / nb);
+      int b = by_block ? (int)(w / ncol) : (int)(w % nb),
+          c = by_block ? (int)(w % ncol) : (int)(w / nb);
       int64_t r0 = P->bstart[b], m = P->bstart[b + 1] - r0;
       const float *R = P->Rf + P->boff[b];
       const double *yc = y + (size_t)c * n + r0;
@@ -1492,33 +1514,37 @@ static int pic_blocks(const rk_precond *P, const double *y, double *z,
   return 0;
 }
 
-/* P^-1 r = D^-1 (r - L C^-1 L^T D^-1 r) */
+/* P^-1 r = R^-1 (I - M C^-1 M^T) R^-T r, M = R^-T L (stored in Lf, fl32),
+   C = I + M^T M: the Woodbury identity for P = R^T (I + M M^T) R, with
+   two block passes (the form D^-1 (r - L C^-1 L^T D^-1 r) takes four) */
 static int pic_apply(const rk_precond *P, const double *r, double *z, int ncol,
                      rk_error *e) {
   int rk = P->rank;
-  if (pic_blocks(P, r, z, ncol, 0) != 0)
-    return rk_err(e, RK_ENOMEM, -1, "out of memory (preconditioner)");
   if (rk == 0)
-    return RK_OK;
+    return pic_blocks(P, r, z, ncol, 0) == 0
+               ? RK_OK
+               : rk_err(e, RK_ENOMEM, -1, "out of memory (preconditioner)");
   size_t nn = (size_t)P->n * ncol;
   double *t = malloc((size_t)rk * ncol * sizeof *t);
   double *y = malloc(nn * sizeof *y);
-  if (t == NULL || y == NULL || lt_times(P, z, t, ncol) != 0) {
+  if (t == NULL || y == NULL || pic_blocks(P, r, y, ncol, 2) != 0 ||
+      lt_times(P, y, t, ncol) != 0) {
     free(t);
     free(y);
     return rk_err(e, RK_ENOMEM, -1, "out of memory (preconditioner)");
   }
   for (int c = 0; c < ncol; c++)
     rk_chol_solve(rk, P->C, t + (size_t)c * rk);
-  l_times_add(P, r, t, 1.0, -1.0, y, ncol);
-  int rc = pic_blocks(P, y, z, ncol, 0);
+  l_times_add(P, y, t, 1.0, -1.0, y, ncol);
+  int rc = pic_blocks(P, y, z, ncol, 1);
   free(t);
   free(y);
   return rc == 0 ? RK_OK
                  : rk_err(e, RK_ENOMEM, -1, "out of memory (preconditioner)");
 }
 
-/* S w = R^T (w + M Y M^T w), M = R^-T L: S S^T = R^T (I + M M^T) R = P */
+/* S w = R^T (w + M Y M^T w), M = R^-T L (stored in Lf): S S^T = R^T (I +
+   M M^T) R = P */
 static int pic_sqrt(const rk_precond *P, const double *w, double *z, int ncol,
                     rk_error *e) {
   int rk = P->rank;
@@ -1532,9 +1558,7 @@ static int pic_sqrt(const rk_precond *P, const double *w, double *z, int ncol,
   double *u = malloc(nn * sizeof *u);
   double *t = malloc((size_t)2 * rk * ncol * sizeof *t);
   int rc = u && t ? RK_OK : RK_ENOMEM;
-  /* M^T w = L^T (R^-1 w) */
-  if (rc == RK_OK && (pic_blocks(P, w, u, ncol, 1) != 0 ||
-                      lt_times(P, u, t, ncol) != 0))
+  if (rc == RK_OK && lt_times(P, w, t, ncol) != 0) /* M^T w */
     rc = RK_ENOMEM;
   if (rc == RK_OK) {
     double *v = t + (size_t)rk * ncol;
@@ -1545,14 +1569,9 @@ static int pic_sqrt(const rk_precond *P, const double *w, double *z, int ncol,
           s += P->Y[(size_t)b * rk + a] * t[(size_t)c * rk + b];
         v[(size_t)c * rk + a] = s;
       }
-    /* u = L v, then R^-T u, plus w, then R^T */
-    memset(u, 0, nn * sizeof *u);
-    l_times_add(P, u, v, 1.0, 1.0, u, ncol);
-    if (pic_blocks(P, u, u, ncol, 2) != 0)
-      rc = RK_ENOMEM;
-    for (size_t q = 0; rc == RK_OK && q < nn; q++)
-      u[q] += w[q];
-    if (rc == RK_OK && pic_blocks(P, u, z, ncol, 3) != 0)
+    /* u = w + M v, then R^T u */
+    l_times_add(P, w, v, 1.0, 1.0, u, ncol);
+    if (pic_blocks(P, u, z, ncol, 3) != 0)
       rc = RK_ENOMEM;
   }
   free(u);

@@ -90,9 +90,11 @@ enum rk_precond_kind {
             the blocks of rk_sop (the "partially independent conditional"
             approximation: exact near the diagonal, low-rank beyond);
             D_b = R_b^T R_b with R_b = fl32(chol(...)), so D is exactly that
-            of the float factors; P^-1 r = D^-1 (r - L C^-1 L^T D^-1 r),
-            C = I + L^T D^-1 L.  Square root S = R^T (I + M Y M^T) with
-            M = R^-T L and Y from the eigen decomposition of C - I. */
+            of the float factors; M = R^-T L blockwise, rounded to fl32,
+            replaces Lf, and P = R^T (I + M M^T) R exactly (for the rounded
+            M): P^-1 r = R^-1 (I - M C^-1 M^T) R^-T r, C = I + M^T M.
+            Square root S = R^T (I + M Y M^T), Y from the eigen
+            decomposition of C - I. */
 typedef struct rk_precond {
   int kind;
   int64_t n;
@@ -102,7 +104,8 @@ typedef struct rk_precond {
   double *L;    /* nystrom: the shifted sketch, n x rank, row-major; pivchol:
                    the factor, n x rank, row-major (L[i * rank + k]), freed
                    after the set-up unless rk_sop.keep_factor            */
-  float *Lf;    /* pivchol: fl32(L), the factor that P is built from     */
+  float *Lf;    /* pivchol: fl32(L), the factor that P is built from;
+                   pic: fl32(R^-T L) blockwise once the blocks are built */
   double *C;    /* pivchol: rank x rank Cholesky factor of C (upper, col-major);
                    nystrom: the core of P^-1 (rank x rank)              */
   int kept;     /* nystrom: eigenvalues kept (<= rank)                   */
