@@ -15,7 +15,7 @@ rk_cache_list <- function(dir, pattern) {
   }
   f <- list.files(dir, pattern = pattern, full.names = TRUE,
                   all.files = TRUE, no.. = TRUE)
-  f[file_test("-f", f) & !rk_is_symlink(f)]
+  f[utils::file_test("-f", f) & !rk_is_symlink(f)]
 }
 
 rk_is_symlink <- function(f) {

@@ -937,6 +937,8 @@ setMethod("chol", "LazyTensor", lt_unsupported("chol()"))
 setMethod("qr", "LazyTensor", lt_unsupported("qr()"))
 #' @rdname LazyTensor-unsupported
 #' @export
-setMethod("svd", "LazyTensor", function(x, nu = min(n, p), nv = min(n, p)) {
+# the defaults of base::svd refer to its own locals (n, p): the method
+# raises its error before any of them would be used
+setMethod("svd", "LazyTensor", function(x, nu = 0L, nv = 0L) {
   lt_unsupported("svd()")(x)
 })
