@@ -222,7 +222,7 @@ static SEXP precond_info(const rk_precond *P) {
                                   "trace_left",     "logdet",
                                   "seconds",        "column_seconds",
                                   "gram_seconds",   "block_seconds",
-                                  "blocks"};
+                                  "blocks",         "columns"};
   SEXP res = PROTECT(named_list((int)(sizeof f / sizeof f[0]), f)); /* 1 */
   SET_VECTOR_ELT(res, 0, ScalarInteger(P->rank));
   SET_VECTOR_ELT(res, 1, ScalarReal(P->shift));
@@ -233,6 +233,7 @@ static SEXP precond_info(const rk_precond *P) {
   SET_VECTOR_ELT(res, 6, ScalarReal(P->gram_seconds));
   SET_VECTOR_ELT(res, 7, ScalarReal(P->block_seconds));
   SET_VECTOR_ELT(res, 8, ScalarInteger(P->nblocks));
+  SET_VECTOR_ELT(res, 9, ScalarInteger(P->columns));
   UNPROTECT(1);
   return res;
 }

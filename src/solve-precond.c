@@ -452,6 +452,7 @@ static int build_pivchol(rk_precond *P, const rk_sop *A, int rank,
         goto out;
     }
     P->column_seconds += rk_now() - tc;
+    P->columns += nc;
     /* the candidates' rows of L, and their block of the residual:
        Rc[a * B + c] = K[cand_a, cand_c] - L[cand_a, 0:k] . L[cand_c, 0:k] */
     for (int c = 0; c < nc; c++)

@@ -123,6 +123,8 @@ typedef struct rk_precond {
   int nthreads;
   double seconds;        /* wall time of the set-up                     */
   double column_seconds; /* pivchol: of which the kernel columns        */
+  int columns;           /* pivchol: kernel columns computed (candidates
+                            included)                                  */
   double gram_seconds;   /* pivchol: of which C = shift I + L^T L       */
   double block_seconds;  /* pic: of which the kernel's diagonal blocks  */
 } rk_precond;

@@ -224,6 +224,12 @@ test_that("attr(, \"seconds\") accounts for a solve's and a logdet's time", {
   # an iteration of this size costs a product: they are not zero
   expect_gt(s[["products"]], 0)
   expect_gt(s[["precond"]], 0)
+  # rank 40 takes at least 40 kernel columns (candidates rejected on the
+  # way cost more), at most 40 plus a block of 32 candidates
+  pc <- attr(x, "precond")
+  expect_equal(pc$rank, 40L)
+  expect_gte(pc$columns, 40L)
+  expect_lte(pc$columns, 72L)
   set.seed(1)
   ld <- kernel_logdet(K, alpha = 1e-3, probes = 8, rank = 40,
                       return_probes = TRUE)
