@@ -347,8 +347,9 @@ static int root_core(int r, double *G, double *Y, const char *what,
  * per step, the row with the largest remaining diagonal, and updates every
  * row with a dot product of its whole prefix of L: n k memory traffic per
  * pivot, n rank^2 / 2 in all, which bounds it at memory speed.  Here a
- * block takes the B rows with the largest remaining diagonal as candidates
- * and their kernel columns.  A small pivoted Cholesky of the candidates'
+ * block takes the rows with the largest remaining diagonal as candidates
+ * (B = 32 in the first block, then twice the pivots the last block
+ * accepted, 4 to B) and their kernel columns.  A small pivoted Cholesky of the candidates'
  * block of the residual K - L L^T (from their rows of L alone) accepts
  * candidates, largest updated diagonal first, while that diagonal is at
  * least theta tau, tau the largest remaining diagonal outside the
@@ -1256,17 +1257,15 @@ static int build_pic(rk_precond *P, const rk_sop *A, int rank, int want_sqrt,
     for (int b = 0; b < nb; b++) {
       int64_t r0 = P->bstart[b], m = P->bstart[b + 1] - r0;
       const float *R = P->Rf + P->boff[b];
+      /* column k of M~ = fl32(M) replaces column k of this block's rows
+         of Lf once that column is read, and C is that of M~: P = R~^T (I +
+         M~ M~^T) R~ exactly, which its application, root and
+         log-determinant all use */
       for (int k = 0; k < r; k++) {
         double *mk = M + (size_t)k * m;
         for (int64_t i = 0; i < m; i++)
           mk[i] = (double)Lf[(size_t)(r0 + i) * r + k];
         rt_solve_f(m, R, mk);
-      }
-      /* M~ = fl32(M) replaces this block's rows of Lf (read above only),
-         and C is that of M~: P = R~^T (I + M~ M~^T) R~ exactly, which its
-         application, root and log-determinant all use */
-      for (int k = 0; k < r; k++) {
-        double *mk = M + (size_t)k * m;
         for (int64_t i = 0; i < m; i++) {
           float v = (float)mk[i];
           Mf[(size_t)(r0 + i) * r + k] = v;
