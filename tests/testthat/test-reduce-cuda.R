@@ -10,6 +10,15 @@ gpu_count <- function() {
 }
 skip_if_no_gpu <- function() skip_if(gpu_count() < 1L, "no usable GPU")
 
+# a reader of one field of ffi_cuda_meminfo() (device 0: "held",
+# "pipelined", "parts", ...); skips the test without a GPU or the entry
+cuda_counter <- function(field) {
+  skip_if_no_gpu()
+  skip_if_not(exists("ffi_cuda_meminfo", asNamespace("rkeops")),
+              "ffi_cuda_meminfo is not registered")
+  function() .Call(rkeops:::ffi_cuda_meminfo, 0L)[[field]]
+}
+
 local_backend <- function(backend, prec, envir = parent.frame()) {
   local_rk_options(envir)
   if (backend == "GPU") rkeops::rkeops_use_gpu(0) else rkeops::rkeops_use_cpu()
@@ -162,11 +171,8 @@ test_that("inner_dim = 'row' and a second call reuse the kernel", {
 # parallel); bench/gpu.R, which runs alone, checks the free memory after
 # 1000 calls
 test_that("repeated GPU calls leave the device memory held where it was", {
-  skip_if_no_gpu()
-  skip_if_not(exists("ffi_cuda_meminfo", asNamespace("rkeops")),
-              "ffi_cuda_meminfo is not registered")
+  held <- cuda_counter("held")
   local_backend("GPU", 32)
-  held <- function() .Call(rkeops:::ffi_cuda_meminfo, 0L)[["held"]]
   X <- matrix(runif(3e4), 1e4, 3)
   Y <- matrix(runif(3e4), 1e4, 3)
   op <- keops_kernel("Sum_Reduction(Exp(-SqDist(x, y)), 1)", c("x=Vi(3)", "y=Vj(3)"))
@@ -278,10 +284,7 @@ test_that("large inputs and results go through the page-locked staging buffers, 
 # CPU's float64 values within the usual tolerances; the counter of
 # pipelined calls (ffi_cuda_meminfo) tells that the pipeline ran
 test_that("pipelined calls: chunks of rows give the results of one block", {
-  skip_if_no_gpu()
-  skip_if_not(exists("ffi_cuda_meminfo", asNamespace("rkeops")),
-              "ffi_cuda_meminfo is not registered")
-  piped <- function() .Call(rkeops:::ffi_cuda_meminfo, 0L)[["pipelined"]]
+  piped <- cuda_counter("pipelined")
   set.seed(506)
   M <- 200003 # uneven chunks
   N <- 777
@@ -439,10 +442,7 @@ test_that("a new formula's small calls take a quick kernel, larger work the full
 # ffi_cuda_meminfo()'s `parts` reports; every count gives the CPU's values
 # (a Sum within float32 rounding, an ArgKMin on integer data exactly)
 test_that("RKEOPS_CUDA_PARTS_EXACT: the parts run, and their values agree", {
-  skip_if_no_gpu()
-  skip_if_not(exists("ffi_cuda_meminfo", asNamespace("rkeops")),
-              "ffi_cuda_meminfo is not registered")
-  parts <- function() .Call(rkeops:::ffi_cuda_meminfo, 0L)[["parts"]]
+  parts <- cuda_counter("parts")
   set.seed(507)
   M <- 3001
   N <- 20011 # 78 whole tiles of 256 points
