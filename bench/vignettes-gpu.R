@@ -10,6 +10,8 @@
 #     points=gpytorch-init    gp1e5 only at these points (default both)
 #     probes=30,10            gp1e5 probe counts (default both: 30 is
 #                             kernel_logdet's default, 10 GPyTorch's)
+#     ranks=64,128,256        gp1e5 pivchol ranks at gpytorch-init (default
+#                             all three; the hard point takes 256)
 #     anchors=gp.txt          lines "GP keops float32 <N> <s/iter>" of
 #                             ../shared/anchors/gp-anchor.py (same machine)
 #
@@ -81,6 +83,7 @@ rbf <- function(X, ell, s2) s2 * exp(-sqdist(Vi(X), Vj(X)) / (2 * ell^2))
 lml_fun <- function(X, yc, kern, probes = 30, rank = 256, tol = 1e-6) {
   n <- nrow(X)
   function(th) {
+    gc0 <- gc.time()[3] # R's garbage collections inside the evaluation
     ell <- Pm(exp(th[1])); s2 <- Pm(exp(th[2])); tau2 <- exp(th[3])
     K <- kern(X, ell, s2)
     set.seed(42)
@@ -95,7 +98,8 @@ lml_fun <- function(X, yc, kern, probes = 30, rank = 256, tol = 1e-6) {
     structure(-sum(yc * a) / 2 - as.numeric(ld) / 2 - n / 2 * log(2 * pi),
               gradient = exp(th) * c(g$ell, g$s2, g_tau2), se = attr(ld, "se"),
               iterations = max(attr(ld, "iterations")),
-              times = c(logdet_solve = t1, grad = t2, attr(ld, "seconds")))
+              times = c(logdet_solve = t1, grad = t2, gc = gc.time()[[3]] - gc0,
+                        attr(ld, "seconds")))
   }
 }
 
@@ -144,6 +148,7 @@ if ("gp1e5" %in% parts) {
   # 30 probes (kernel_logdet's default) and 10 (GPyTorch's default
   # num_trace_samples, what its 0.35-0.39 s per iteration uses)
   nprobes <- as.integer(opt("probes", c(30, 10)))
+  ranks <- as.integer(opt("ranks", c(64, 128, 256))) # pivchol ranks at gpytorch-init
   for (n in as.numeric(opt("sizes", 1e5))) {
     set.seed(0)
     X <- matrix(runif(n * 3), n, 3)
@@ -151,7 +156,7 @@ if ("gp1e5" %in% parts) {
     yc <- y - mean(y)
     for (prec in c("float64", "float32")) {
       if (prec == "float64") rkeops_use_float64() else rkeops_use_float32()
-      for (pt in opt("points", c("gpytorch-init", "hard"))) for (rk in if (pt == "hard") 256L else c(64L, 256L)) for (np in nprobes) {
+      for (pt in opt("points", c("gpytorch-init", "hard"))) for (rk in if (pt == "hard") 256L else ranks) for (np in nprobes) {
         f <- lml_fun(X, yc, rbf, probes = np, rank = rk)
         th <- if (pt == "hard") log(c(0.2, 1, 0.01)) else log(rep(log(2), 3))
         # warm-up on 2000 points with the same probes: the block products
@@ -177,6 +182,6 @@ if ("gp1e5" %in% parts) {
   }
   rkeops_use_float64()
   cat("\n## GP log marginal likelihood + gradient, RBF, D = 3 (probes and pivchol rank shown; tol 1e-6)\n")
-  cat("# ratio = GPyTorch (KeOps kernel, float32) s per training iteration / ours;\n# logdet_solve_s: kernel_logdet(b = y) (set-up, probes and A^-1 y); grad_s: the grad() pass;\n# inside logdet_solve_s (kernel_logdet()'s seconds attribute): setup (R), kernels (fetch,\n# bind the data), precond (set-up), sqrt (probes), pcg, and inside pcg products, precond_apply;\n# release (freeing device memory and page-locked buffers)\n")
+  cat("# ratio = GPyTorch (KeOps kernel, float32) s per training iteration / ours;\n# logdet_solve_s: kernel_logdet(b = y) (set-up, probes and A^-1 y); grad_s: the grad() pass;\n# gc: seconds of R garbage collection inside the evaluation (gc.time());\n# inside logdet_solve_s (kernel_logdet()'s seconds attribute): setup (R), kernels (fetch,\n# bind the data), precond (set-up), sqrt (probes), pcg, and inside pcg products, precond_apply;\n# release (freeing device memory and page-locked buffers)\n")
   print(do.call(rbind, rows), row.names = FALSE)
 }

@@ -1,0 +1,59 @@
+# bench/ab-scheme.R -- the cost of each sum_scheme in float32, measured
+# interleaved (issue 11, item 1): bench/gpu.R times the schemes one after
+# the other (direct_sum, then block_sum, then kahan_scheme, each after the
+# float64 reference), so a drift of the GPU's clock over the run shows as
+# a difference between schemes.  Here every round times each scheme once,
+# in a rotating order, after one warm-up call of each.
+#   case gauss: Sum_Reduction(Exp(-g SqDist(x, y)) b, 0), D = 3, N = M
+#   case wide:  the same with g = 1 (every term counts)
+# Prints per scheme: the median and range of `reps` rounds, the ratio of
+# the medians to direct_sum, and the float32 error against float64 (max
+# abs error / max abs value).  The timed call includes what a user's call
+# does (R doubles in, conversion, transfers, results back).
+# Usage: Rscript bench/ab-scheme.R [n=1e6] [reps=7] [g=50,1] [cpu]
+suppressPackageStartupMessages(library(rkeops))
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE),
+                                                  value = TRUE)[1])), "common.R"))
+if ("cpu" %in% args) rkeops_use_cpu() else rkeops_use_gpu(0)
+n <- as.numeric(opt("n", 1e6))
+reps <- as.integer(opt("reps", 7))
+gs <- as.numeric(opt("g", c(50, 1)))
+now <- function() proc.time()[["elapsed"]]
+cat(rkeops:::rk_config()$description)
+cat(sprintf("# bench/ab-scheme.R  n = %g  reps = %d  commit %s\n", n, reps,
+            Sys.getenv("RKEOPS_COMMIT", "?")))
+set.seed(1)
+x <- matrix(runif(3 * n), n, 3)
+y <- matrix(runif(3 * n), n, 3)
+b <- runif(n)
+f <- "Sum_Reduction(Exp(-g * SqDist(x, y)) * b, 0)"
+a <- c("x = Vi(3)", "y = Vj(3)", "b = Vj(1)", "g = Pm(1)")
+schemes <- c("direct_sum", "block_sum", "kahan_scheme")
+for (g in gs) {
+  rkeops_use_float64()
+  r64 <- keops_kernel(f, a)(list(x, y, b, g))
+  rkeops_use_float32()
+  ops <- lapply(schemes, function(s) keops_kernel(f, a, sum_scheme = s))
+  names(ops) <- schemes
+  err <- vapply(schemes, function(s) {
+    r <- ops[[s]](list(x, y, b, g))
+    max(abs(r - r64)) / max(abs(r64))
+  }, numeric(1))
+  tm <- matrix(NA_real_, reps, length(schemes), dimnames = list(NULL, schemes))
+  for (k in seq_len(reps)) {
+    ord <- (seq_along(schemes) + k - 2) %% length(schemes) + 1
+    for (s in schemes[ord]) {
+      gc(FALSE)
+      t0 <- now()
+      invisible(ops[[s]](list(x, y, b, g)))
+      tm[k, s] <- now() - t0
+    }
+  }
+  med <- apply(tm, 2, median)
+  cat(sprintf("\n## g = %g\n%-13s %9s %9s %9s %7s %9s\n", g, "scheme",
+              "median_s", "min_s", "max_s", "ratio", "rel_err"))
+  for (s in schemes)
+    cat(sprintf("%-13s %9.4f %9.4f %9.4f %7.3f %9.2e\n", s, med[[s]],
+                min(tm[, s]), max(tm[, s]), med[[s]] / med[["direct_sum"]],
+                err[[s]]))
+}
