@@ -9,7 +9,8 @@
 #   a small call (100 x 100) and the first call of a new formula
 # then the accuracy rows: float32 against float64 (max abs error / max abs
 # value) of the Gaussian sum and of a wide kernel exp(-|x - y|^2) at 1e6,
-# for each sum_scheme, with its time (KeOps' default, block_sum, beside);
+# for each sum_scheme, with its time (median of 5 rounds that time the
+# schemes interleaved; KeOps' default, block_sum, beside);
 # and checks that 1000 repeated calls leave free device memory unchanged.
 #
 # Usage: Rscript bench/gpu.R [quick]   (quick: smaller sizes, for testing)
@@ -231,11 +232,25 @@ if (want("acc")) {
   for (g in c(50, 1)) {
     rkeops_use_float64()
     r64 <- gauss_op(list(x, y, b, g))
-    for (sch in c("direct_sum", "block_sum", "kahan_scheme")) {
-      op <- keops_kernel(gauss, gauss_args, sum_scheme = sch)
-      rkeops_use_float32()
-      r32 <- op(list(x, y, b, g))
-      secs <- timeit(function() op(list(x, y, b, g)), 3)
+    schemes <- c("direct_sum", "block_sum", "kahan_scheme")
+    rkeops_use_float32()
+    ops <- lapply(schemes, function(sch) keops_kernel(gauss, gauss_args, sum_scheme = sch))
+    names(ops) <- schemes
+    r32s <- lapply(ops, function(op) op(list(x, y, b, g))) # also the warm-up
+    # the schemes timed interleaved, in a rotating order: timed one after
+    # the other, a drift of the GPU's clock read as a cost of the scheme
+    # (+13% for block_sum, against +2.6% interleaved; bench/ab-scheme.R)
+    reps <- 5L
+    tm <- matrix(NA_real_, reps, 3, dimnames = list(NULL, schemes))
+    for (k in seq_len(reps)) for (sch in schemes[(0:2 + k) %% 3 + 1]) {
+      gc(FALSE)
+      s <- now()
+      invisible(ops[[sch]](list(x, y, b, g)))
+      tm[k, sch] <- now() - s
+    }
+    for (sch in schemes) {
+      r32 <- r32s[[sch]]
+      secs <- median(tm[, sch])
       case <- sprintf("acc_g%g_%s", g, sch)
       ko <- if (g == 50 && sch == "block_sum" &&
                 "gauss_D3_f32_vs_f64_1000000" %in% names(keops$acc))
