@@ -4,13 +4,16 @@
 # float64 reference), so a drift of the GPU's clock over the run shows as
 # a difference between schemes.  Here every round times each scheme once,
 # in a rotating order, after one warm-up call of each.
-#   case gauss: Sum_Reduction(Exp(-g SqDist(x, y)) b, 0), D = 3, N = M
-#   case wide:  the same with g = 1 (every term counts)
+#   Sum_Reduction(Exp(-g SqDist(x, y)) b, index), D = 3, N = M, g = 50
+#   (the Gaussian of bench/gpu.R) and g = 1 (a wide kernel, every term
+#   counts)
 # Prints per scheme: the median and range of `reps` rounds, the ratio of
 # the medians to direct_sum, and the float32 error against float64 (max
 # abs error / max abs value).  The timed call includes what a user's call
 # does (R doubles in, conversion, transfers, results back).
-# Usage: Rscript bench/ab-scheme.R [n=1e6] [reps=7] [g=50,1] [cpu]
+# The code-generation knobs of the environment (RKEOPS_CUDA_TSUM, _GEOM,
+# _UNROLLJ) apply to every scheme: run one process per variant.
+# Usage: Rscript bench/ab-scheme.R [n=1e6] [reps=7] [g=50,1] [index=1] [cpu]
 suppressPackageStartupMessages(library(rkeops))
 source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE),
                                                   value = TRUE)[1])), "common.R"))
@@ -18,15 +21,19 @@ if ("cpu" %in% args) rkeops_use_cpu() else rkeops_use_gpu(0)
 n <- as.numeric(opt("n", 1e6))
 reps <- as.integer(opt("reps", 7))
 gs <- as.numeric(opt("g", c(50, 1)))
+# index=1 (default): bench/gpu.R's Gaussian, a sum over j for each x_i;
+# index=0: the sum over i for each y_j, with b_j outside the reduction
+idx <- as.integer(opt("index", 1))
 now <- function() proc.time()[["elapsed"]]
 cat(rkeops:::rk_config()$description)
-cat(sprintf("# bench/ab-scheme.R  n = %g  reps = %d  commit %s\n", n, reps,
-            Sys.getenv("RKEOPS_COMMIT", "?")))
+cat(sprintf("# bench/ab-scheme.R  n = %g  reps = %d  index %d  commit %s  TSUM=%s GEOM=%s UNROLLJ=%s\n",
+            n, reps, idx, Sys.getenv("RKEOPS_COMMIT", "?"), Sys.getenv("RKEOPS_CUDA_TSUM"),
+            Sys.getenv("RKEOPS_CUDA_GEOM"), Sys.getenv("RKEOPS_CUDA_UNROLLJ")))
 set.seed(1)
 x <- matrix(runif(3 * n), n, 3)
 y <- matrix(runif(3 * n), n, 3)
 b <- runif(n)
-f <- "Sum_Reduction(Exp(-g * SqDist(x, y)) * b, 0)"
+f <- sprintf("Sum_Reduction(Exp(-g * SqDist(x, y)) * b, %d)", idx)
 a <- c("x = Vi(3)", "y = Vj(3)", "b = Vj(1)", "g = Pm(1)")
 schemes <- c("direct_sum", "block_sum", "kahan_scheme")
 for (g in gs) {

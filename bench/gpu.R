@@ -237,9 +237,8 @@ if (want("acc")) {
     ops <- lapply(schemes, function(sch) keops_kernel(gauss, gauss_args, sum_scheme = sch))
     names(ops) <- schemes
     r32s <- lapply(ops, function(op) op(list(x, y, b, g))) # also the warm-up
-    # the schemes timed interleaved, in a rotating order: timed one after
-    # the other, a drift of the GPU's clock read as a cost of the scheme
-    # (+13% for block_sum, against +2.6% interleaved; bench/ab-scheme.R)
+    # the schemes timed interleaved, in a rotating order, so that a drift
+    # of the GPU's clock over the run is not read as a cost of a scheme
     reps <- 5L
     tm <- matrix(NA_real_, reps, 3, dimnames = list(NULL, schemes))
     for (k in seq_len(reps)) for (sch in schemes[(0:2 + k) %% 3 + 1]) {

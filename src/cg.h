@@ -160,11 +160,10 @@ void rk_cg_red_final(rk_cg *g, const rk_formula *f, const char *acc,
  *                 (default 256, the widest node held in registers)
  *   cuda_tsum     RKEOPS_CUDA_TSUM=1|2: block_sum of a float32 Sum adds the
  *                 float tile sums into a double accumulator (1) or into a
- *                 float pair by a two-sum (2, the default: on an H100,
- *                 bench/ab-scheme.R, the schemes timed interleaved, the
- *                 Gaussian sum at 1e6 takes 0.389 s against direct_sum's
- *                 0.379 s, +2.6%; TSUM=1 read +6% in an earlier, not
- *                 interleaved run; the same errors)
+ *                 float pair by a two-sum (2, the default: on an H100 the
+ *                 Gaussian sum at 1e6 takes 0.398 s against 0.422 s with
+ *                 1, direct_sum 0.352 s, timed interleaved too; the same
+ *                 errors)
  */
 #define RK_CG_CONFIG_FIELDS(X)                                                 \
   X(precision, 64, NULL, 3)                                                    \
