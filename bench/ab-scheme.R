@@ -1,9 +1,6 @@
-# bench/ab-scheme.R -- the cost of each sum_scheme in float32, measured
-# interleaved (issue 11, item 1): bench/gpu.R times the schemes one after
-# the other (direct_sum, then block_sum, then kahan_scheme, each after the
-# float64 reference), so a drift of the GPU's clock over the run shows as
-# a difference between schemes.  Here every round times each scheme once,
-# in a rotating order, after one warm-up call of each.
+# bench/ab-scheme.R -- the cost of each sum_scheme in float32 (issue 11,
+# item 1), the schemes timed interleaved (time_rotating(), bench/common.R)
+# after one warm-up call of each:
 #   Sum_Reduction(Exp(-g SqDist(x, y)) b, index), D = 3, N = M, g = 50
 #   (the Gaussian of bench/gpu.R) and g = 1 (a wide kernel, every term
 #   counts)
@@ -24,7 +21,6 @@ gs <- as.numeric(opt("g", c(50, 1)))
 # index=1 (default): bench/gpu.R's Gaussian, a sum over j for each x_i;
 # index=0: the sum over i for each y_j, with b_j outside the reduction
 idx <- as.integer(opt("index", 1))
-now <- function() proc.time()[["elapsed"]]
 cat(rkeops:::rk_config()$description)
 cat(sprintf("# bench/ab-scheme.R  n = %g  reps = %d  index %d  commit %s  TSUM=%s GEOM=%s UNROLLJ=%s\n",
             n, reps, idx, Sys.getenv("RKEOPS_COMMIT", "?"), Sys.getenv("RKEOPS_CUDA_TSUM"),
@@ -46,16 +42,8 @@ for (g in gs) {
     r <- ops[[s]](list(x, y, b, g))
     max(abs(r - r64)) / max(abs(r64))
   }, numeric(1))
-  tm <- matrix(NA_real_, reps, length(schemes), dimnames = list(NULL, schemes))
-  for (k in seq_len(reps)) {
-    ord <- (seq_along(schemes) + k - 2) %% length(schemes) + 1
-    for (s in schemes[ord]) {
-      gc(FALSE)
-      t0 <- now()
-      invisible(ops[[s]](list(x, y, b, g)))
-      tm[k, s] <- now() - t0
-    }
-  }
+  tm <- time_rotating(lapply(ops, function(op) function() op(list(x, y, b, g))),
+                      reps)
   med <- apply(tm, 2, median)
   cat(sprintf("\n## g = %g\n%-13s %9s %9s %9s %7s %9s\n", g, "scheme",
               "median_s", "min_s", "max_s", "ratio", "rel_err"))

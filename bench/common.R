@@ -17,6 +17,23 @@ el <- function(expr) system.time(expr)[["elapsed"]]
 # n = 1e5 two of them added about 0.1 s to a GP likelihood evaluation)
 el_in <- function(expr) system.time(expr, gcFirst = FALSE)[["elapsed"]]
 
+# several calls timed interleaved: each of `reps` rounds times every
+# function of the named list `fns` once (gc(FALSE) before each), in an
+# order that rotates from round to round, so that a drift of the machine
+# over the run is not read as a difference between them.  Returns a
+# reps x length(fns) matrix of seconds, one column per function.
+time_rotating <- function(fns, reps) {
+  m <- length(fns)
+  tm <- matrix(NA_real_, reps, m, dimnames = list(NULL, names(fns)))
+  for (k in seq_len(reps)) for (i in (seq_len(m) + k - 2) %% m + 1) {
+    gc(FALSE)
+    t0 <- proc.time()[["elapsed"]]
+    invisible(fns[[i]]())
+    tm[k, i] <- proc.time()[["elapsed"]] - t0
+  }
+  tm
+}
+
 # ordinary kriging (unknown constant mean) with the exponential covariance
 # v = c(nugget, psill, range) from the points X (values z) onto X0:
 # solve() with precond = "pivchol", tol 1e-8, then one kernel product.

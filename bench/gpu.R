@@ -29,6 +29,9 @@
 # Budget: about 4 minutes of GPU time with KeOps (medians of 3 calls for
 # the large cases, 7 for the small ones, after a warm-up).
 suppressPackageStartupMessages(library(rkeops))
+# time_rotating() from bench/common.R, beside this script
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE),
+                                                  value = TRUE)[1])), "common.R"))
 
 args <- commandArgs(trailingOnly = TRUE)
 child_out <- Sys.getenv("RKEOPS_BENCH_CHILD_OUT", "")
@@ -237,16 +240,7 @@ if (want("acc")) {
     ops <- lapply(schemes, function(sch) keops_kernel(gauss, gauss_args, sum_scheme = sch))
     names(ops) <- schemes
     r32s <- lapply(ops, function(op) op(list(x, y, b, g))) # also the warm-up
-    # the schemes timed interleaved, in a rotating order, so that a drift
-    # of the GPU's clock over the run is not read as a cost of a scheme
-    reps <- 5L
-    tm <- matrix(NA_real_, reps, 3, dimnames = list(NULL, schemes))
-    for (k in seq_len(reps)) for (sch in schemes[(0:2 + k) %% 3 + 1]) {
-      gc(FALSE)
-      s <- now()
-      invisible(ops[[sch]](list(x, y, b, g)))
-      tm[k, sch] <- now() - s
-    }
+    tm <- time_rotating(lapply(ops, function(op) function() op(list(x, y, b, g))), 5)
     for (sch in schemes) {
       r32 <- r32s[[sch]]
       secs <- median(tm[, sch])

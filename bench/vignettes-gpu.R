@@ -83,7 +83,7 @@ rbf <- function(X, ell, s2) s2 * exp(-sqdist(Vi(X), Vj(X)) / (2 * ell^2))
 lml_fun <- function(X, yc, kern, probes = 30, rank = 256, tol = 1e-6) {
   n <- nrow(X)
   function(th) {
-    gc0 <- gc.time()[3] # R's garbage collections inside the evaluation
+    gc0 <- gc.time()[[3]] # R's garbage collections inside the evaluation
     ell <- Pm(exp(th[1])); s2 <- Pm(exp(th[2])); tau2 <- exp(th[3])
     K <- kern(X, ell, s2)
     set.seed(42)
